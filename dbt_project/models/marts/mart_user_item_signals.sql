@@ -1,0 +1,20 @@
+-- Implicit feedback per (user, item): event signals with exponential time decay
+-- (half-life in days, measured back from the newest event in the data, so a re-run on
+-- the same input gives the same weights).
+with as_of as (
+    select max(occurred_at) as t from {{ ref('int_consented_events') }}
+)
+select
+    e.user_id,
+    e.item_id,
+    any_value(e.scope) as scope,
+    any_value(e.category) as category,
+    sum(e.signal * pow(0.5, date_diff('second', e.occurred_at, as_of.t) / 86400.0 / {{ var('half_life_days') }}))
+        as weight,
+    count(*) as n_events,
+    count(*) filter (where e.event_type = 'dismiss') as n_dismiss,
+    count(*) filter (where e.event_type in ('accept', 'complete')) as n_accept,
+    min(e.occurred_at) as first_at,
+    max(e.occurred_at) as last_at
+from {{ ref('int_consented_events') }} e, as_of
+group by e.user_id, e.item_id

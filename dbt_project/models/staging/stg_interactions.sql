@@ -1,0 +1,10 @@
+-- Typed, deduplicated interaction events (dedup and typing happen at ingest; columns by allowlist).
+select
+    cast(user_id as varchar) as user_id,
+    cast(item_id as varchar) as item_id,
+    cast(occurred_at as timestamp) as occurred_at,
+    event_type,
+    value,
+    session_id,
+    device_type
+from {{ source('raw', 'raw_interactions') }}

@@ -1,0 +1,221 @@
+"""Load raw files into the DuckDB warehouse: allowlisted columns, typed, bad rows quarantined.
+
+Each contract table lands in ``raw_<table>`` with only its contract columns (extra
+columns, PII included, never enter the warehouse). Rows that break the contract go
+to ``quarantine`` with a reason; they are counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from .contract import CONTRACTS, SUPPORTED_EXTENSIONS, TableContract
+from .errors import InputError
+from .mapping import TableMapping
+from .validation import PARSE_BOOL_MACRO, PARSE_TS_MACRO, RULES
+
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    batch_id VARCHAR, table_name VARCHAR, source_file VARCHAR, reason VARCHAR,
+    row_json VARCHAR, quarantined_at TIMESTAMP
+)
+"""
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did: files read, rows kept, rows quarantined by reason, columns dropped."""
+
+    batch_id: str
+    files: dict[str, str] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
+    dropped_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(sum(reasons.values()) for reasons in self.quarantined.values())
+
+
+def find_source(data_dir: Path, contract: TableContract, mapping: TableMapping) -> Path | None:
+    """The file holding ``contract``'s table, or None when an optional table has none."""
+    if mapping.file:
+        path = data_dir / mapping.file
+        if not path.is_file():
+            raise InputError(path, f"file for table '{contract.name}' named in the mapping does not exist")
+        return path
+    for ext in SUPPORTED_EXTENSIONS:
+        path = data_dir / f"{contract.name}{ext}"
+        if path.is_file():
+            return path
+    if contract.mandatory:
+        raise InputError(
+            data_dir / f"{contract.name}.csv",
+            f"required table '{contract.name}' not found (looked for {contract.name}.parquet / .csv)",
+        )
+    return None
+
+
+def _read_source(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Expose ``path`` as temp view ``src`` of VARCHAR columns, malformed CSV lines in ``reject_errors``."""
+    con.execute("DROP VIEW IF EXISTS src")
+    try:
+        if path.suffix == ".parquet":
+            relation = con.read_parquet(str(path))
+        else:
+            relation = con.sql(
+                "SELECT * FROM read_csv(?, header=true, all_varchar=true, ignore_errors=true, "
+                "store_rejects=true, rejects_table='reject_errors', rejects_scan='reject_scans')",
+                params=[str(path)],
+            )
+        columns = relation.columns
+        casts = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in columns)
+        relation.project(casts).create_view("src_rel", replace=True)
+        con.execute("CREATE TEMP TABLE src AS SELECT row_number() OVER () AS src_row, * FROM src_rel")
+        con.execute("DROP VIEW src_rel")
+    except duckdb.Error as exc:
+        raise InputError(path, f"unreadable file: {exc}") from exc
+
+
+def _select_contract_columns(
+    con: duckdb.DuckDBPyConnection, path: Path, contract: TableContract, mapping: TableMapping
+) -> list[str]:
+    """Rename per mapping, check required columns, return the source columns left out."""
+    present = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE src)").fetchall()]
+    present.remove("src_row")
+    for source in mapping.columns:
+        if source not in present:
+            raise InputError(path, "column named in the mapping is missing from the file", source)
+    renamed = {c: mapping.columns.get(c, c) for c in present}
+    by_target = {target: source for source, target in renamed.items() if target in contract.columns}
+    for column in contract.required:
+        if column not in by_target and column not in mapping.defaults:
+            raise InputError(path, f"required column missing (has: {', '.join(present)})", column)
+    selects = ["src_row"]
+    for column in contract.columns:
+        if column in by_target:
+            selects.append(f'NULLIF(trim("{by_target[column]}"), \'\') AS {column}')
+        elif column in mapping.defaults:
+            selects.append(f"{_quote(mapping.defaults[column])} AS {column}")
+        else:
+            selects.append(f"CAST(NULL AS VARCHAR) AS {column}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE src_contract AS SELECT {', '.join(selects)} FROM src")
+    return sorted(c for c in present if renamed[c] not in contract.columns)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _empty_table(con: duckdb.DuckDBPyConnection, contract: TableContract) -> None:
+    cols = ", ".join(f"CAST(NULL AS VARCHAR) AS {c}" for c in contract.columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE src_contract AS SELECT 0::BIGINT AS src_row, {cols} LIMIT 0")
+
+
+def _quarantine_malformed_lines(con, batch_id: str, table: str, path: Path, now: datetime) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    con.execute(
+        "INSERT INTO quarantine SELECT ?, ?, ?, 'malformed_line', "
+        "to_json({line: line, error: error, csv_line: csv_line}), ? FROM (SELECT line, "
+        "string_agg(DISTINCT error_message, '; ' ORDER BY error_message) AS error, min(csv_line) AS csv_line "
+        "FROM reject_errors GROUP BY line ORDER BY line)",
+        [batch_id, table, str(path), now],
+    )
+    count = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()[0]
+    con.execute("DELETE FROM reject_errors; DELETE FROM reject_scans")
+    return count
+
+
+def load_raw_tables(
+    con: duckdb.DuckDBPyConnection,
+    data_dir: Path,
+    mapping: dict[str, TableMapping],
+    *,
+    now: datetime,
+    future_tolerance: timedelta,
+    strict_items: bool = False,
+    settings_override: pd.DataFrame | None = None,
+) -> IngestReport:
+    """Load every contract table from ``data_dir`` into ``raw_<table>``; return the report.
+
+    ``settings_override`` (user_id, personalization_enabled, data_sharing_consent,
+    updated_at) comes from the serving database and wins over the settings file.
+    Raises :class:`InputError` before writing any ``raw_`` table when a file is
+    missing, unreadable or lacks a required column.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(data_dir, "data directory does not exist")
+    batch_id = now.strftime("%Y%m%dT%H%M%S%f")
+    report = IngestReport(batch_id=batch_id)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(PARSE_TS_MACRO)
+    con.execute(PARSE_BOOL_MACRO)
+    con.execute(QUARANTINE_DDL)
+    order = ["items", "interactions", "users", "settings"]  # items first: strict mode checks against them
+    sources = {name: find_source(data_dir, CONTRACTS[name], mapping.get(name, TableMapping())) for name in order}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in order:
+            _load_one(con, report, name, sources[name], mapping.get(name, TableMapping()),
+                      now=now, future_tolerance=future_tolerance, strict_items=strict_items,
+                      settings_override=settings_override if name == "settings" else None)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return report
+
+
+def _load_one(con, report, name, path, table_mapping, *, now, future_tolerance, strict_items,
+              settings_override):
+    contract = CONTRACTS[name]
+    if path is None:
+        _empty_table(con, contract)
+    else:
+        _read_source(con, path)
+        report.files[name] = str(path)
+        report.dropped_columns[name] = _select_contract_columns(con, path, contract, table_mapping)
+    params = {"horizon": now + future_tolerance, "strict": strict_items} if name == "interactions" else None
+    con.execute(RULES[name].sql(), params)
+    con.execute(
+        f"CREATE OR REPLACE TABLE raw_{name} AS SELECT * EXCLUDE (src_row, row_json, reason) FROM checked "
+        "WHERE reason IS NULL ORDER BY src_row"
+    )
+    con.execute(
+        "INSERT INTO quarantine SELECT ?, ?, ?, reason, row_json, ? FROM checked "
+        "WHERE reason IS NOT NULL ORDER BY src_row",
+        [report.batch_id, name, str(path) if path else None, now],
+    )
+    counts = dict(con.execute(
+        "SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason"
+    ).fetchall())
+    if path is not None and path.suffix == ".csv":
+        malformed = _quarantine_malformed_lines(con, report.batch_id, name, path, now)
+        if malformed:
+            counts["malformed_line"] = malformed
+    if settings_override is not None and len(settings_override):
+        _apply_settings_override(con, settings_override)
+    report.quarantined[name] = counts
+    report.rows[name] = con.execute(f"SELECT count(*) FROM raw_{name}").fetchone()[0]
+    con.execute("DROP TABLE IF EXISTS checked; DROP TABLE IF EXISTS src; DROP TABLE IF EXISTS src_contract")
+
+
+def _apply_settings_override(con: duckdb.DuckDBPyConnection, override: pd.DataFrame) -> None:
+    """Replace file settings by the serving database's rows for the same users."""
+    con.register("settings_override_df", override)
+    con.execute("DELETE FROM raw_settings WHERE user_id IN (SELECT CAST(user_id AS VARCHAR) FROM settings_override_df)")
+    con.execute(
+        "INSERT INTO raw_settings SELECT CAST(user_id AS VARCHAR), personalization_enabled, "
+        "data_sharing_consent, CAST(updated_at AS TIMESTAMP) FROM settings_override_df"
+    )
+    con.unregister("settings_override_df")

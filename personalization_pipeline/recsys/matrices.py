@@ -1,0 +1,111 @@
+"""Sparse user x item matrices built from interaction frames, with string id indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def _as_str_ids(values: pd.Series | Iterable[object], what: str) -> pd.Series:
+    series = pd.Series(values, copy=False) if not isinstance(values, pd.Series) else values
+    if series.isna().any():
+        raise ValueError(f"{what} contains null ids")
+    return series.astype(str)
+
+
+@dataclass(frozen=True)
+class IdIndex:
+    """Sorted unique string ids; an id's position is its row or column number."""
+
+    ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids, dtype=str)
+        if ids.ndim != 1 or (len(ids) > 1 and not bool(np.all(ids[1:] > ids[:-1]))):
+            raise ValueError("ids must be a one-dimensional, strictly increasing array")
+        object.__setattr__(self, "ids", ids)
+
+    @classmethod
+    def from_values(cls, values: pd.Series | Iterable[object]) -> IdIndex:
+        """Index over the distinct values (converted to str), in ascending order."""
+        return cls(np.unique(np.asarray(_as_str_ids(values, "values"), dtype=str)))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, values: pd.Series | Iterable[object]) -> np.ndarray:
+        """Position of each value (int64), -1 for values not in the index."""
+        query = np.asarray(_as_str_ids(values, "values"), dtype=str)
+        if len(self.ids) == 0 or len(query) == 0:
+            return np.full(len(query), -1, dtype=np.int64)
+        pos = np.searchsorted(self.ids, query)
+        clipped = np.minimum(pos, len(self.ids) - 1)
+        return np.where(self.ids[clipped] == query, clipped, -1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """Users x items view of an interaction frame.
+
+    ``weights`` holds the summed positive weights (rows with weight <= 0 are left
+    out): the training signal. ``seen`` marks every (user, item) pair present in the
+    frame whatever its weight, so dismissed items count as seen and are never
+    recommended again. Both share the ``users`` and ``items`` indexes.
+    """
+
+    users: IdIndex
+    items: IdIndex
+    weights: sp.csr_matrix
+    seen: sp.csr_matrix
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        weight_col: str = "weight",
+    ) -> InteractionMatrix:
+        """Build from rows of (user, item, weight); repeated pairs are summed."""
+        missing = [c for c in (user_col, item_col, weight_col) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"interaction frame lacks column(s): {', '.join(missing)}")
+        user_codes, user_ids = pd.factorize(_as_str_ids(frame[user_col], user_col), sort=True)
+        item_codes, item_ids = pd.factorize(_as_str_ids(frame[item_col], item_col), sort=True)
+        weight = frame[weight_col].to_numpy(dtype=np.float64, na_value=0.0)
+        shape = (len(user_ids), len(item_ids))
+        positive = weight > 0
+        weights = sp.csr_matrix(
+            (weight[positive].astype(np.float32), (user_codes[positive], item_codes[positive])),
+            shape=shape,
+        )
+        seen = sp.csr_matrix(
+            (np.ones(len(frame), dtype=np.bool_), (user_codes, item_codes)), shape=shape
+        )
+        for matrix in (weights, seen):
+            matrix.sum_duplicates()
+            matrix.sort_indices()
+        return cls(
+            users=IdIndex(np.asarray(user_ids, dtype=str)),
+            items=IdIndex(np.asarray(item_ids, dtype=str)),
+            weights=weights,
+            seen=seen,
+        )
+
+    @property
+    def positive_counts(self) -> np.ndarray:
+        """Distinct items with positive weight per user, aligned with ``users.ids``."""
+        return np.diff(self.weights.indptr)
+
+    def seen_items(self, user_id: str) -> np.ndarray:
+        """Ids of every item the user interacted with (any weight), ascending."""
+        row = self.users.positions([user_id])[0]
+        if row < 0:
+            return np.empty(0, dtype=str)
+        start, end = self.seen.indptr[row], self.seen.indptr[row + 1]
+        return self.items.ids[self.seen.indices[start:end]]

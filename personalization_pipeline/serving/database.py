@@ -1,0 +1,67 @@
+"""Locate the serving PostgreSQL: the configured server or an embedded ``pgserver``.
+
+The embedded server runs as the ``pgserver`` system user when started by root; the
+package makes the data directory's parents traversable and, when the data directory
+is too deep for a unix socket path (about 107 bytes), puts the socket in a short
+per-user runtime directory instead. The URI it returns names that socket directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pgserver
+
+from personalization_pipeline.config import Settings
+
+_URI_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://")
+
+
+def normalize_url(url: str) -> str:
+    """Return ``url`` as a libpq/psycopg 3 URI (``postgresql://``), accepting SQLAlchemy forms."""
+    for scheme in _URI_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql://" + url[len(scheme) :]
+    raise ValueError(f"not a PostgreSQL URL (expected postgresql://...): {url!r}")
+
+
+def with_database(url: str, dbname: str) -> str:
+    """Return ``url`` pointing at database ``dbname`` on the same server."""
+    parts = urlsplit(normalize_url(url))
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def start_embedded_server(pg_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``pg_dir`` and return its URI.
+
+    The server is left running when this process exits so later commands reuse it.
+    """
+    pg_dir = Path(pg_dir).expanduser().resolve()
+    pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(pg_dir, cleanup_mode=None)
+    except Exception as exc:
+        log = pg_dir / "log"
+        raise RuntimeError(
+            f"could not start the embedded PostgreSQL in {pg_dir} ({exc}); see {log} "
+            "or set PERSONALIZATION_DATABASE_URL to use an existing server"
+        ) from exc
+    return normalize_url(server.get_uri())
+
+
+def stop_embedded_server(pg_dir: Path) -> None:
+    """Stop the embedded PostgreSQL running in ``pg_dir`` (no-op when it is not running)."""
+    pg_dir = Path(pg_dir).expanduser().resolve()
+    if not (pg_dir / "postmaster.pid").exists():
+        return
+    user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
+    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_dir, user=user)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """``settings.database_url`` when set, else the embedded server's URI (started on demand)."""
+    if settings.database_url:
+        return normalize_url(settings.database_url)
+    return start_embedded_server(settings.embedded_pg_dir)
