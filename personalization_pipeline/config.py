@@ -68,11 +68,13 @@ class Settings:
     warehouse_path: Path
     database_url: str | None
     embedded_pg_dir: Path
+    model_dir: Path
     mapping_path: Path | None
     jwt_secret: str
     jwt_issuer: str | None
     jwt_audience: str | None
     top_n: int = 50
+    k_anonymity: int = 10
     ranking_ttl_hours: float = 24.0
     half_life_days: float = 30.0
     future_tolerance_minutes: float = 60.0
@@ -85,6 +87,8 @@ class Settings:
     als_alpha: float = 10.0
     seed: int = 42
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    nightly_cron: str = "0 2 * * *"
+    weekly_cron: str = "0 4 * * 0"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 
@@ -101,11 +105,13 @@ class Settings:
             warehouse_path=_path("WAREHOUSE_PATH", runtime / "warehouse.duckdb"),
             database_url=_env("DATABASE_URL"),
             embedded_pg_dir=_path("EMBEDDED_PG_DIR", runtime / "pgserver"),
+            model_dir=_path("MODEL_DIR", runtime / "models"),
             mapping_path=Path(mapping).expanduser().resolve() if mapping else None,
             jwt_secret=_env("JWT_SECRET", "dev-only-insecure-secret-change-me-0123456789"),
             jwt_issuer=_env("JWT_ISSUER"),
             jwt_audience=_env("JWT_AUDIENCE"),
             top_n=_number("TOP_N", 50, int),
+            k_anonymity=_number("K_ANONYMITY", 10, int),
             ranking_ttl_hours=_number("RANKING_TTL_HOURS", 24.0),
             half_life_days=_number("HALF_LIFE_DAYS", 30.0),
             future_tolerance_minutes=_number("FUTURE_TOLERANCE_MINUTES", 60.0),
@@ -118,6 +124,8 @@ class Settings:
             als_alpha=_number("ALS_ALPHA", 10.0),
             seed=_number("SEED", 42, int),
             event_weights=weights,
+            nightly_cron=_env("NIGHTLY_CRON", "0 2 * * *"),
+            weekly_cron=_env("WEEKLY_CRON", "0 4 * * 0"),
             api_host=_env("API_HOST", "127.0.0.1"),
             api_port=_number("API_PORT", 8000, int),
         )

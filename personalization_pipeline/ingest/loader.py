@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+
+from ..sqlutil import scalar
 import pandas as pd
 
 from .contract import CONTRACTS, SUPPORTED_EXTENSIONS, TableContract
@@ -118,9 +120,7 @@ def _empty_table(con: duckdb.DuckDBPyConnection, contract: TableContract) -> Non
 
 
 def _quarantine_malformed_lines(con, batch_id: str, table: str, path: Path, now: datetime) -> int:
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'"
-    ).fetchone()[0]
+    exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reject_errors'")
     if not exists:
         return 0
     con.execute(
@@ -130,7 +130,7 @@ def _quarantine_malformed_lines(con, batch_id: str, table: str, path: Path, now:
         "FROM reject_errors GROUP BY line ORDER BY line)",
         [batch_id, table, str(path), now],
     )
-    count = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()[0]
+    count = scalar(con, "SELECT count(DISTINCT line) FROM reject_errors")
     con.execute("DELETE FROM reject_errors; DELETE FROM reject_scans")
     return count
 
@@ -206,7 +206,7 @@ def _load_one(con, report, name, path, table_mapping, *, now, future_tolerance, 
     if settings_override is not None and len(settings_override):
         _apply_settings_override(con, settings_override)
     report.quarantined[name] = counts
-    report.rows[name] = con.execute(f"SELECT count(*) FROM raw_{name}").fetchone()[0]
+    report.rows[name] = scalar(con, f"SELECT count(*) FROM raw_{name}")
     con.execute("DROP TABLE IF EXISTS checked; DROP TABLE IF EXISTS src; DROP TABLE IF EXISTS src_contract")
 
 

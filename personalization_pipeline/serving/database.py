@@ -9,10 +9,10 @@ per-user runtime directory instead. The URI it returns names that socket directo
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
-
-import pgserver
 
 from personalization_pipeline.config import Settings
 
@@ -33,6 +33,15 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + dbname))
 
 
+def _pgserver() -> ModuleType:
+    """Import ``pgserver`` on first use, quietly: it resolves a runtime directory at import
+    and warns when ``XDG_RUNTIME_DIR`` is unset (its ``/tmp`` fallback is fine)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="platformdirs")
+        import pgserver
+    return pgserver
+
+
 def start_embedded_server(pg_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL in ``pg_dir`` and return its URI.
 
@@ -41,7 +50,7 @@ def start_embedded_server(pg_dir: Path) -> str:
     pg_dir = Path(pg_dir).expanduser().resolve()
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(pg_dir, cleanup_mode=None)
+        server = _pgserver().get_server(pg_dir, cleanup_mode=None)
     except Exception as exc:
         log = pg_dir / "log"
         raise RuntimeError(
@@ -57,7 +66,7 @@ def stop_embedded_server(pg_dir: Path) -> None:
     if not (pg_dir / "postmaster.pid").exists():
         return
     user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
-    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_dir, user=user)
+    _pgserver().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_dir, user=user)
 
 
 def resolve_database_url(settings: Settings) -> str:

@@ -1,0 +1,1 @@
+"""Thin Dagster assets, one module per stage; each calls the pure core."""

@@ -1,0 +1,28 @@
+"""[rankings] Top-N per user and scope from ALS; popularity per scope for fallback."""
+
+import dagster as dg
+
+from ..config import Settings
+from ..modeling import write_global_rankings, write_user_rankings
+from ..recsys.als import ALSModel
+from ..resources import ModelStoreResource, WarehouseResource
+
+
+@dg.asset(group_name="rankings", deps=["als_model", "mart_user_activity", "stg_items"], pool="warehouse")
+def user_rankings(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
+    """Top-N items per opted-in user and scope, seen and dismissed items removed."""
+    version, path = model_store.latest("als")
+    model = ALSModel.load(path)
+    with warehouse.connect() as con:
+        counts = write_user_rankings(con, model, Settings.from_env().top_n)
+    return dg.MaterializeResult(
+        metadata={"model_version": version, "users": counts.users, "dagster/row_count": counts.rows}
+    )
+
+
+@dg.asset(group_name="rankings", deps=["popularity_model"], pool="warehouse")
+def global_rankings(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Non-personalized top-N per scope: cold start, opted-out and expired fallbacks."""
+    with warehouse.connect() as con:
+        scopes = write_global_rankings(con, Settings.from_env().top_n)
+    return dg.MaterializeResult(metadata={"scopes": scopes})

@@ -1,0 +1,30 @@
+"""[serving] Atomic publish of rankings, fallbacks, features, models and metrics to PostgreSQL."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from ..config import Settings
+from ..modeling import model_versions
+from ..resources import ServingDatabaseResource, WarehouseResource
+from ..serving.publish import publish_snapshot
+from ..serving.snapshot import build_snapshot
+
+
+@dg.asset(
+    group_name="serving",
+    deps=["user_rankings", "global_rankings", "user_features", "offline_eval", "als_model", "popularity_model"],
+    pool="warehouse",
+)
+def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
+    """Replace the served rankings in one transaction: readers see the old or the new set, never a mix."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    settings = Settings.from_env()
+    with warehouse.connect(read_only=True) as con:
+        snapshot = build_snapshot(
+            con, generated_at=now, ttl=timedelta(hours=settings.ranking_ttl_hours), versions=model_versions(con)
+        )
+    counts = publish_snapshot(serving_db.get_url(), snapshot)
+    return dg.MaterializeResult(
+        metadata={**{f"rows/{table}": n for table, n in counts.items()}, "valid_until": str(snapshot.ranks["valid_until"].max())}
+    )

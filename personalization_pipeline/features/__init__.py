@@ -1,0 +1,1 @@
+"""User feature vectors built in the warehouse (no Dagster)."""

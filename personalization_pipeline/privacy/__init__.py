@@ -1,0 +1,1 @@
+"""Privacy rules: feature allowlist and k-anonymity generalisation (no Dagster)."""

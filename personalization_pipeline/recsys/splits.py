@@ -1,0 +1,92 @@
+"""Train/test splits of an interaction frame for offline evaluation.
+
+The per-user splits work on a user's distinct items: every row of a held-out
+(user, item) pair goes to test, so test never repeats an item the user has in train.
+A user takes part only with at least 2 distinct items; of n items,
+``max(1, round_half_up(fraction * n))`` are held out, capped so that at least
+``min_train`` stay in train (users who cannot spare one keep everything in train).
+Every split returns ``(train, test)`` with the input's columns, rows in input order,
+and drops from test any (user, item) pair that also occurs in train ("seen").
+Weights are not interpreted here: callers decide which test rows count as relevant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+USER, ITEM, TIME = "user_id", "item_id", "occurred_at"
+
+
+def _split_by_pairs(frame: pd.DataFrame, test_pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows whose (user, item) is in ``test_pairs`` go to test, the rest to train."""
+    keys = pd.MultiIndex.from_frame(frame[[USER, ITEM]].astype(str))
+    held = keys.isin(pd.MultiIndex.from_frame(test_pairs[[USER, ITEM]].astype(str)))
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
+def _drop_seen(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    train_keys = pd.MultiIndex.from_frame(train[[USER, ITEM]].astype(str))
+    test_keys = pd.MultiIndex.from_frame(test[[USER, ITEM]].astype(str))
+    return test[~test_keys.isin(train_keys)].reset_index(drop=True)
+
+
+def _held_out(ordered: pd.DataFrame, fraction: float, min_train: int) -> pd.DataFrame:
+    """The last held-out count of each user's pairs, ``ordered`` by user then position."""
+    if not 0 < fraction < 1:
+        raise ValueError("fraction must be strictly between 0 and 1")
+    if min_train < 1:
+        raise ValueError("min_train must be at least 1")
+    position = ordered.groupby(USER, sort=False).cumcount().to_numpy()
+    size = ordered.groupby(USER, sort=False)[ITEM].transform("size").to_numpy()
+    wanted = np.maximum(1, np.floor(fraction * size + 0.5)).astype(np.int64)
+    n_test = np.where(size >= 2, np.clip(size - min_train, 0, wanted), 0)
+    return ordered[position >= size - n_test]
+
+
+def _with_str_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    for column in (USER, ITEM):
+        if column not in frame.columns:
+            raise ValueError(f"interaction frame lacks column {column!r}")
+    return frame.assign(**{USER: frame[USER].astype(str), ITEM: frame[ITEM].astype(str)})
+
+
+def temporal_holdout(
+    frame: pd.DataFrame, fraction: float = 0.2, min_train: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out each user's most recently discovered items.
+
+    A user's items are ordered by their first ``occurred_at`` (ties by item_id); the
+    last ones, by the counting rule in the module docstring, go to test.
+    """
+    pairs = (
+        _with_str_ids(frame)
+        .groupby([USER, ITEM], sort=False, as_index=False)[TIME]
+        .min()
+        .sort_values([USER, TIME, ITEM], kind="stable")
+    )
+    return _split_by_pairs(frame, _held_out(pairs, fraction, min_train))
+
+
+def stratified_random_split(
+    frame: pd.DataFrame, fraction: float = 0.2, seed: int = 42, min_train: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a random ``fraction`` of each user's distinct items.
+
+    Deterministic for a seed whatever the input row order: pairs are sorted by
+    (user_id, item_id) before drawing one random key each.
+    """
+    pairs = _with_str_ids(frame)[[USER, ITEM]].drop_duplicates().sort_values([USER, ITEM])
+    pairs = pairs.assign(_key=np.random.default_rng(seed).random(len(pairs)))
+    ordered = pairs.sort_values([USER, "_key"], kind="stable")
+    return _split_by_pairs(frame, _held_out(ordered, fraction, min_train))
+
+
+def time_cutoff_split(frame: pd.DataFrame, cutoff: pd.Timestamp | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows before ``cutoff`` train, rows at or after it test (seen pairs dropped).
+
+    Users who only appear after the cutoff stay in test: they are cold users.
+    """
+    after = frame[TIME] >= pd.Timestamp(cutoff)
+    train = frame[~after].reset_index(drop=True)
+    return train, _drop_seen(train, frame[after])

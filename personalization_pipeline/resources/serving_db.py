@@ -1,0 +1,26 @@
+"""The serving PostgreSQL: a configured server or the embedded pgserver one."""
+
+from __future__ import annotations
+
+import dagster as dg
+import psycopg
+
+from ..config import Settings
+from ..serving.database import normalize_url, start_embedded_server
+
+
+class ServingDatabaseResource(dg.ConfigurableResource):
+    """Connection URL of the serving database; the embedded server starts on first use."""
+
+    url: str | None = None
+    embedded_dir: str
+
+    def get_url(self) -> str:
+        return normalize_url(self.url) if self.url else start_embedded_server(self.embedded_dir)
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.get_url())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServingDatabaseResource:
+        return cls(url=settings.database_url, embedded_dir=str(settings.embedded_pg_dir))

@@ -1,0 +1,84 @@
+"""Run a job in-process and report what it produced (used by ``personalization-pipeline run``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import dagster as dg
+import duckdb
+import psycopg
+
+from .config import Settings
+from .serving.auth import mint_token
+from .serving.database import resolve_database_url
+
+
+@dataclass(frozen=True)
+class JobResult:
+    success: bool
+    run_id: str
+    error: str | None
+
+
+def run_job(job_name: str) -> JobResult:
+    """Execute ``job_name`` in this process (persistent instance when DAGSTER_HOME is set)."""
+    from .definitions import defs
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = defs.get_job_def(job_name).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=quiet
+    )
+    failures = result.get_step_failure_events()
+    error = None
+    if failures:
+        data = failures[0].step_failure_data
+        error = f"step {failures[0].step_key}: {data.error.message.strip() if data.error else 'failed'}"
+    return JobResult(result.success, result.run_id, error)
+
+
+def summarize(settings: Settings) -> dict[str, object]:
+    """Row counts, quarantine, latest metrics and where the results are."""
+    url = resolve_database_url(settings)
+    summary: dict[str, object] = {}
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        for table in ("raw_interactions", "raw_items", "raw_users", "user_features", "user_rankings"):
+            summary[f"rows: {table}"] = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        summary["quarantined (last batch)"] = con.execute(
+            "SELECT count(*) FROM quarantine WHERE batch_id = (SELECT max(batch_id) FROM quarantine)"
+        ).fetchall()[0][0]
+        for model, metric, k, value in con.execute(
+            "SELECT model_name, metric, k, value FROM eval_history WHERE run_id = "
+            "(SELECT arg_max(run_id, computed_at) FROM eval_history) AND metric IN ('ndcg', 'precision', 'recall', "
+            "'map', 'catalog_coverage') ORDER BY model_name, metric"
+        ).fetchall():
+            summary[f"{model} {metric}@{k}"] = round(value, 4)
+    with psycopg.connect(url) as conn:
+        summary["served rankings (personalization_ranks)"] = conn.execute(
+            "SELECT count(*) FROM personalization_ranks"
+        ).fetchone()[0]
+    summary["warehouse (DuckDB)"] = str(settings.warehouse_path)
+    summary["serving database (PostgreSQL)"] = url
+    return summary
+
+
+def sample_lookup(settings: Settings) -> dict[str, object] | None:
+    """Read one user's ranking through the HTTP endpoint, as a downstream app would."""
+    from fastapi.testclient import TestClient
+
+    from .serving.app import create_app
+
+    url = resolve_database_url(settings)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT user_id, scope FROM personalization_ranks WHERE valid_until > now() ORDER BY user_id, scope LIMIT 1"
+        ).fetchone()
+    if row is None:
+        return None
+    user_id, scope = row
+    token = mint_token(settings.jwt_secret, user_id, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    path = f"/v1/rankings/{scope}?limit=5"
+    with TestClient(create_app(url, settings)) as client:
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    return {"request": f"GET {path} as user {user_id} -> {response.status_code}", "response": response.json()}

@@ -1,0 +1,24 @@
+"""PostgreSQL serving side: tables, atomic publish, retention, settings, auth and the lookup app.
+
+``app`` (FastAPI) is imported on its own: ``from personalization_pipeline.serving.app import create_app``.
+"""
+
+from personalization_pipeline.serving.auth import Principal, decode_token, mint_token
+from personalization_pipeline.serving.database import resolve_database_url
+from personalization_pipeline.serving.publish import Snapshot, items_frame, publish_snapshot
+from personalization_pipeline.serving.retention import purge_expired
+from personalization_pipeline.serving.schema import ensure_schema
+from personalization_pipeline.serving.user_settings import read_user_settings
+
+__all__ = [
+    "Principal",
+    "Snapshot",
+    "decode_token",
+    "ensure_schema",
+    "items_frame",
+    "mint_token",
+    "publish_snapshot",
+    "purge_expired",
+    "read_user_settings",
+    "resolve_database_url",
+]

@@ -1,0 +1,63 @@
+"""Request and response bodies of the lookup API (they define the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a short machine code and a human-readable message."""
+
+    error: str
+    detail: str
+
+
+class RankedItem(BaseModel):
+    id: str
+    score: float
+    confidence: float
+
+
+class RankingBody(BaseModel):
+    """A ranking read; ``personalized`` is false for the scope's global fallback."""
+
+    user_id: str
+    scope: str
+    items: list[RankedItem]
+    personalized: bool
+    model_version: str
+    generated_at: datetime
+    valid_until: datetime
+
+
+class EvalMetric(BaseModel):
+    model_name: str
+    metric: str
+    k: int
+    value: float | None
+
+
+class MetricsBody(BaseModel):
+    """The latest offline evaluation run."""
+
+    run_id: str
+    computed_at: datetime
+    metrics: list[EvalMetric]
+
+
+class SettingsBody(BaseModel):
+    user_id: str
+    personalization_enabled: bool
+    data_sharing_consent: bool | None
+    updated_at: datetime | None
+
+
+class SettingsUpdate(BaseModel):
+    """New opt-out flag; ``data_sharing_consent`` left out keeps the stored value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    personalization_enabled: bool
+    data_sharing_consent: bool | None = None

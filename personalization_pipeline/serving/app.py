@@ -1,0 +1,242 @@
+"""The FastAPI lookup app over the serving tables.
+
+Connections come from an async psycopg pool opened in the app's lifespan; each switches
+to the restricted ``personalization_api`` role when the login user may, so the API cannot
+read rationale or feature values even by mistake. Every error is JSON
+``{"error": code, "detail": message}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from http import HTTPStatus
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from personalization_pipeline.config import Settings
+from personalization_pipeline.serving import lookup, user_settings
+from personalization_pipeline.serving.api_models import (
+    ErrorBody,
+    MetricsBody,
+    RankingBody,
+    SettingsBody,
+    SettingsUpdate,
+)
+from personalization_pipeline.serving.auth import (
+    READ_OWN_ROLES,
+    WRITE_OWN_ROLES,
+    AuthError,
+    Principal,
+    decode_token,
+)
+from personalization_pipeline.serving.database import normalize_url
+from personalization_pipeline.serving.schema import API_ROLE, ensure_schema
+
+logger = logging.getLogger(__name__)
+
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 10
+POOL_TIMEOUT_SECONDS = 5.0
+READY_TIMEOUT_SECONDS = 2.0
+CONNECT_TIMEOUT_SECONDS = 5
+
+_USE_API_ROLE_SQL = (
+    "SELECT set_config('role', rolname, false) FROM pg_roles"
+    " WHERE rolname = %s AND pg_has_role(current_user, oid, 'MEMBER')"
+)
+
+_ERRORS = {
+    status: {"model": ErrorBody}
+    for status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY)
+}
+_NOT_FOUND = {HTTPStatus.NOT_FOUND: {"model": ErrorBody}}
+
+Limit = Annotated[int, Query(ge=1, le=100, description="Number of items to return (1-100).")]
+Scope = Annotated[str, Path(min_length=1, max_length=200)]
+UserId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _prepare_schema(url: str) -> None:
+    """Create the serving tables if missing; a database that is down now only delays readiness."""
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            ensure_schema(conn)
+    except psycopg.OperationalError as exc:
+        logger.warning("serving database not reachable at start-up: %s", exc)
+
+
+async def _use_api_role(conn: psycopg.AsyncConnection) -> None:
+    await conn.execute(_USE_API_ROLE_SQL, (API_ROLE,))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        body = {"error": "validation_error", "detail": detail, "errors": jsonable_encoder(errors)}
+        return JSONResponse(body, status_code=HTTPStatus.UNPROCESSABLE_ENTITY)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("serving database unavailable: %s", exc)
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, "the serving database is unavailable")
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal server error")
+
+
+def create_app(database_url: str, settings: Settings) -> FastAPI:
+    """Build the lookup app reading the serving tables at ``database_url``."""
+    url = normalize_url(database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(_prepare_schema, url)
+        pool = AsyncConnectionPool(
+            url,
+            min_size=POOL_MIN_SIZE,
+            max_size=POOL_MAX_SIZE,
+            timeout=POOL_TIMEOUT_SECONDS,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            configure=_use_api_role,
+            open=False,
+            name="personalization-api",
+        )
+        await pool.open()
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="personalization_pipeline lookup API",
+        summary="Precomputed rankings, opt-out settings and offline metrics.",
+        version="1",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    bearer = HTTPBearer(auto_error=False, description="JWT signed with HS256; `sub` = user id.")
+
+    async def principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        challenge = {"WWW-Authenticate": 'Bearer realm="personalization"'}
+        if credentials is None:
+            raise HTTPException(HTTPStatus.UNAUTHORIZED, "missing bearer token", headers=challenge)
+        try:
+            return decode_token(
+                credentials.credentials, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience
+            )
+        except AuthError as exc:
+            challenge["WWW-Authenticate"] += ', error="invalid_token"'
+            raise HTTPException(HTTPStatus.UNAUTHORIZED, str(exc), headers=challenge) from exc
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    def pool_of(request: Request) -> AsyncConnectionPool:
+        return request.app.state.pool
+
+    Pool = Annotated[AsyncConnectionPool, Depends(pool_of)]
+
+    def require(caller: Principal, roles: frozenset[str], action: str) -> None:
+        if caller.role not in roles:
+            raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may not {action}")
+
+    async def read_ranking(pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str,
+                           limit: int) -> dict[str, Any]:
+        require(caller, READ_OWN_ROLES, "read rankings")
+        if not caller.can_read_user(user_id):
+            raise HTTPException(
+                HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings"
+            )
+        async with pool.connection() as conn:
+            ranking = await lookup.fetch_ranking(conn, user_id, scope, limit)
+        if ranking is None:
+            raise HTTPException(HTTPStatus.NOT_FOUND, f"no current ranking for scope {scope!r}")
+        return asdict(ranking)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness (no database access).")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz", tags=["health"], summary="Readiness: the serving database answers.",
+        responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody}},
+    )
+    async def readyz(pool: Pool) -> dict[str, str]:
+        async with pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
+            await conn.execute("SELECT 1")
+        return {"status": "ready"}
+
+    @app.get("/v1/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
+             summary="The caller's ranking for a scope.", responses=_ERRORS | _NOT_FOUND)
+    async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> dict[str, Any]:
+        return await read_ranking(pool, caller, caller.user_id, scope, limit)
+
+    @app.get("/v1/users/{user_id}/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
+             summary="A user's ranking for a scope (own, or any for admins).",
+             responses=_ERRORS | _NOT_FOUND)
+    async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, pool: Pool,
+                           limit: Limit = 10) -> dict[str, Any]:
+        return await read_ranking(pool, caller, user_id, scope, limit)
+
+    @app.get("/v1/settings", response_model=SettingsBody, tags=["settings"],
+             summary="The caller's personalization settings.", responses=_ERRORS)
+    async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
+        require(caller, READ_OWN_ROLES, "read settings")
+        async with pool.connection() as conn:
+            return asdict(await user_settings.get_user_settings(conn, caller.user_id))
+
+    @app.put("/v1/settings", response_model=SettingsBody, tags=["settings"],
+             summary="Opt the caller in or out of personalization (effective at once).",
+             responses=_ERRORS)
+    async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> dict[str, Any]:
+        require(caller, WRITE_OWN_ROLES, "change settings")
+        async with pool.connection() as conn:
+            stored = await user_settings.put_user_settings(
+                conn, caller.user_id, update.personalization_enabled, update.data_sharing_consent
+            )
+        return asdict(stored)
+
+    @app.get("/v1/admin/metrics", response_model=MetricsBody, tags=["admin"],
+             summary="Metrics of the latest offline evaluation run.",
+             responses=_ERRORS | _NOT_FOUND)
+    async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
+        if not caller.is_admin:
+            raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may not read metrics")
+        async with pool.connection() as conn:
+            run = await lookup.fetch_latest_eval(conn)
+        if run is None:
+            raise HTTPException(HTTPStatus.NOT_FOUND, "no offline evaluation has been published yet")
+        return asdict(run)
+
+    return app

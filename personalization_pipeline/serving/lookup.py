@@ -1,0 +1,94 @@
+"""Read queries behind the lookup API (async, parametrised, serving tables only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from personalization_pipeline.serving.schema import EVAL, GLOBAL_RANKS, RANKS, SETTINGS
+
+_RANKING_SQL = f"""
+SELECT true AS personalized, r.items, r.model_version, r.generated_at, r.valid_until
+FROM {RANKS} AS r
+WHERE r.user_id = %(user_id)s AND r.scope = %(scope)s AND r.valid_until > now()
+  AND NOT EXISTS (
+      SELECT 1 FROM {SETTINGS} AS s
+      WHERE s.user_id = r.user_id AND NOT s.personalization_enabled)
+UNION ALL
+SELECT false, g.items, g.model_version, g.generated_at, g.valid_until
+FROM {GLOBAL_RANKS} AS g
+WHERE g.scope = %(scope)s AND g.valid_until > now()
+ORDER BY personalized DESC
+LIMIT 1
+"""
+
+_LATEST_EVAL_SQL = f"""
+WITH latest AS (
+    SELECT run_id, max(computed_at) AS computed_at
+    FROM {EVAL} GROUP BY run_id
+    ORDER BY max(computed_at) DESC, run_id DESC
+    LIMIT 1)
+SELECT e.run_id, l.computed_at, e.model_name, e.metric, e.k, e.value
+FROM {EVAL} AS e JOIN latest AS l USING (run_id)
+ORDER BY e.model_name, e.metric, e.k
+"""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A ranking as served: personalized for the user, or the scope's global fallback."""
+
+    user_id: str
+    scope: str
+    items: list[dict[str, Any]]
+    personalized: bool
+    model_version: str
+    generated_at: datetime
+    valid_until: datetime
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """The metrics of one offline evaluation run."""
+
+    run_id: str
+    computed_at: datetime
+    metrics: list[dict[str, Any]]
+
+
+async def fetch_ranking(conn: AsyncConnection, user_id: str, scope: str, limit: int) -> Ranking | None:
+    """The user's current ranking unless expired or opted out, else the global one; ``None``
+    when the scope has neither. Items are cut to ``limit`` and to id, score and confidence."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_RANKING_SQL, {"user_id": user_id, "scope": scope})
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    items = [
+        {"id": str(item["id"]), "score": item.get("score"), "confidence": item.get("confidence")}
+        for item in row["items"][:limit]
+    ]
+    return Ranking(
+        user_id=user_id,
+        scope=scope,
+        items=items,
+        personalized=row["personalized"],
+        model_version=row["model_version"],
+        generated_at=row["generated_at"],
+        valid_until=row["valid_until"],
+    )
+
+
+async def fetch_latest_eval(conn: AsyncConnection) -> EvalRun | None:
+    """Metrics of the most recently computed evaluation run, or ``None`` when there is none."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(_LATEST_EVAL_SQL)
+    rows = await cur.fetchall()
+    if not rows:
+        return None
+    metrics = [{key: row[key] for key in ("model_name", "metric", "k", "value")} for row in rows]
+    return EvalRun(run_id=rows[0]["run_id"], computed_at=rows[0]["computed_at"], metrics=metrics)

@@ -1,0 +1,233 @@
+"""Atomic, idempotent publish of a pipeline snapshot into the serving tables.
+
+Everything happens in one transaction: each frame is bulk-loaded with ``COPY`` (CSV
+written by pyarrow, streamed in chunks) into a temporary staging table, then the
+targets are updated from staging. Readers keep seeing the previous complete publish
+until commit; any error rolls the whole publish back.
+
+Per table: rankings, global rankings, rationale, features and similar users are
+replaced (``DELETE`` + ``INSERT``, so MVCC readers are never blocked); models are
+upserted and the published active version becomes the only active one per model name;
+evaluation rows are upserted by key and history is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import psycopg
+from psycopg import sql
+
+from personalization_pipeline.serving import schema
+
+COPY_CHUNK_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Frames to publish. ``None`` leaves that table untouched; ranks and global ranks are required.
+
+    JSON columns (``items``, ``features``, ``metrics``, ``tags``, ``common_attributes``)
+    hold JSON strings or Python lists/dicts. Naive timestamps are taken as UTC.
+    """
+
+    ranks: pd.DataFrame
+    global_ranks: pd.DataFrame
+    features: pd.DataFrame | None = None
+    models: pd.DataFrame | None = None
+    evals: pd.DataFrame | None = None
+    rationale: pd.DataFrame | None = None
+    similar_users: pd.DataFrame | None = None
+
+
+Mode = Literal["replace", "models", "evals"]
+
+
+@dataclass(frozen=True)
+class _Target:
+    table: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    json_columns: tuple[str, ...]
+    mode: Mode
+
+
+_TARGETS: dict[str, _Target] = {
+    "ranks": _Target(
+        schema.RANKS,
+        ("user_id", "scope", "items", "model_version", "generated_at", "valid_until"),
+        ("variant",), ("items",), "replace",
+    ),
+    "global_ranks": _Target(
+        schema.GLOBAL_RANKS,
+        ("scope", "items", "model_version", "generated_at", "valid_until"),
+        ("variant",), ("items",), "replace",
+    ),
+    "rationale": _Target(
+        schema.RATIONALE, ("user_id", "scope", "tags"), ("generated_at",), ("tags",), "replace",
+    ),
+    "features": _Target(
+        schema.FEATURES, ("user_id", "features", "computed_at"), (), ("features",), "replace",
+    ),
+    "similar_users": _Target(
+        schema.SIMILAR_USERS,
+        ("user_id", "similar_user_id", "similarity_score", "calculated_at"),
+        ("common_attributes",), ("common_attributes",), "replace",
+    ),
+    "models": _Target(
+        schema.MODELS, ("model_name", "model_version", "trained_at"), ("metrics", "active"),
+        ("metrics",), "models",
+    ),
+    "evals": _Target(
+        schema.EVAL, ("run_id", "model_name", "metric", "k", "value", "computed_at"), (), (), "evals",
+    ),
+}
+
+
+def publish_snapshot(url: str, snapshot: Snapshot) -> dict[str, int]:
+    """Publish ``snapshot`` atomically; return rows loaded per frame name (e.g. ``ranks``)."""
+    frames = {f.name: getattr(snapshot, f.name) for f in fields(snapshot)}
+    frames = {name: frame for name, frame in frames.items() if frame is not None}
+    columns = {name: _columns(name, frame) for name, frame in frames.items()}
+    counts: dict[str, int] = {}
+    with psycopg.connect(url) as conn:
+        schema.ensure_schema(conn)
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            for name, frame in frames.items():
+                target = _TARGETS[name]
+                stage = sql.Identifier(f"stage_{target.table}")
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+                        " ON COMMIT DROP"
+                    ).format(stage, sql.Identifier(target.table))
+                )
+                _copy_frame(cur, stage, _to_arrow(frame, columns[name], target.json_columns))
+                counts[name] = len(frame)
+            for name in frames:
+                _apply(cur, _TARGETS[name])
+    return counts
+
+
+def _columns(name: str, frame: pd.DataFrame) -> list[str]:
+    target = _TARGETS[name]
+    missing = [c for c in target.required if c not in frame.columns]
+    if missing:
+        raise ValueError(f"snapshot frame {name!r} lacks required column(s) {missing}")
+    return list(target.required) + [c for c in target.optional if c in frame.columns]
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _to_arrow(frame: pd.DataFrame, columns: list[str], json_columns: tuple[str, ...]) -> pa.Table:
+    data = frame[columns]
+    converted = {
+        c: data[c].map(_json_text).astype("object")
+        for c in json_columns
+        if c in columns and not pd.api.types.is_string_dtype(data[c])
+    }
+    if converted:
+        data = data.assign(**converted)
+    return pa.Table.from_pandas(data, preserve_index=False)
+
+
+def _copy_frame(cur: psycopg.Cursor, stage: sql.Identifier, table: pa.Table) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        stage, sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+    )
+    options = pa_csv.WriteOptions(include_header=False)
+    with cur.copy(statement) as copy:
+        for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
+            buffer = io.BytesIO()
+            pa_csv.write_csv(batch, buffer, options)
+            copy.write(buffer.getbuffer())
+
+
+def _apply(cur: psycopg.Cursor, target: _Target) -> None:
+    table = sql.Identifier(target.table)
+    stage = sql.Identifier(f"stage_{target.table}")
+    if target.mode == "replace":
+        cur.execute(sql.SQL("DELETE FROM {}").format(table))
+        cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(table, stage))
+    elif target.mode == "models":
+        cur.execute(
+            sql.SQL(
+                "UPDATE {t} AS m SET active = false FROM {s} AS s"
+                " WHERE s.active AND m.active AND m.model_name = s.model_name"
+                " AND m.model_version <> s.model_version"
+            ).format(t=table, s=stage)
+        )
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {t} SELECT * FROM {s}"
+                " ON CONFLICT (model_name, model_version) DO UPDATE SET"
+                " metrics = EXCLUDED.metrics, trained_at = EXCLUDED.trained_at,"
+                " active = EXCLUDED.active"
+            ).format(t=table, s=stage)
+        )
+    else:
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {t} SELECT * FROM {s}"
+                " ON CONFLICT (run_id, model_name, metric, k) DO UPDATE SET"
+                " value = EXCLUDED.value, computed_at = EXCLUDED.computed_at"
+            ).format(t=table, s=stage)
+        )
+
+
+def items_frame(long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope")) -> pd.DataFrame:
+    """Collapse long rows to one row per ``keys`` with an ``items`` JSON array.
+
+    ``long`` has ``keys`` plus ``rank``, ``item_id``, ``score`` and ``confidence``; items are
+    ordered by rank, ties by item id, as ``[{"id", "score", "confidence"}, ...]``. Rows are
+    sorted by ``keys``.
+    """
+    needed = [*keys, "rank", "item_id", "score", "confidence"]
+    missing = [c for c in needed if c not in long.columns]
+    if missing:
+        raise ValueError(f"long rankings frame lacks column(s) {missing}")
+    values = long[["score", "confidence"]].to_numpy(dtype="float64")
+    if not np.isfinite(values).all():
+        raise ValueError("score and confidence must be finite numbers")
+    key_list = _duck_identifiers(keys)
+    query = f"""
+        SELECT {key_list},
+               to_json(list(struct_pack(id := item_id::VARCHAR, score := score::DOUBLE,
+                                        confidence := confidence::DOUBLE)
+                            ORDER BY "rank", item_id::VARCHAR)) AS items
+        FROM long_rows GROUP BY {key_list} ORDER BY {key_list}
+    """
+    with duckdb.connect() as con:
+        con.register("long_rows", long[needed])
+        frame = con.execute(query).df()
+    return frame.assign(items=frame["items"].astype("str"))
+
+
+def _duck_identifiers(names: Sequence[str]) -> str:
+    """Comma-separated, double-quoted identifiers for DuckDB SQL."""
+    return ", ".join('"' + name.replace('"', '""') + '"' for name in names)

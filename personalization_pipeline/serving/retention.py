@@ -1,0 +1,44 @@
+"""Retention cleanup of the serving tables (one transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from personalization_pipeline.serving import schema
+
+_STATEMENTS: dict[str, str] = {
+    "ranks": f"DELETE FROM {schema.RANKS} WHERE valid_until <= %(now)s",
+    "global_ranks": f"DELETE FROM {schema.GLOBAL_RANKS} WHERE valid_until <= %(now)s",
+    "rationale": f"""DELETE FROM {schema.RATIONALE} AS x WHERE NOT EXISTS (
+        SELECT 1 FROM {schema.RANKS} AS r WHERE r.user_id = x.user_id AND r.scope = x.scope)""",
+    "features": f"DELETE FROM {schema.FEATURES} WHERE computed_at < %(features_before)s",
+    "evals": f"DELETE FROM {schema.EVAL} WHERE computed_at < %(evals_before)s",
+}
+
+
+def purge_expired(
+    url: str,
+    feature_retention_days: float = 30,
+    eval_retention_days: float = 365,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Delete expired rankings (and their rationale), old features and old evaluation rows.
+
+    Returns the number of rows deleted per table name used in :class:`publish.Snapshot`.
+    """
+    now = now or datetime.now(timezone.utc)
+    params = {
+        "now": now,
+        "features_before": now - timedelta(days=feature_retention_days),
+        "evals_before": now - timedelta(days=eval_retention_days),
+    }
+    deleted: dict[str, int] = {}
+    with psycopg.connect(url) as conn:
+        schema.ensure_schema(conn)
+        with conn.transaction(), conn.cursor() as cur:
+            for name, statement in _STATEMENTS.items():
+                cur.execute(statement, params)
+                deleted[name] = cur.rowcount
+    return deleted

@@ -1,0 +1,13 @@
+"""Small DuckDB helpers shared by the pure modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
+    """First column of the first row of ``sql`` (the whole result is consumed)."""
+    rows = con.execute(sql, params).fetchall()
+    return rows[0][0] if rows else None

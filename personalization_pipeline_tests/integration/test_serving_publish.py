@@ -1,0 +1,303 @@
+"""Publishing snapshots into real PostgreSQL: shape, idempotence, atomicity, rollback, retention."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from personalization_pipeline.serving.publish import Snapshot, items_frame, publish_snapshot
+from personalization_pipeline.serving.retention import purge_expired
+from personalization_pipeline.serving.user_settings import read_user_settings
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def long_rankings(n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:
+    """Long rows (user_id, scope, rank, item_id, score, confidence), shuffled."""
+    rng = np.random.default_rng(seed)
+    rows = n_users * n_items
+    frame = pd.DataFrame(
+        {
+            "user_id": np.repeat([f"u{i}" for i in range(n_users)], n_items),
+            "scope": "news",
+            "rank": np.tile(np.arange(1, n_items + 1), n_users),
+            "item_id": [f"i{(i * 7) % 97}" for i in range(rows)],
+            "score": rng.random(rows),
+            "confidence": rng.random(rows),
+        }
+    )
+    return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def snapshot(version: str, n_users: int, n_items: int = 5) -> Snapshot:
+    """Rankings for ``n_users`` users plus a global ranking, all tagged ``version``."""
+    long = long_rankings(n_users, n_items)
+    stamps = {"model_version": version, "generated_at": NOW, "valid_until": NOW + timedelta(hours=24)}
+    ranks = items_frame(long).assign(variant="als", **stamps)
+    glob = items_frame(long[long["user_id"] == "u0"].drop(columns="user_id"), keys=("scope",))
+    return Snapshot(ranks=ranks, global_ranks=glob.assign(**stamps))
+
+
+def table_state(url: str) -> tuple:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM personalization_ranks),"
+            " (SELECT min(model_version) FROM personalization_ranks),"
+            " (SELECT max(model_version) FROM personalization_ranks),"
+            " (SELECT string_agg(model_version, ',') FROM personalization_global_ranks),"
+            " (SELECT md5(string_agg(user_id || items::text, ',' ORDER BY user_id))"
+            "    FROM personalization_ranks)"
+        ).fetchone()
+
+
+def test_items_frame_orders_by_rank_then_item_id() -> None:
+    long = pd.DataFrame(
+        {
+            "user_id": ["b", "a", "a", "a"],
+            "scope": "s",
+            "rank": [1, 2, 1, 1],
+            "item_id": [5, "z", "y", "x"],
+            "score": [0.5, 0.1, 0.9, 0.9],
+            "confidence": [1.0, 0.2, 0.3, 0.4],
+        }
+    )
+    frame = items_frame(long)
+    assert frame["user_id"].tolist() == ["a", "b"]
+    assert json.loads(frame["items"].iloc[0]) == [
+        {"id": "x", "score": 0.9, "confidence": 0.4},
+        {"id": "y", "score": 0.9, "confidence": 0.3},
+        {"id": "z", "score": 0.1, "confidence": 0.2},
+    ]
+    assert json.loads(frame["items"].iloc[1]) == [{"id": "5", "score": 0.5, "confidence": 1.0}]
+
+
+def test_items_frame_rejects_non_finite_scores() -> None:
+    long = long_rankings(1, 2)
+    long.loc[0, "score"] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        items_frame(long)
+
+
+def test_publish_round_trip_keeps_item_order_and_shape(clean_pg: str) -> None:
+    snap = snapshot("v1", n_users=3, n_items=4)
+    counts = publish_snapshot(clean_pg, snap)
+    assert counts == {"ranks": 3, "global_ranks": 1}
+    long = long_rankings(3, 4).sort_values(["user_id", "rank"])
+    with psycopg.connect(clean_pg) as conn:
+        rows = conn.execute(
+            "SELECT user_id, scope, items, model_version, variant, valid_until - generated_at"
+            " FROM personalization_ranks ORDER BY user_id"
+        ).fetchall()
+        global_items = conn.execute(
+            "SELECT items FROM personalization_global_ranks WHERE scope = 'news'"
+        ).fetchone()[0]
+    assert [r[0] for r in rows] == ["u0", "u1", "u2"]
+    for user_id, scope, items, version, variant, ttl in rows:
+        expected = long[long["user_id"] == user_id]
+        assert (scope, version, variant, ttl) == ("news", "v1", "als", timedelta(hours=24))
+        assert [item["id"] for item in items] == expected["item_id"].tolist()
+        assert [item["score"] for item in items] == expected["score"].tolist()
+        assert all(set(item) == {"id", "score", "confidence"} for item in items)
+    assert global_items == rows[0][2]
+
+
+def test_publish_accepts_python_lists_and_naive_utc_times(clean_pg: str) -> None:
+    items = [{"id": "a", "score": np.float32(0.5), "confidence": 1.0}]
+    naive = NOW.replace(tzinfo=None)
+    ranks = pd.DataFrame(
+        {"user_id": ["u1"], "scope": ["s"], "items": [items], "model_version": ["v"],
+         "generated_at": [naive], "valid_until": [naive + timedelta(hours=1)]}
+    )
+    glob = ranks.drop(columns="user_id")
+    publish_snapshot(clean_pg, Snapshot(ranks=ranks, global_ranks=glob))
+    with psycopg.connect(clean_pg) as conn:
+        row = conn.execute(
+            "SELECT items, generated_at, variant FROM personalization_ranks"
+        ).fetchone()
+    assert row == ([{"id": "a", "score": 0.5, "confidence": 1.0}], NOW, None)
+
+
+def test_republish_is_idempotent(clean_pg: str) -> None:
+    snap = snapshot("v1", n_users=20)
+    publish_snapshot(clean_pg, snap)
+    first = table_state(clean_pg)
+    publish_snapshot(clean_pg, snap)
+    assert table_state(clean_pg) == first
+    assert first[:4] == (20, "v1", "v1", "v1")
+
+
+def test_new_publish_replaces_the_whole_set(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=20))
+    publish_snapshot(clean_pg, snapshot("v2", n_users=7))
+    assert table_state(clean_pg)[:4] == (7, "v2", "v2", "v2")
+
+
+def _null_key(snap: Snapshot) -> Snapshot:
+    ranks = snap.ranks.astype({"user_id": "object"})
+    ranks.loc[3, "user_id"] = None
+    return Snapshot(ranks=ranks, global_ranks=snap.global_ranks)
+
+
+def _duplicate_global_scope(snap: Snapshot) -> Snapshot:
+    """Fails only when the global table is written, after the rankings were replaced."""
+    return Snapshot(ranks=snap.ranks, global_ranks=pd.concat([snap.global_ranks] * 2))
+
+
+def _bad_json(snap: Snapshot) -> Snapshot:
+    ranks = snap.ranks.copy()
+    ranks.loc[5, "items"] = "[{not json"
+    return Snapshot(ranks=ranks, global_ranks=snap.global_ranks)
+
+
+def _duplicate_eval_key(snap: Snapshot) -> Snapshot:
+    evals = pd.DataFrame(
+        {"run_id": ["r"] * 2, "model_name": ["als"] * 2, "metric": ["ndcg"] * 2, "k": [10, 10],
+         "value": [0.1, 0.2], "computed_at": [NOW, NOW]}
+    )
+    return Snapshot(ranks=snap.ranks, global_ranks=snap.global_ranks, evals=evals)
+
+
+@pytest.mark.parametrize(
+    "break_snapshot", [_null_key, _duplicate_global_scope, _bad_json, _duplicate_eval_key]
+)
+def test_failed_publish_keeps_previous_publish(clean_pg: str, break_snapshot) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=12))
+    before = table_state(clean_pg)
+    with pytest.raises(psycopg.Error):
+        publish_snapshot(clean_pg, break_snapshot(snapshot("v2", n_users=30)))
+    assert table_state(clean_pg) == before
+    assert before[:4] == (12, "v1", "v1", "v1")
+
+
+def test_missing_column_is_rejected_before_touching_the_database(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=4))
+    before = table_state(clean_pg)
+    bad = snapshot("v2", n_users=9)
+    with pytest.raises(ValueError, match="'ranks' lacks required column.*valid_until"):
+        publish_snapshot(clean_pg, Snapshot(bad.ranks.drop(columns="valid_until"), bad.global_ranks))
+    assert table_state(clean_pg) == before
+
+
+def test_readers_see_only_complete_publishes(clean_pg: str) -> None:
+    old, new = snapshot("a", n_users=1500), snapshot("b", n_users=2500)
+    expected = {(1500, "a", "a", "a"), (2500, "b", "b", "b")}
+    publish_snapshot(clean_pg, old)
+    seen: list[tuple] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with psycopg.connect(clean_pg, autocommit=True) as conn:
+            while not stop.is_set() and len(seen) < 50_000:
+                seen.append(
+                    conn.execute(
+                        "SELECT count(*), min(r.model_version), max(r.model_version),"
+                        " (SELECT string_agg(model_version, ',') FROM personalization_global_ranks)"
+                        " FROM personalization_ranks AS r"
+                    ).fetchone()
+                )
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for snap in [new, old, new, old, new]:
+            publish_snapshot(clean_pg, snap)
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert len(seen) > 10
+    assert set(seen) == expected
+
+
+def test_models_keep_one_active_version_per_name(clean_pg: str) -> None:
+    base = snapshot("v1", n_users=2)
+
+    def models(*rows: tuple[str, str, bool]) -> Snapshot:
+        frame = pd.DataFrame(rows, columns=["model_name", "model_version", "active"])
+        frame = frame.assign(metrics=[{"ndcg": 0.1}] * len(rows), trained_at=NOW)
+        return Snapshot(ranks=base.ranks, global_ranks=base.global_ranks, models=frame)
+
+    publish_snapshot(clean_pg, models(("als", "v1", True), ("popularity", "p1", True)))
+    publish_snapshot(clean_pg, models(("als", "v2", True), ("ranker", "r1", False)))
+    publish_snapshot(clean_pg, models(("als", "v2", True), ("ranker", "r1", False)))
+    with psycopg.connect(clean_pg) as conn:
+        rows = conn.execute(
+            "SELECT model_name, model_version, active, metrics FROM personalization_models"
+            " ORDER BY model_name, model_version"
+        ).fetchall()
+    assert [r[:3] for r in rows] == [
+        ("als", "v1", False), ("als", "v2", True), ("popularity", "p1", True), ("ranker", "r1", False),
+    ]
+    assert rows[0][3] == {"ndcg": 0.1}
+
+
+def test_evals_keep_history_and_features_are_replaced(clean_pg: str) -> None:
+    base = snapshot("v1", n_users=2)
+
+    def run(run_id: str, value: float, users: list[str]) -> Snapshot:
+        evals = pd.DataFrame(
+            {"run_id": run_id, "model_name": "als", "metric": ["ndcg", "recall"], "k": 10,
+             "value": [value, value / 2], "computed_at": NOW}
+        )
+        features = pd.DataFrame(
+            {"user_id": users, "features": [{"engagement": 1.0}] * len(users), "computed_at": NOW}
+        )
+        return Snapshot(base.ranks, base.global_ranks, features=features, evals=evals)
+
+    publish_snapshot(clean_pg, run("r1", 0.2, ["u1", "u2"]))
+    publish_snapshot(clean_pg, run("r2", 0.3, ["u3"]))
+    publish_snapshot(clean_pg, run("r2", 0.4, ["u3"]))
+    publish_snapshot(clean_pg, base)
+    with psycopg.connect(clean_pg) as conn:
+        evals = conn.execute(
+            "SELECT run_id, metric, value FROM personalization_eval ORDER BY run_id, metric"
+        ).fetchall()
+        features = conn.execute("SELECT user_id, features FROM personalization_features").fetchall()
+    assert evals == [("r1", "ndcg", 0.2), ("r1", "recall", 0.1), ("r2", "ndcg", 0.4), ("r2", "recall", 0.2)]
+    assert features == [("u3", {"engagement": 1.0})]
+
+
+def test_purge_expired_applies_retention(clean_pg: str) -> None:
+    snap = snapshot("v1", n_users=3)
+    ranks = snap.ranks.copy()
+    ranks.loc[ranks["user_id"] == "u1", "valid_until"] = NOW - timedelta(minutes=1)
+    rationale = ranks[["user_id", "scope"]].assign(tags=[["popular"]] * 3)
+    features = pd.DataFrame(
+        {"user_id": ["fresh", "old"], "features": ["{}", "{}"],
+         "computed_at": [NOW - timedelta(days=1), NOW - timedelta(days=31)]}
+    )
+    evals = pd.DataFrame(
+        {"run_id": ["new", "old"], "model_name": "als", "metric": "ndcg", "k": 10, "value": 0.1,
+         "computed_at": [NOW - timedelta(days=2), NOW - timedelta(days=400)]}
+    )
+    publish_snapshot(
+        clean_pg,
+        Snapshot(ranks, snap.global_ranks, features=features, evals=evals, rationale=rationale),
+    )
+    deleted = purge_expired(clean_pg)
+    assert deleted == {"ranks": 1, "global_ranks": 0, "rationale": 1, "features": 1, "evals": 1}
+    with psycopg.connect(clean_pg) as conn:
+        users = conn.execute("SELECT user_id FROM personalization_ranks ORDER BY 1").fetchall()
+        tagged = conn.execute("SELECT user_id FROM personalization_rank_rationale ORDER BY 1").fetchall()
+    assert users == tagged == [("u0",), ("u2",)]
+
+
+def test_read_user_settings(clean_pg: str) -> None:
+    assert read_user_settings(clean_pg).empty
+    with psycopg.connect(clean_pg) as conn:
+        conn.execute(
+            "INSERT INTO personalization_settings (user_id, personalization_enabled) VALUES"
+            " ('b', false), ('a', true)"
+        )
+        conn.commit()
+        frame = read_user_settings(clean_pg)
+        conn.execute("DROP TABLE personalization_settings")
+        conn.commit()
+    assert frame[["user_id", "personalization_enabled"]].values.tolist() == [["a", True], ["b", False]]
+    assert list(read_user_settings(clean_pg).columns) == list(frame.columns)
