@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_sample:
         _ensure_sample_data(settings)
     with console.status(f"running the {args.job} job (data: {settings.data_dir}) ..."):
-        result = run_job(args.job)
+        result = run_job(args.job, settings)
     if not result.success:
         console.print(f"[red bold]The {args.job} job failed[/]: {result.error}")
         return 1

@@ -9,8 +9,6 @@ from .assets.dbt import dbt_models, dbt_resource
 from .config import Settings
 from .resources import ModelStoreResource, ServingDatabaseResource, WarehouseResource
 
-settings = Settings.from_env()
-
 all_assets = [
     ingest.raw_tables,
     dbt_models,
@@ -23,30 +21,36 @@ all_assets = [
     serving.serving_tables,
 ]
 
-nightly_job = dg.define_asset_job(
-    "nightly",
-    selection=dg.AssetSelection.all(),
-    description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish.",
-)
-weekly_job = dg.define_asset_job(
-    "weekly",
-    selection=dg.AssetSelection.groups("models", "rankings", "evaluation", "serving"),
-    description="Retrain the models, full offline evaluation, re-rank and publish.",
-)
 
-defs = dg.Definitions(
-    assets=all_assets,
-    jobs=[nightly_job, weekly_job],
-    schedules=[
-        dg.ScheduleDefinition(job=nightly_job, cron_schedule=settings.nightly_cron, execution_timezone="UTC"),
-        dg.ScheduleDefinition(job=weekly_job, cron_schedule=settings.weekly_cron, execution_timezone="UTC"),
-    ],
-    resources={
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
-        "serving_db": ServingDatabaseResource.from_settings(settings),
-        "model_store": ModelStoreResource(root=str(settings.model_dir)),
-        "dbt": dbt_resource,
-    },
-    # DuckDB allows one writer: run every step of a run in one process, one at a time.
-    executor=dg.in_process_executor,
-)
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Definitions wired to ``settings`` (paths, database, schedules)."""
+    nightly_job = dg.define_asset_job(
+        "nightly",
+        selection=dg.AssetSelection.all(),
+        description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish.",
+    )
+    weekly_job = dg.define_asset_job(
+        "weekly",
+        selection=dg.AssetSelection.groups("models", "rankings", "evaluation", "serving"),
+        description="Retrain the models, full offline evaluation, re-rank and publish.",
+    )
+
+    return dg.Definitions(
+        assets=all_assets,
+        jobs=[nightly_job, weekly_job],
+        schedules=[
+            dg.ScheduleDefinition(job=nightly_job, cron_schedule=settings.nightly_cron, execution_timezone="UTC"),
+            dg.ScheduleDefinition(job=weekly_job, cron_schedule=settings.weekly_cron, execution_timezone="UTC"),
+        ],
+        resources={
+            "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+            "serving_db": ServingDatabaseResource.from_settings(settings),
+            "model_store": ModelStoreResource(root=str(settings.model_dir)),
+            "dbt": dbt_resource,
+        },
+        # DuckDB allows one writer: run every step of a run in one process, one at a time.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions(Settings.from_env())

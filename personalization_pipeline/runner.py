@@ -16,26 +16,34 @@ from .serving.database import resolve_database_url
 
 @dataclass(frozen=True)
 class JobResult:
+    """Outcome of one in-process run: the first failure's message and each asset's metadata."""
+
     success: bool
     run_id: str
     error: str | None
+    metadata: dict[str, dict[str, object]]
 
 
-def run_job(job_name: str) -> JobResult:
+def run_job(job_name: str, settings: Settings, run_config: dict | None = None) -> JobResult:
     """Execute ``job_name`` in this process (persistent instance when DAGSTER_HOME is set)."""
-    from .definitions import defs
+    from .definitions import build_definitions
 
+    defs = build_definitions(settings)
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = defs.get_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=quiet
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, raise_on_error=False, run_config={**quiet, **(run_config or {})}
     )
     failures = result.get_step_failure_events()
     error = None
     if failures:
         data = failures[0].step_failure_data
         error = f"step {failures[0].step_key}: {data.error.message.strip() if data.error else 'failed'}"
-    return JobResult(result.success, result.run_id, error)
+    metadata = {
+        event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+    }
+    return JobResult(result.success, result.run_id, error, metadata)
 
 
 def summarize(settings: Settings) -> dict[str, object]:

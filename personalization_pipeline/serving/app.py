@@ -17,7 +17,7 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -35,6 +35,7 @@ from personalization_pipeline.serving.api_models import (
     SettingsUpdate,
 )
 from personalization_pipeline.serving.auth import (
+    ADMIN_ROLES,
     READ_OWN_ROLES,
     WRITE_OWN_ROLES,
     AuthError,
@@ -113,6 +114,122 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal server error")
 
 
+_bearer = HTTPBearer(auto_error=False, description="JWT signed with HS256; `sub` = user id.")
+
+
+async def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    challenge = {"WWW-Authenticate": 'Bearer realm="personalization"'}
+    if credentials is None:
+        raise HTTPException(HTTPStatus.UNAUTHORIZED, "missing bearer token", headers=challenge)
+    settings: Settings = request.app.state.settings
+    try:
+        return decode_token(
+            credentials.credentials, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience
+        )
+    except AuthError as exc:
+        challenge["WWW-Authenticate"] += ', error="invalid_token"'
+        raise HTTPException(HTTPStatus.UNAUTHORIZED, str(exc), headers=challenge) from exc
+
+
+def _pool(request: Request) -> AsyncConnectionPool:
+    return request.app.state.pool
+
+
+Caller = Annotated[Principal, Depends(_principal)]
+Pool = Annotated[AsyncConnectionPool, Depends(_pool)]
+router = APIRouter()
+
+
+def _require(caller: Principal, roles: frozenset[str], action: str) -> None:
+    if caller.role not in roles:
+        raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may not {action}")
+
+
+async def _read_ranking(
+    pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int
+) -> dict[str, Any]:
+    _require(caller, READ_OWN_ROLES, "read rankings")
+    if not caller.can_read_user(user_id):
+        raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
+    async with pool.connection() as conn:
+        ranking = await lookup.fetch_ranking(conn, user_id, scope, limit)
+    if ranking is None:
+        raise HTTPException(HTTPStatus.NOT_FOUND, f"no current ranking for scope {scope!r}")
+    return asdict(ranking)
+
+
+@router.get("/healthz", tags=["health"], summary="Liveness (no database access).")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", tags=["health"], summary="Readiness: the serving database answers.",
+    responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody}},
+)
+async def readyz(pool: Pool) -> dict[str, str]:
+    async with pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
+        await conn.execute("SELECT 1")
+    return {"status": "ready"}
+
+
+@router.get(
+    "/v1/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
+    summary="The caller's ranking for a scope.", responses=_ERRORS | _NOT_FOUND,
+)
+async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> dict[str, Any]:
+    return await _read_ranking(pool, caller, caller.user_id, scope, limit)
+
+
+@router.get(
+    "/v1/users/{user_id}/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
+    summary="A user's ranking for a scope (own, or any for admins).", responses=_ERRORS | _NOT_FOUND,
+)
+async def user_ranking(
+    user_id: UserId, scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10
+) -> dict[str, Any]:
+    return await _read_ranking(pool, caller, user_id, scope, limit)
+
+
+@router.get(
+    "/v1/settings", response_model=SettingsBody, tags=["settings"],
+    summary="The caller's personalization settings.", responses=_ERRORS,
+)
+async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
+    _require(caller, READ_OWN_ROLES, "read settings")
+    async with pool.connection() as conn:
+        return asdict(await user_settings.get_user_settings(conn, caller.user_id))
+
+
+@router.put(
+    "/v1/settings", response_model=SettingsBody, tags=["settings"],
+    summary="Opt the caller in or out of personalization (effective at once).", responses=_ERRORS,
+)
+async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> dict[str, Any]:
+    _require(caller, WRITE_OWN_ROLES, "change settings")
+    async with pool.connection() as conn:
+        stored = await user_settings.put_user_settings(
+            conn, caller.user_id, update.personalization_enabled, update.data_sharing_consent
+        )
+    return asdict(stored)
+
+
+@router.get(
+    "/v1/admin/metrics", response_model=MetricsBody, tags=["admin"],
+    summary="Metrics of the latest offline evaluation run.", responses=_ERRORS | _NOT_FOUND,
+)
+async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
+    _require(caller, ADMIN_ROLES, "read metrics")
+    async with pool.connection() as conn:
+        run = await lookup.fetch_latest_eval(conn)
+    if run is None:
+        raise HTTPException(HTTPStatus.NOT_FOUND, "no offline evaluation has been published yet")
+    return asdict(run)
+
+
 def create_app(database_url: str, settings: Settings) -> FastAPI:
     """Build the lookup app reading the serving tables at ``database_url``."""
     url = normalize_url(database_url)
@@ -143,100 +260,7 @@ def create_app(database_url: str, settings: Settings) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     _install_error_handlers(app)
-    bearer = HTTPBearer(auto_error=False, description="JWT signed with HS256; `sub` = user id.")
-
-    async def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Principal:
-        challenge = {"WWW-Authenticate": 'Bearer realm="personalization"'}
-        if credentials is None:
-            raise HTTPException(HTTPStatus.UNAUTHORIZED, "missing bearer token", headers=challenge)
-        try:
-            return decode_token(
-                credentials.credentials, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience
-            )
-        except AuthError as exc:
-            challenge["WWW-Authenticate"] += ', error="invalid_token"'
-            raise HTTPException(HTTPStatus.UNAUTHORIZED, str(exc), headers=challenge) from exc
-
-    Caller = Annotated[Principal, Depends(principal)]
-
-    def pool_of(request: Request) -> AsyncConnectionPool:
-        return request.app.state.pool
-
-    Pool = Annotated[AsyncConnectionPool, Depends(pool_of)]
-
-    def require(caller: Principal, roles: frozenset[str], action: str) -> None:
-        if caller.role not in roles:
-            raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may not {action}")
-
-    async def read_ranking(pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str,
-                           limit: int) -> dict[str, Any]:
-        require(caller, READ_OWN_ROLES, "read rankings")
-        if not caller.can_read_user(user_id):
-            raise HTTPException(
-                HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings"
-            )
-        async with pool.connection() as conn:
-            ranking = await lookup.fetch_ranking(conn, user_id, scope, limit)
-        if ranking is None:
-            raise HTTPException(HTTPStatus.NOT_FOUND, f"no current ranking for scope {scope!r}")
-        return asdict(ranking)
-
-    @app.get("/healthz", tags=["health"], summary="Liveness (no database access).")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz", tags=["health"], summary="Readiness: the serving database answers.",
-        responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody}},
-    )
-    async def readyz(pool: Pool) -> dict[str, str]:
-        async with pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
-            await conn.execute("SELECT 1")
-        return {"status": "ready"}
-
-    @app.get("/v1/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
-             summary="The caller's ranking for a scope.", responses=_ERRORS | _NOT_FOUND)
-    async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> dict[str, Any]:
-        return await read_ranking(pool, caller, caller.user_id, scope, limit)
-
-    @app.get("/v1/users/{user_id}/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
-             summary="A user's ranking for a scope (own, or any for admins).",
-             responses=_ERRORS | _NOT_FOUND)
-    async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, pool: Pool,
-                           limit: Limit = 10) -> dict[str, Any]:
-        return await read_ranking(pool, caller, user_id, scope, limit)
-
-    @app.get("/v1/settings", response_model=SettingsBody, tags=["settings"],
-             summary="The caller's personalization settings.", responses=_ERRORS)
-    async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
-        require(caller, READ_OWN_ROLES, "read settings")
-        async with pool.connection() as conn:
-            return asdict(await user_settings.get_user_settings(conn, caller.user_id))
-
-    @app.put("/v1/settings", response_model=SettingsBody, tags=["settings"],
-             summary="Opt the caller in or out of personalization (effective at once).",
-             responses=_ERRORS)
-    async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> dict[str, Any]:
-        require(caller, WRITE_OWN_ROLES, "change settings")
-        async with pool.connection() as conn:
-            stored = await user_settings.put_user_settings(
-                conn, caller.user_id, update.personalization_enabled, update.data_sharing_consent
-            )
-        return asdict(stored)
-
-    @app.get("/v1/admin/metrics", response_model=MetricsBody, tags=["admin"],
-             summary="Metrics of the latest offline evaluation run.",
-             responses=_ERRORS | _NOT_FOUND)
-    async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
-        if not caller.is_admin:
-            raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may not read metrics")
-        async with pool.connection() as conn:
-            run = await lookup.fetch_latest_eval(conn)
-        if run is None:
-            raise HTTPException(HTTPStatus.NOT_FOUND, "no offline evaluation has been published yet")
-        return asdict(run)
-
+    app.include_router(router)
     return app

@@ -94,11 +94,14 @@ def _pick_items(
     drifted: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Viewed item per view and the viewer's affinity to it (cosine of the tastes)."""
+    candidates = latent.exposure(rng, cohort.size, catalog.vectors.shape[0])
     uniforms = rng.random(owner.size)
+    tastes = [cohort.taste_start, cohort.taste_end]
+    cdfs = latent.choice_cdfs(tastes, candidates, catalog.vectors, catalog.log_popularity)
     item = np.empty(owner.size, dtype=np.int64)
-    for taste, mask in ((cohort.taste_start, ~drifted), (cohort.taste_end, drifted)):
-        cdf = latent.choice_cdf(taste, catalog.vectors, catalog.log_popularity)
-        item[mask] = latent.sample_items(cdf, owner[mask], uniforms[mask])
+    for cdf, mask in zip(cdfs, (~drifted, drifted)):
+        rows = owner[mask]
+        item[mask] = candidates[rows, latent.sample_positions(cdf, rows, uniforms[mask])]
     taste_now = np.where(drifted[:, None], cohort.taste_end[owner], cohort.taste_start[owner])
     affinity = np.einsum("ij,ij->i", taste_now, catalog.vectors[item])
     return item, affinity

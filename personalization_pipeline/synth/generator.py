@@ -25,9 +25,7 @@ from personalization_pipeline.synth.population import draw_cohort, settings_tabl
 from personalization_pipeline.synth.writer import FORMATS, TableWriter
 
 TABLES = ("users", "items", "interactions", "settings")
-BLOCK_CELLS = 2_000_000  # users x items scores held at once while drawing views
-MAX_BLOCK_USERS = 256
-MIN_BLOCK_USERS = 16
+BLOCK_USERS = 256  # users per random stream and per vectorised step
 _WORLD_STREAM = 0
 _BLOCK_STREAM = 1
 
@@ -43,12 +41,6 @@ class _World:
     cluster_shares: np.ndarray
     user_id_width: int
     events_per_user: float
-
-
-def block_users(items: int) -> int:
-    """Users per generation block: a power of two keeping users x items near BLOCK_CELLS."""
-    fit = max(BLOCK_CELLS // max(items, 1), 1)
-    return int(np.clip(2 ** int(np.log2(fit)), MIN_BLOCK_USERS, MAX_BLOCK_USERS))
 
 
 def _block(world: _World, number: int, first: int, stop: int) -> dict[str, pa.Table]:
@@ -104,7 +96,7 @@ def generate(
         user_id_width=id_width(users, 7),
         events_per_user=events_per_user,
     )
-    block = block_users(items)
+    block = BLOCK_USERS
     batch = block * -(-chunk_users // block)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

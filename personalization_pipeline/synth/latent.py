@@ -8,6 +8,8 @@ Tastes drift slowly from a start vector to an end vector over the time window.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 DIM = 16
@@ -35,18 +37,52 @@ def random_directions(rng: np.random.Generator, count: int) -> np.ndarray:
     return unit(rng.standard_normal((count, DIM)))
 
 
-def item_vectors(
-    rng: np.random.Generator, category: np.ndarray, category_centres: np.ndarray
-) -> np.ndarray:
-    """Unit item vectors scattered around their category's centre."""
-    return _jitter(rng, category_centres[category], ITEM_SPREAD)
+@dataclass(frozen=True)
+class ItemSpace:
+    """Item side of the model, plus items grouped by category for fast proposals."""
+
+    vectors: np.ndarray  # (items, DIM), unit rows
+    log_popularity: np.ndarray  # (items,), centred
+    category_centres: np.ndarray  # (categories, DIM)
+    by_category: np.ndarray  # item indices grouped by category
+    category_bounds: np.ndarray  # (categories + 1,) offsets into by_category
+    popularity_cdf: np.ndarray  # category + cumulative popularity share, along by_category
+    log_category_mass: np.ndarray  # log of the summed popularity weight per category
+
+    @property
+    def size(self) -> int:
+        return len(self.vectors)
+
+    def affinity(self, taste: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Cosine between each taste row and the matching item."""
+        return np.einsum("ij,ij->i", taste, self.vectors[items])
 
 
-def log_popularity(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Centred log of a power-law popularity over a random ranking of the items."""
-    rank = rng.permutation(count) + 1
-    logs = -POPULARITY_EXPONENT * np.log(rank)
-    return logs - logs.mean()
+def item_space(rng: np.random.Generator, category: np.ndarray, n_categories: int) -> ItemSpace:
+    """Item vectors around random category centres and a power-law popularity."""
+    centres = random_directions(rng, n_categories)
+    vectors = _jitter(rng, centres[category], ITEM_SPREAD)
+    rank = rng.permutation(len(category)) + 1
+    log_pop = -POPULARITY_EXPONENT * np.log(rank)
+    log_pop -= log_pop.mean()
+
+    by_category = np.argsort(category, kind="stable")
+    bounds = np.searchsorted(category[by_category], np.arange(n_categories + 1))
+    sorted_category = category[by_category]
+    weight = np.exp(POPULARITY_WEIGHT * log_pop[by_category])
+    totals = np.bincount(sorted_category, weights=weight, minlength=n_categories)
+    within = np.cumsum(weight) - (np.cumsum(totals) - totals)[sorted_category]
+    with np.errstate(divide="ignore"):
+        log_mass = np.log(totals)
+    return ItemSpace(
+        vectors=vectors,
+        log_popularity=log_pop,
+        category_centres=centres,
+        by_category=by_category,
+        category_bounds=bounds,
+        popularity_cdf=sorted_category + within / totals[sorted_category],
+        log_category_mass=log_mass,
+    )
 
 
 def tastes(
@@ -56,20 +92,3 @@ def tastes(
     start = _jitter(rng, cluster_centres[cluster], TASTE_SPREAD)
     end = _jitter(rng, start, DRIFT)
     return start, end
-
-
-def choice_cdf(taste: np.ndarray, items: np.ndarray, log_pop: np.ndarray) -> np.ndarray:
-    """Per-user cumulative view probabilities over all items, shape (users, items)."""
-    logits = AFFINITY_SCALE * (taste @ items.T) + POPULARITY_WEIGHT * log_pop
-    logits -= logits.max(axis=1, keepdims=True)
-    cdf = np.cumsum(np.exp(logits), axis=1)
-    cdf /= cdf[:, -1:]
-    return cdf
-
-
-def sample_items(cdf: np.ndarray, rows: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """One item index per (row, uniform) pair, drawn from that row of ``cdf``."""
-    n_items = cdf.shape[1]
-    flat = (cdf + np.arange(cdf.shape[0])[:, None]).ravel()
-    picked = np.searchsorted(flat, rows + uniforms, side="right") - rows * n_items
-    return np.clip(picked, 0, n_items - 1)

@@ -1,0 +1,151 @@
+"""The whole nightly job on generated data: real DuckDB, dbt, ALS, PostgreSQL and HTTP endpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from personalization_pipeline.config import Settings
+from personalization_pipeline.runner import run_job
+from personalization_pipeline.serving.app import create_app
+from personalization_pipeline.serving.auth import mint_token
+from personalization_pipeline.synth.generator import generate
+
+TOP_N = 20
+# Rows that break the input contract, appended to the generated interactions.
+BAD_ROWS = [
+    ",i0001,2024-01-01T00:00:00Z,view,,s,mobile",  # null user id
+    "u0000001,i0001,not-a-time,view,,s,mobile",  # unparseable time
+    "u0000001,i0001,2999-01-01T00:00:00Z,view,,s,mobile",  # far future
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, reset_pg):
+    """Generate data, run the nightly job once, and yield (settings, job result)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    raw = root / "raw"
+    generate(raw, users=600, items=240, seed=11)
+    interactions = raw / "interactions.csv"
+    natural = pd.read_csv(interactions, dtype=str).duplicated(["user_id", "item_id", "occurred_at", "event_type"])
+    lines = interactions.read_text().splitlines()
+    header, first = next(csv.reader(lines[:1])), lines[1]
+    assert header == ["user_id", "item_id", "occurred_at", "event_type", "value", "session_id", "device_type"]
+    with interactions.open("a") as handle:
+        handle.write("\n".join([first, *BAD_ROWS]) + "\n")  # `first` again: an exact duplicate
+    url = reset_pg()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PERSONALIZATION_RUNTIME_DIR", str(root))
+        env.setenv("PERSONALIZATION_DATABASE_URL", url)
+        env.setenv("PERSONALIZATION_TOP_N", str(TOP_N))
+        settings = Settings.from_env()
+        result = run_job("nightly", settings)
+        assert result.success, result.error
+        yield settings, result, env, int(natural.sum())
+
+
+def _served(settings: Settings) -> pd.DataFrame:
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            "SELECT user_id, scope, items, model_version, generated_at, valid_until FROM personalization_ranks"
+        ).fetchall()
+    return pd.DataFrame(rows, columns=["user_id", "scope", "items", "model_version", "generated_at", "valid_until"])
+
+
+def test_rankings_are_published_complete_and_exclude_seen_items(pipeline):
+    settings, *_ = pipeline
+    served = _served(settings)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        expected = con.execute("SELECT count(*) FROM (SELECT DISTINCT user_id, scope FROM user_rankings)").fetchall()[0][0]
+        seen = con.execute("SELECT user_id, item_id FROM mart_user_item_signals").df()
+        scopes = dict(con.execute("SELECT item_id, scope FROM stg_items").fetchall())
+    assert len(served) == expected > 0
+    seen_pairs = set(zip(seen["user_id"], seen["item_id"]))
+    for row in served.itertuples():
+        ids = [item["id"] for item in row.items]
+        scores = [item["score"] for item in row.items]
+        assert 0 < len(ids) <= TOP_N and len(set(ids)) == len(ids)
+        assert scores == sorted(scores, reverse=True)
+        assert all(0.0 <= item["confidence"] <= 1.0 for item in row.items)
+        assert not any((row.user_id, i) in seen_pairs for i in ids), row.user_id
+        assert {scopes[i] for i in ids} == {row.scope}
+    assert (served["valid_until"] > served["generated_at"]).all()
+
+
+def test_opted_out_users_get_no_features_and_no_rankings(pipeline):
+    settings, *_ = pipeline
+    opted_out = pd.read_csv(settings.data_dir / "settings.csv", dtype=str)
+    opted_out = set(opted_out.loc[opted_out["personalization_enabled"].str.lower() == "false", "user_id"])
+    assert opted_out
+    with psycopg.connect(settings.database_url) as conn:
+        ranked = {r[0] for r in conn.execute("SELECT user_id FROM personalization_ranks").fetchall()}
+        featured = {r[0] for r in conn.execute("SELECT user_id FROM personalization_features").fetchall()}
+    assert ranked and featured
+    assert not (opted_out & ranked) and not (opted_out & featured)
+
+
+def test_quarantine_counts_are_reported_in_asset_metadata(pipeline):
+    _, result, _, natural_duplicates = pipeline
+    meta = result.metadata["raw_interactions"]
+    assert meta["quarantined_by_reason"] == {
+        "duplicate": natural_duplicates + 1, "future_occurred_at": 1, "null_user_id": 1,
+        "unparseable_occurred_at": 1,
+    }
+    assert meta["quarantined"] == natural_duplicates + 4
+
+
+def test_als_beats_popularity_on_planted_preferences(pipeline):
+    settings, result, *_ = pipeline
+    with psycopg.connect(settings.database_url) as conn:
+        metrics = dict(
+            ((model, metric), value)
+            for model, metric, value in conn.execute(
+                "SELECT model_name, metric, value FROM personalization_eval WHERE k = 10"
+            ).fetchall()
+        )
+    assert metrics[("popularity", "ndcg")] > 0
+    assert metrics[("als", "ndcg")] >= 1.25 * metrics[("popularity", "ndcg")]
+    assert "| als |" in result.metadata["offline_eval"]["metrics"]
+
+
+def test_lookup_over_http_returns_the_published_ranking_and_falls_back(pipeline):
+    settings, *_ = pipeline
+    served = _served(settings).sort_values(["user_id", "scope"]).iloc[0]
+    headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, served.user_id)}"}
+    with TestClient(create_app(settings.database_url, settings)) as client:
+        own = client.get(f"/v1/rankings/{served.scope}?limit=5", headers=headers)
+        assert own.status_code == 200
+        body = own.json()
+        assert body["personalized"] is True and body["user_id"] == served.user_id
+        assert body["items"] == served["items"][:5]
+        stranger = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, 'never-seen-user')}"}
+        fallback = client.get(f"/v1/rankings/{served.scope}?limit=5", headers=stranger).json()
+        assert fallback["personalized"] is False and len(fallback["items"]) == 5
+
+
+def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_path):
+    settings, _, env, _ = pipeline
+    before = _served(settings)
+    broken = tmp_path / "raw"
+    shutil.copytree(settings.data_dir, broken)
+    frame = pd.read_csv(broken / "interactions.csv", dtype=str).drop(columns=["user_id"])
+    frame.to_csv(broken / "interactions.csv", index=False)
+    env.setenv("PERSONALIZATION_DATA_DIR", str(broken))
+    try:
+        failed = run_job("nightly", Settings.from_env())
+    finally:
+        env.delenv("PERSONALIZATION_DATA_DIR")
+    assert not failed.success
+    assert "interactions.csv" in failed.error and "'user_id'" in failed.error
+    after = _served(settings)
+    assert len(after) == len(before)
+    assert json.dumps(sorted(after["items"].map(json.dumps))) == json.dumps(sorted(before["items"].map(json.dumps)))
+    assert after["generated_at"].max() == before["generated_at"].max()

@@ -1,0 +1,214 @@
+"""The lookup API through FastAPI's TestClient against real PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pandas as pd
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from personalization_pipeline.config import Settings
+from personalization_pipeline.serving.app import create_app
+from personalization_pipeline.serving.auth import mint_token
+from personalization_pipeline.serving.publish import Snapshot, publish_snapshot
+
+NOW = datetime.now(timezone.utc)
+SETTINGS = dataclasses.replace(
+    Settings.from_env(), jwt_secret="api-test-secret-0123456789abcdef0123456789", jwt_issuer=None,
+    jwt_audience=None,
+)
+
+
+def items(prefix: str, n: int) -> list[dict]:
+    """``n`` items; each carries an internal ``reason`` that must never be served."""
+    return [
+        {"id": f"{prefix}{i}", "score": round(1 - i / 100, 2), "confidence": 0.5, "reason": "secret"}
+        for i in range(n)
+    ]
+
+
+def user_row(user_id: str, valid_for: timedelta) -> dict:
+    return {"user_id": user_id, "scope": "news", "items": items(f"{user_id}-", 20),
+            "model_version": "als-v3", "variant": "als", "generated_at": NOW,
+            "valid_until": NOW + valid_for}
+
+
+@pytest.fixture(scope="module")
+def client(reset_pg: Callable[[], str]) -> Iterator[TestClient]:
+    url = reset_pg()
+    day = timedelta(hours=24)
+    ranks = pd.DataFrame(
+        [user_row("u1", day), user_row("u2", day), user_row("expired", -timedelta(minutes=1)),
+         user_row("optout", day), user_row("toggler", day)]
+    )
+    global_ranks = pd.DataFrame(
+        [{"scope": "news", "items": items("g", 30), "model_version": "pop-v1", "generated_at": NOW,
+          "valid_until": NOW + day}]
+    )
+    evals = pd.DataFrame(
+        {"run_id": ["old", "old", "new", "new"], "model_name": ["als", "als", "als", "popularity"],
+         "metric": "ndcg", "k": [10, 5, 10, 10], "value": [0.1, 0.2, 0.3, 0.25],
+         "computed_at": [NOW - timedelta(days=7)] * 2 + [NOW] * 2}
+    )
+    rationale = ranks[["user_id", "scope"]].assign(tags=[["because-you-viewed"]] * len(ranks))
+    publish_snapshot(url, Snapshot(ranks, global_ranks, evals=evals, rationale=rationale))
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO personalization_settings (user_id, personalization_enabled)"
+            " VALUES ('optout', false), ('u1', true)"
+        )
+    with TestClient(create_app(url, SETTINGS)) as test_client:
+        yield test_client
+
+
+def auth(user_id: str, role: str = "client") -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(SETTINGS.jwt_secret, user_id, role=role)}"}
+
+
+def assert_error(response, status: int, error: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] == error and isinstance(body["detail"], str) and body["detail"]
+    return body
+
+
+def test_health_endpoints(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_readyz_reports_unreachable_database() -> None:
+    with TestClient(create_app("postgresql://postgres@127.0.0.1:1/none", SETTINGS)) as down:
+        assert down.get("/healthz").status_code == 200
+        assert_error(down.get("/readyz"), 503, "service_unavailable")
+
+
+def test_own_ranking_is_personalized_and_limited(client: TestClient) -> None:
+    body = client.get("/v1/rankings/news", headers=auth("u1")).json()
+    assert set(body) == {
+        "user_id", "scope", "items", "personalized", "model_version", "generated_at", "valid_until",
+    }
+    assert (body["user_id"], body["scope"], body["personalized"], body["model_version"]) == (
+        "u1", "news", True, "als-v3",
+    )
+    assert [i["id"] for i in body["items"]] == [f"u1-{i}" for i in range(10)]
+    assert body["items"][0] == {"id": "u1-0", "score": 1.0, "confidence": 0.5}
+    assert datetime.fromisoformat(body["valid_until"]) > NOW
+    limited = client.get("/v1/rankings/news?limit=3", headers=auth("u1")).json()
+    assert [i["id"] for i in limited["items"]] == ["u1-0", "u1-1", "u1-2"]
+    assert len(client.get("/v1/rankings/news?limit=100", headers=auth("u1")).json()["items"]) == 20
+
+
+def test_missing_or_bad_tokens_are_401(client: TestClient) -> None:
+    for headers in [
+        {},
+        {"Authorization": "Basic dTE6cHc="},
+        {"Authorization": f"Bearer {mint_token('another-secret-0123456789abcdef0123456789', 'u1')}"},
+        {"Authorization": f"Bearer {mint_token(SETTINGS.jwt_secret, 'u1', ttl_seconds=-1)}"},
+        {"Authorization": "Bearer " + jwt.encode(
+            {"sub": "u1", "role": "owner", "exp": NOW + timedelta(hours=1)}, SETTINGS.jwt_secret)},
+    ]:
+        response = client.get("/v1/rankings/news", headers=headers)
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_expired_token_message(client: TestClient) -> None:
+    expired = {"Authorization": f"Bearer {mint_token(SETTINGS.jwt_secret, 'u1', ttl_seconds=-1)}"}
+    assert "expired" in client.get("/v1/rankings/news", headers=expired).json()["detail"]
+
+
+def test_user_route_permissions(client: TestClient) -> None:
+    assert client.get("/v1/users/u1/rankings/news", headers=auth("u1")).json()["personalized"]
+    assert client.get("/v1/users/u1/rankings/news", headers=auth("u1", "reader")).status_code == 200
+    assert_error(client.get("/v1/users/u2/rankings/news", headers=auth("u1")), 403, "forbidden")
+    assert_error(client.get("/v1/users/u2/rankings/news", headers=auth("u1", "reader")), 403, "forbidden")
+    for role in ("admin", "superadmin"):
+        body = client.get("/v1/users/u2/rankings/news", headers=auth("boss", role)).json()
+        assert (body["user_id"], body["personalized"], body["items"][0]["id"]) == ("u2", True, "u2-0")
+    assert_error(client.get("/v1/rankings/news", headers=auth("m", "monitor")), 403, "forbidden")
+    assert_error(client.get("/v1/users/m/rankings/news", headers=auth("m", "monitor")), 403, "forbidden")
+
+
+@pytest.mark.parametrize("user_id", ["never-seen", "expired", "optout"])
+def test_fallback_to_global_ranking(client: TestClient, user_id: str) -> None:
+    body = client.get("/v1/rankings/news?limit=5", headers=auth(user_id)).json()
+    assert (body["user_id"], body["personalized"], body["model_version"]) == (user_id, False, "pop-v1")
+    assert [i["id"] for i in body["items"]] == ["g0", "g1", "g2", "g3", "g4"]
+
+
+def test_opt_out_takes_effect_at_once(client: TestClient) -> None:
+    headers = auth("toggler")
+    assert client.get("/v1/settings", headers=headers).json() == {
+        "user_id": "toggler", "personalization_enabled": True, "data_sharing_consent": None,
+        "updated_at": None,
+    }
+    stored = client.put("/v1/settings", headers=headers,
+                        json={"personalization_enabled": False, "data_sharing_consent": True}).json()
+    assert (stored["personalization_enabled"], stored["data_sharing_consent"]) == (False, True)
+    assert client.get("/v1/rankings/news", headers=headers).json()["personalized"] is False
+    stored = client.put("/v1/settings", headers=headers, json={"personalization_enabled": True}).json()
+    assert (stored["personalization_enabled"], stored["data_sharing_consent"]) == (True, True)
+    assert client.get("/v1/rankings/news", headers=headers).json()["personalized"] is True
+
+
+def test_settings_permissions_and_validation(client: TestClient) -> None:
+    assert_error(client.put("/v1/settings", headers=auth("r", "reader"),
+                            json={"personalization_enabled": False}), 403, "forbidden")
+    assert_error(client.get("/v1/settings", headers=auth("m", "monitor")), 403, "forbidden")
+    assert_error(client.put("/v1/settings", headers=auth("u1"), json={"enabled": False}),
+                 422, "validation_error")
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "ten"])
+def test_invalid_limit_is_422(client: TestClient, limit: str) -> None:
+    body = assert_error(
+        client.get(f"/v1/rankings/news?limit={limit}", headers=auth("u1")), 422, "validation_error"
+    )
+    assert "limit" in body["detail"]
+
+
+def test_unknown_scope_and_route_are_404(client: TestClient) -> None:
+    body = assert_error(client.get("/v1/rankings/sports", headers=auth("u1")), 404, "not_found")
+    assert "sports" in body["detail"]
+    assert_error(client.get("/v1/nothing-here"), 404, "not_found")
+
+
+def test_admin_metrics_show_latest_run(client: TestClient) -> None:
+    body = client.get("/v1/admin/metrics", headers=auth("boss", "admin")).json()
+    assert body["run_id"] == "new"
+    assert body["metrics"] == [
+        {"model_name": "als", "metric": "ndcg", "k": 10, "value": 0.3},
+        {"model_name": "popularity", "metric": "ndcg", "k": 10, "value": 0.25},
+    ]
+    assert client.get("/v1/admin/metrics", headers=auth("boss", "superadmin")).status_code == 200
+    for role in ("client", "reader", "monitor"):
+        assert_error(client.get("/v1/admin/metrics", headers=auth("x", role)), 403, "forbidden")
+
+
+def test_api_connections_cannot_read_rationale_or_features(client: TestClient) -> None:
+    pool = client.app.state.pool
+
+    async def probe() -> tuple[str, str]:
+        async with pool.connection() as conn:
+            role = (await (await conn.execute("SELECT current_user")).fetchone())[0]
+            try:
+                await conn.execute("SELECT tags FROM personalization_rank_rationale")
+            except psycopg.errors.InsufficientPrivilege as exc:
+                return role, type(exc).__name__
+            return role, "readable"
+
+    assert client.portal.call(probe) == ("personalization_api", "InsufficientPrivilege")
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/rankings/{scope}", "/v1/users/{user_id}/rankings/{scope}", "/v1/settings",
+            "/v1/admin/metrics", "/healthz", "/readyz"} <= set(paths)

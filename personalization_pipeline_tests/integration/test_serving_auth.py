@@ -1,0 +1,61 @@
+"""JWT minting and verification for the lookup API."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from personalization_pipeline.serving.auth import AuthError, Principal, decode_token, mint_token
+
+SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
+
+
+def test_round_trip_with_issuer_and_audience() -> None:
+    token = mint_token(SECRET, "u1", role="admin", issuer="pp", audience="apps")
+    assert decode_token(token, SECRET, issuer="pp", audience="apps") == Principal("u1", "admin")
+
+
+def test_missing_role_claim_is_least_privileged() -> None:
+    token = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    assert decode_token(token, SECRET).role == "client"
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (mint_token("another-secret-of-sufficient-length-0123456", "u1"), "Signature verification"),
+        (mint_token(SECRET, "u1", ttl_seconds=-5), "expired"),
+        (jwt.encode({"sub": "u1", "exp": int(time.time()) + 60, "role": "root"}, SECRET), "unknown role"),
+        (jwt.encode({"exp": int(time.time()) + 60}, SECRET), "sub"),
+        (jwt.encode({"sub": "u1"}, SECRET), "exp"),
+        (jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512"), "alg value is not allowed"),
+        (jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, None, algorithm="none"), "alg value is not allowed"),
+        ("not.a.token", "invalid token"),
+    ],
+)
+def test_rejected_tokens(token: str, message: str) -> None:
+    with pytest.raises(AuthError, match=message):
+        decode_token(token, SECRET)
+
+
+def test_issuer_and_audience_are_enforced_when_configured() -> None:
+    with pytest.raises(AuthError, match="iss"):
+        decode_token(mint_token(SECRET, "u1"), SECRET, issuer="pp")
+    with pytest.raises(AuthError, match="(?i)audience"):
+        decode_token(mint_token(SECRET, "u1", audience="other"), SECRET, audience="apps")
+
+
+def test_mint_rejects_unknown_role() -> None:
+    with pytest.raises(AuthError, match="unknown role"):
+        mint_token(SECRET, "u1", role="owner")
+
+
+def test_read_permissions_by_role() -> None:
+    assert Principal("u1", "client").can_read_user("u1")
+    assert not Principal("u1", "client").can_read_user("u2")
+    assert Principal("u1", "reader").can_read_user("u1")
+    assert not Principal("u1", "monitor").can_read_user("u1")
+    assert Principal("a", "admin").can_read_user("u2")
+    assert Principal("a", "superadmin").can_read_user("u2")

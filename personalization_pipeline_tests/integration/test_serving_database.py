@@ -1,0 +1,68 @@
+"""Locating the serving database: configured URL or embedded pgserver."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from personalization_pipeline.config import Settings
+from personalization_pipeline.serving.database import (
+    normalize_url,
+    resolve_database_url,
+    stop_embedded_server,
+    with_database,
+)
+from personalization_pipeline.serving.schema import SERVING_TABLES, ensure_schema
+
+
+def settings(**changes) -> Settings:
+    return dataclasses.replace(Settings.from_env(), **changes)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgres://u:p@h:5/db", "postgresql+psycopg://u:p@h:5/db", "postgresql://u:p@h:5/db"],
+)
+def test_normalize_url(url: str) -> None:
+    assert normalize_url(url) == "postgresql://u:p@h:5/db"
+
+
+def test_normalize_url_rejects_other_schemes() -> None:
+    with pytest.raises(ValueError, match="not a PostgreSQL URL"):
+        normalize_url("mysql://h/db")
+
+
+def test_with_database_keeps_socket_host() -> None:
+    url = "postgresql://postgres:@/postgres?host=/tmp/sock"
+    assert with_database(url, "x") == "postgresql://postgres:@/x?host=/tmp/sock"
+    assert with_database("postgres://u@h:5432/a", "b") == "postgresql://u@h:5432/b"
+
+
+def test_configured_url_wins(tmp_path: Path) -> None:
+    resolved = resolve_database_url(
+        settings(database_url="postgres://u@db:5432/serving", embedded_pg_dir=tmp_path / "pg")
+    )
+    assert resolved == "postgresql://u@db:5432/serving"
+    assert not (tmp_path / "pg").exists()
+
+
+def test_embedded_server_with_a_long_data_dir_is_started_and_reused(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 5) / "pg"
+    assert len(str(deep / ".s.PGSQL.5432")) > 107
+    config = settings(database_url=None, embedded_pg_dir=deep)
+    url = resolve_database_url(config)
+    try:
+        with psycopg.connect(url) as conn:
+            ensure_schema(conn)
+            ensure_schema(conn)
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE tablename = ANY(%s)", (list(SERVING_TABLES),)
+            ).fetchone()
+        assert tables == (len(SERVING_TABLES),)
+        assert resolve_database_url(config) == url
+    finally:
+        stop_embedded_server(deep)
+    assert not (deep / "postmaster.pid").exists()

@@ -1,0 +1,172 @@
+"""Raw ingest against a real DuckDB: contract, column mapping, quarantine with reasons."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from personalization_pipeline.ingest import InputError, load_mapping, load_raw_tables
+
+NOW = datetime(2024, 6, 1, 12, 0, 0)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+def _load(data_dir: Path, mapping=None, strict=False, con=None, override=None):
+    con = con or duckdb.connect()
+    report = load_raw_tables(
+        con, data_dir, mapping or {}, now=NOW, future_tolerance=timedelta(hours=1),
+        strict_items=strict, settings_override=override,
+    )
+    return con, report
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_good_rows_typed(tmp_path):
+    _write(tmp_path / "interactions.csv", """
+user_id,item_id,occurred_at,event_type,value,session_id
+u1,i1,2024-01-01T10:00:00Z,view,,s1
+u1,i1,2024-01-01T10:00:00Z,view,,s1
+u2,i2,1704103200,click,,s2
+,i2,2024-01-01T10:00:00Z,view,,s3
+u3,,2024-01-01T10:00:00Z,view,,s3
+u3,i3,yesterday-ish,view,,s3
+u3,i3,2024-06-01T14:00:00Z,view,,s3
+u4,i1,2024-01-02,rate,five,s4
+u4,i1,2024-01-02,,4.5,s4
+u5,i1,2024-01-02,view,,s5,unexpected,extra
+""")
+    con, report = _load(tmp_path)
+    assert report.quarantined["interactions"] == {
+        "duplicate": 1,
+        "future_occurred_at": 1,
+        "malformed_line": 1,
+        "null_item_id": 1,
+        "null_user_id": 1,
+        "unparseable_occurred_at": 1,
+        "unparseable_value": 1,
+    }
+    assert report.rows["interactions"] == 3
+    rows = con.execute(
+        "SELECT user_id, item_id, occurred_at, event_type, value FROM raw_interactions ORDER BY user_id"
+    ).fetchall()
+    assert rows == [
+        ("u1", "i1", datetime(2024, 1, 1, 10), "view", None),
+        ("u2", "i2", datetime(2024, 1, 1, 10), "click", None),  # epoch seconds 1704103200
+        ("u4", "i1", datetime(2024, 1, 2), "rate", 4.5),  # numeric value without type -> rate
+    ]
+    stored = con.execute(
+        "SELECT reason, row_json FROM quarantine WHERE table_name = 'interactions' AND reason = 'null_user_id'"
+    ).fetchall()
+    assert json.loads(stored[0][1])["item_id"] == "i2"
+
+
+def test_missing_required_column_names_file_and_column(tmp_path):
+    path = _write(tmp_path / "interactions.csv", "userid,item_id,occurred_at\nu1,i1,2024-01-01")
+    con = duckdb.connect()
+    with pytest.raises(InputError) as info:
+        _load(tmp_path, con=con)
+    assert info.value.column == "user_id"
+    assert str(path) in str(info.value) and "user_id" in str(info.value)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'raw_%'").fetchall() == [(0,)]
+
+
+def test_missing_interactions_file_and_unreadable_parquet_are_errors(tmp_path):
+    with pytest.raises(InputError, match="interactions"):
+        _load(tmp_path)
+    (tmp_path / "interactions.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match="unreadable") as info:
+        _load(tmp_path)
+    assert info.value.path.endswith("interactions.parquet")
+
+
+def test_failed_ingest_keeps_previous_raw_tables(tmp_path):
+    good = tmp_path / "good"
+    good.mkdir()
+    _write(good / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu2,i1,2024-01-02")
+    con, _ = _load(good)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    _write(bad / "interactions.csv", "user_id,item_id,occurred_at\nu9,i9,2024-01-01")
+    _write(bad / "users.csv", "id,email\nu9,x@y.z")  # users without user_id
+    with pytest.raises(InputError, match="users.csv"):
+        _load(bad, con=con)
+    assert con.execute("SELECT user_id FROM raw_interactions ORDER BY 1").fetchall() == [("u1",), ("u2",)]
+
+
+def test_column_mapping_reads_an_explicit_ratings_export(tmp_path):
+    _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,11,2.5,964982224")
+    _write(tmp_path / "movies.csv", "movieId,title,genres\n10,Heat (1995),Action|Crime\n11,Up (2009),Animation")
+    mapping_file = _write(tmp_path / "mapping.yaml", """
+interactions:
+  file: ratings.csv
+  columns: {userId: user_id, movieId: item_id, timestamp: occurred_at, rating: value}
+  defaults: {event_type: rate}
+items:
+  file: movies.csv
+  columns: {movieId: item_id, genres: category}
+""")
+    con, report = _load(tmp_path, mapping=load_mapping(mapping_file))
+    assert report.rows == {"items": 2, "interactions": 2, "users": 0, "settings": 0}
+    assert con.execute("SELECT user_id, item_id, event_type, value FROM raw_interactions ORDER BY item_id").fetchall() == [
+        ("1", "10", "rate", 4.0), ("1", "11", "rate", 2.5)
+    ]
+    assert con.execute("SELECT category, title FROM raw_items WHERE item_id = '10'").fetchall() == [
+        ("Action|Crime", "Heat (1995)")
+    ]
+
+
+def test_mapping_errors_name_the_problem(tmp_path):
+    bad_target = _write(tmp_path / "m1.yaml", "interactions:\n  columns: {userId: customer}")
+    with pytest.raises(InputError, match="customer"):
+        load_mapping(bad_target)
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
+    missing_source = _write(tmp_path / "m2.yaml", "interactions:\n  columns: {userId: user_id}")
+    with pytest.raises(InputError) as info:
+        _load(tmp_path, mapping=load_mapping(missing_source))
+    assert info.value.column == "userId"
+
+
+def test_pii_and_unknown_columns_never_reach_the_warehouse(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
+    _write(tmp_path / "users.csv", """
+user_id,email,full_name,phone,country_code,birth_date,postal_code
+u1,ann@example.com,Ann Lee,+1 555 0100,de,1990-02-03,10115
+""")
+    con, report = _load(tmp_path)
+    assert report.dropped_columns["users"] == ["birth_date", "email", "full_name", "phone", "postal_code"]
+    columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE raw_users)").fetchall()]
+    assert columns == ["user_id", "signup_at", "country_code", "timezone_offset", "device_type"]
+    dump = con.execute("SELECT * FROM raw_users").fetchall() + con.execute("SELECT row_json FROM quarantine").fetchall()
+    assert "ann@example.com" not in str(dump) and "Ann Lee" not in str(dump)
+
+
+def test_strict_mode_quarantines_unknown_items(tmp_path):
+    _write(tmp_path / "items.csv", "item_id,scope\ni1,articles")
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu1,i2,2024-01-01")
+    _, lenient = _load(tmp_path)
+    assert lenient.rows["interactions"] == 2
+    _, strict = _load(tmp_path, strict=True)
+    assert strict.rows["interactions"] == 1
+    assert strict.quarantined["interactions"] == {"unknown_item": 1}
+
+
+def test_database_settings_win_over_the_settings_file(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu2,i1,2024-01-01")
+    _write(tmp_path / "settings.csv", "user_id,personalization_enabled\nu1,true\nu2,yes\nu3,maybe")
+    override = pd.DataFrame({
+        "user_id": ["u1"], "personalization_enabled": [False], "data_sharing_consent": [False],
+        "updated_at": [pd.Timestamp("2024-05-01")],
+    })
+    con, report = _load(tmp_path, override=override)
+    assert report.quarantined["settings"] == {"unparseable_personalization_enabled": 1}
+    assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings ORDER BY 1").fetchall() == [
+        ("u1", False), ("u2", True)
+    ]

@@ -1,0 +1,80 @@
+"""ALS training: determinism, behaviour on planted clusters, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from personalization_pipeline.recsys.als import ALSModel, ALSParams, train_als
+from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.ranking import user_rankings
+
+PARAMS = ALSParams(factors=8, iterations=15, regularization=0.05, alpha=10.0, seed=7)
+
+
+def two_clusters(seed: int = 0) -> pd.DataFrame:
+    """Users u00-u11 use items a0-a9 only, users u12-u23 items b0-b9 only (6 of 10 each)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(24):
+        prefix = "a" if u < 12 else "b"
+        for item in rng.choice(10, size=6, replace=False):
+            rows.append((f"u{u:02d}", f"{prefix}{item}", float(rng.integers(1, 4))))
+    rows.append(("u00", "b0", -3.0))  # a dismissal: seen, never trained on
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "weight"])
+
+
+@pytest.fixture(scope="module")
+def interactions() -> InteractionMatrix:
+    return InteractionMatrix.from_frame(two_clusters())
+
+
+def test_same_seed_same_factors(interactions):
+    first, second = train_als(interactions, PARAMS), train_als(interactions, PARAMS)
+    assert np.array_equal(first.user_factors, second.user_factors)
+    assert np.array_equal(first.item_factors, second.item_factors)
+    single_thread = train_als(interactions, ALSParams(**{**PARAMS.__dict__, "num_threads": 1}))
+    assert np.array_equal(first.user_factors, single_thread.user_factors)
+    other_seed = train_als(interactions, ALSParams(**{**PARAMS.__dict__, "seed": 8}))
+    assert not np.array_equal(first.user_factors, other_seed.user_factors)
+
+
+def test_recommends_cluster_mates_items(interactions):
+    model = train_als(interactions, PARAMS)
+    items = pd.DataFrame({"item_id": model.item_ids, "scope": "all"})
+    recs = user_rankings(model, interactions.users.ids, items, interactions, n=4)
+    assert recs["user_id"].nunique() == 24
+    # each user has 4 unseen items in its own cluster: the top 4 must be exactly those
+    for user, group in recs.groupby("user_id"):
+        own = "a" if user < "u12" else "b"
+        assert group["item_id"].str[0].eq(own).all(), (user, group["item_id"].tolist())
+        assert not set(group["item_id"]) & set(interactions.seen_items(user))
+
+
+def test_only_positive_rows_train(interactions):
+    model = train_als(interactions, PARAMS)
+    # b0 was dismissed by u00 but also used positively by cluster b, so it stays
+    assert "b0" in model.item_ids.tolist()
+    dismissed_only = InteractionMatrix.from_frame(
+        pd.concat([two_clusters(), pd.DataFrame([("ghost", "zz", -3.0)], columns=["user_id", "item_id", "weight"])])
+    )
+    model = train_als(dismissed_only, PARAMS)
+    assert "ghost" not in model.users.ids.tolist() and "zz" not in model.item_ids.tolist()
+    scores = model.score(np.array(["ghost", "u00"]))
+    assert np.isnan(scores[0]).all() and np.isfinite(scores[1]).all()
+    with pytest.raises(ValueError, match="no positive"):
+        train_als(InteractionMatrix.from_frame(pd.DataFrame({"user_id": ["u"], "item_id": ["i"], "weight": [-1.0]})))
+
+
+def test_save_load_round_trip(interactions, tmp_path):
+    model = train_als(interactions, PARAMS)
+    path = tmp_path / "als.model"
+    model.save(path)
+    assert path.exists()  # written at the exact path, no suffix added
+    loaded = ALSModel.load(path)
+    assert loaded.params == PARAMS
+    assert loaded.users.ids.tolist() == model.users.ids.tolist()
+    assert loaded.item_ids.tolist() == model.item_ids.tolist()
+    users = np.array(["u03", "u20"])
+    assert np.array_equal(loaded.score(users), model.score(users))

@@ -1,0 +1,49 @@
+"""Interaction matrices and id indexes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+
+FRAME = pd.DataFrame(
+    {
+        "user_id": [10, 10, 10, 9, 9, 7],  # integer ids become strings: "10" < "7" < "9"
+        "item_id": ["b", "b", "c", "a", "c", "c"],
+        "weight": [1.0, 2.0, 4.0, -3.0, 0.5, 0.0],
+    }
+)
+
+
+def test_ids_are_sorted_strings_and_weights_summed():
+    m = InteractionMatrix.from_frame(FRAME)
+    assert m.users.ids.tolist() == ["10", "7", "9"]
+    assert m.items.ids.tolist() == ["a", "b", "c"]
+    assert m.weights.toarray().tolist() == [[0.0, 3.0, 4.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.5]]
+    assert m.positive_counts.tolist() == [2, 0, 1]
+
+
+def test_dismissed_and_zero_weight_items_are_seen_but_not_trained():
+    m = InteractionMatrix.from_frame(FRAME)
+    assert m.seen_items("9").tolist() == ["a", "c"]  # a was dismissed (weight -3)
+    assert m.seen_items("7").tolist() == ["c"]  # weight 0
+    assert m.seen_items("unknown").tolist() == []
+    assert m.seen.toarray().sum() == 5  # five distinct (user, item) pairs
+
+
+def test_positions_mark_unknown_ids():
+    index = IdIndex.from_values(["b", "a", "b", "c"])
+    assert index.ids.tolist() == ["a", "b", "c"]
+    assert index.positions(["c", "zz", "a", ""]).tolist() == [2, -1, 0, -1]
+    assert IdIndex.from_values([]).positions(["a"]).tolist() == [-1]
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="weight"):
+        InteractionMatrix.from_frame(FRAME.drop(columns="weight"))
+    with pytest.raises(ValueError, match="null"):
+        InteractionMatrix.from_frame(FRAME.assign(item_id=["a", None, "b", "c", "c", "c"]))
+    with pytest.raises(ValueError):
+        IdIndex(np.array(["b", "a"]))
