@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from personalization_pipeline.synth import latent
 from personalization_pipeline.synth.catalog import Catalog
+from personalization_pipeline.synth.choice import draw_views
 from personalization_pipeline.synth.clock import DAY, Window, timestamps
 from personalization_pipeline.synth.population import Cohort
 from personalization_pipeline.synth.vocab import DEVICE_SHARES, DEVICES, EVENT_TYPES
@@ -86,27 +86,6 @@ def _sessions(
     return _Sessions(owner=owner, start=start[np.lexsort((start, owner))], device=device)
 
 
-def _pick_items(
-    rng: np.random.Generator,
-    cohort: Cohort,
-    catalog: Catalog,
-    owner: np.ndarray,
-    drifted: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Viewed item per view and the viewer's affinity to it (cosine of the tastes)."""
-    candidates = latent.exposure(rng, cohort.size, catalog.vectors.shape[0])
-    uniforms = rng.random(owner.size)
-    tastes = [cohort.taste_start, cohort.taste_end]
-    cdfs = latent.choice_cdfs(tastes, candidates, catalog.vectors, catalog.log_popularity)
-    item = np.empty(owner.size, dtype=np.int64)
-    for cdf, mask in zip(cdfs, (~drifted, drifted)):
-        rows = owner[mask]
-        item[mask] = candidates[rows, latent.sample_positions(cdf, rows, uniforms[mask])]
-    taste_now = np.where(drifted[:, None], cohort.taste_end[owner], cohort.taste_start[owner])
-    affinity = np.einsum("ij,ij->i", taste_now, catalog.vectors[item])
-    return item, affinity
-
-
 def _funnel(
     rng: np.random.Generator, seen_at: np.ndarray, affinity: np.ndarray
 ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -152,7 +131,9 @@ def simulate(
     seen_at = sessions.start[session] + (elapsed - elapsed[opens][session])
     progress = np.clip((seen_at - window.start) / (window.end - window.start), 0.0, 1.0)
     drifted = rng.random(owner.size) < progress
-    item, affinity = _pick_items(rng, cohort, catalog, owner, drifted)
+    tastes = [cohort.taste_start, cohort.taste_end]
+    item = draw_views(rng, catalog.space, tastes, owner, drifted.astype(np.int64))
+    affinity = catalog.space.affinity(np.where(drifted[:, None], tastes[1][owner], tastes[0][owner]), item)
 
     parts = _funnel(rng, seen_at, affinity)
     view = np.concatenate([np.flatnonzero(mask) for _, mask, _, _ in parts])

@@ -24,8 +24,7 @@ class Catalog:
 
     table: pa.Table
     ids: pa.Array
-    vectors: np.ndarray
-    log_popularity: np.ndarray
+    space: latent.ItemSpace
 
 
 def padded_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
@@ -46,9 +45,7 @@ def build_catalog(rng: np.random.Generator, n_items: int, window: Window) -> Cat
         [share * rng.dirichlet(np.full(n, 4.0)) for share, n in zip(SCOPE_SHARES, per_scope)]
     )
     category = rng.choice(len(CATEGORY_NAMES), size=n_items, p=category_share)
-    centres = latent.random_directions(rng, len(CATEGORY_NAMES))
-    vectors = latent.item_vectors(rng, category, centres)
-    log_pop = latent.log_popularity(rng, n_items)
+    space = latent.item_space(rng, category, len(CATEGORY_NAMES))
 
     created = window.start - ((4 + rng.random(n_items) * 700) * DAY).astype(np.int64)
     approved = created + (1_800 + rng.random(n_items) * 3 * DAY).astype(np.int64)
@@ -67,4 +64,4 @@ def build_catalog(rng: np.random.Generator, n_items: int, window: Window) -> Cat
             "title": pc.binary_join_element_wise(adjective, topic, noun, " "),
         }
     )
-    return Catalog(table=table, ids=ids, vectors=vectors, log_popularity=log_pop)
+    return Catalog(table=table, ids=ids, space=space)
