@@ -1,8 +1,8 @@
 """Top-N lists per user and scope, shared by every model.
 
 Ordering: score descending, then item_id ascending; ranks are 1-based. Seen items
-(any interaction, dismissals included) and items without a finite score are never
-listed, so a list can be shorter than N.
+(any interaction, dismissals included) and NaN scores (users a model does not know)
+are never listed, so a list can be shorter than N or missing.
 
 Confidence, in [0, 1], says how much to trust an item's place in a user's list::
 
@@ -74,15 +74,13 @@ class _Picks:
     @classmethod
     def concat(cls, parts: list[_Picks]) -> _Picks:
         fields = cls.__dataclass_fields__
-        if not parts:
-            return cls(*(np.empty(0, dtype=np.float64 if f in ("scores", "relative") else np.int64) for f in fields))
         merged = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
         order = np.lexsort((merged.ranks, merged.scope_codes, merged.rows))
         return cls(*(getattr(merged, f)[order] for f in fields))
 
 
 def _pick_top(scores: np.ndarray, n: int, cols: np.ndarray, scope_code: int) -> _Picks:
-    """Each row's n best scores above -inf among ``cols``; ties go to the lower column."""
+    """Each row's n best scores among ``cols``, -inf excluded; ties go to the lower column."""
     sub = scores[:, cols]
     k = min(n, len(cols))
     valid = sub > -np.inf
@@ -95,7 +93,8 @@ def _pick_top(scores: np.ndarray, n: int, cols: np.ndarray, scope_code: int) -> 
         crowded = np.flatnonzero(at.sum(axis=1) > room)  # more ties than free slots
         if len(crowded):
             ties = at[crowded]
-            keep[crowded] = above[crowded] | (ties & (np.cumsum(ties, axis=1) <= room[crowded, np.newaxis]))
+            first_ties = np.cumsum(ties, axis=1) <= room[crowded, np.newaxis]
+            keep[crowded] = above[crowded] | (ties & first_ties)
         keep &= valid
     else:
         keep = valid
@@ -121,10 +120,14 @@ def _rank_scopes(scores: np.ndarray, scopes: _Scopes, n: int) -> _Picks:
     """Top-n per row within each scope, in model column numbers."""
     if n < 1:
         raise ValueError("n must be at least 1")
-    return _Picks.concat([_pick_top(scores, n, cols, code) for code, cols in enumerate(scopes.columns)])
+    no_columns = np.empty(0, dtype=np.int64)  # yields correctly typed empty picks
+    parts = [_pick_top(scores, n, cols, code) for code, cols in enumerate(scopes.columns)]
+    return _Picks.concat(parts or [_pick_top(scores, n, no_columns, 0)])
 
 
-def _mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray) -> None:
+def _mask_seen(
+    scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray
+) -> None:
     """Set the scores of items each user has seen to -inf, in place."""
     rows = history.users.positions(user_ids)
     known = np.flatnonzero(rows >= 0)
@@ -202,7 +205,7 @@ def global_rankings(popularity: PopularityModel, item_scopes: pd.DataFrame, n: i
     """Top-``n`` popular items per scope (``GLOBAL_COLUMNS``); confidence = relative."""
     item_ids = popularity.item_ids
     scopes = _Scopes.build(item_ids, item_scopes)
-    picks = _rank_scopes(np.nan_to_num(popularity.scores[np.newaxis, :], nan=-np.inf), scopes, n)
+    picks = _rank_scopes(popularity.scores[np.newaxis, :], scopes, n)
     return pd.DataFrame(
         {
             "scope": scopes.names[picks.scope_codes],

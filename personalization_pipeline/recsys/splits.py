@@ -18,21 +18,24 @@ import pandas as pd
 USER, ITEM, TIME = "user_id", "item_id", "occurred_at"
 
 
-def _split_by_pairs(frame: pd.DataFrame, test_pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _pair_keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(frame[[USER, ITEM]].astype(str))
+
+
+def _split_by_pairs(
+    frame: pd.DataFrame, test_pairs: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows whose (user, item) is in ``test_pairs`` go to test, the rest to train."""
-    keys = pd.MultiIndex.from_frame(frame[[USER, ITEM]].astype(str))
-    held = keys.isin(pd.MultiIndex.from_frame(test_pairs[[USER, ITEM]].astype(str)))
+    held = _pair_keys(frame).isin(_pair_keys(test_pairs))
     return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
 
 
 def _drop_seen(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    train_keys = pd.MultiIndex.from_frame(train[[USER, ITEM]].astype(str))
-    test_keys = pd.MultiIndex.from_frame(test[[USER, ITEM]].astype(str))
-    return test[~test_keys.isin(train_keys)].reset_index(drop=True)
+    return test[~_pair_keys(test).isin(_pair_keys(train))].reset_index(drop=True)
 
 
 def _held_out(ordered: pd.DataFrame, fraction: float, min_train: int) -> pd.DataFrame:
-    """The last held-out count of each user's pairs, ``ordered`` by user then position."""
+    """Each user's last pairs by the counting rule; ``ordered`` is grouped by user."""
     if not 0 < fraction < 1:
         raise ValueError("fraction must be strictly between 0 and 1")
     if min_train < 1:
@@ -44,8 +47,9 @@ def _held_out(ordered: pd.DataFrame, fraction: float, min_train: int) -> pd.Data
     return ordered[position >= size - n_test]
 
 
-def _with_str_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    for column in (USER, ITEM):
+def _with_str_ids(frame: pd.DataFrame, *required: str) -> pd.DataFrame:
+    """``frame`` with string user and item ids, after checking the required columns."""
+    for column in (USER, ITEM, *required):
         if column not in frame.columns:
             raise ValueError(f"interaction frame lacks column {column!r}")
     return frame.assign(**{USER: frame[USER].astype(str), ITEM: frame[ITEM].astype(str)})
@@ -60,7 +64,7 @@ def temporal_holdout(
     last ones, by the counting rule in the module docstring, go to test.
     """
     pairs = (
-        _with_str_ids(frame)
+        _with_str_ids(frame, TIME)
         .groupby([USER, ITEM], sort=False, as_index=False)[TIME]
         .min()
         .sort_values([USER, TIME, ITEM], kind="stable")
@@ -82,11 +86,13 @@ def stratified_random_split(
     return _split_by_pairs(frame, _held_out(ordered, fraction, min_train))
 
 
-def time_cutoff_split(frame: pd.DataFrame, cutoff: pd.Timestamp | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def time_cutoff_split(
+    frame: pd.DataFrame, cutoff: pd.Timestamp | str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows before ``cutoff`` train, rows at or after it test (seen pairs dropped).
 
     Users who only appear after the cutoff stay in test: they are cold users.
     """
-    after = frame[TIME] >= pd.Timestamp(cutoff)
+    after = _with_str_ids(frame, TIME)[TIME] >= pd.Timestamp(cutoff)
     train = frame[~after].reset_index(drop=True)
     return train, _drop_seen(train, frame[after])

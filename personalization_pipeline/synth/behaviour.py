@@ -133,7 +133,8 @@ def simulate(
     drifted = rng.random(owner.size) < progress
     tastes = [cohort.taste_start, cohort.taste_end]
     item = draw_views(rng, catalog.space, tastes, owner, drifted.astype(np.int64))
-    affinity = catalog.space.affinity(np.where(drifted[:, None], tastes[1][owner], tastes[0][owner]), item)
+    taste_now = np.where(drifted[:, None], cohort.taste_end[owner], cohort.taste_start[owner])
+    affinity = catalog.space.affinity(taste_now, item)
 
     parts = _funnel(rng, seen_at, affinity)
     view = np.concatenate([np.flatnonzero(mask) for _, mask, _, _ in parts])

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from personalization_pipeline.synth import latent
 from personalization_pipeline.synth.clock import DAY, Window, timestamps
+from personalization_pipeline.synth.ids import id_width, padded_ids
 from personalization_pipeline.synth.vocab import SCOPES, TITLE_ADJECTIVES, TITLE_NOUNS
 
 SCOPE_NAMES = tuple(SCOPES)
@@ -27,22 +28,14 @@ class Catalog:
     space: latent.ItemSpace
 
 
-def padded_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    """String ids such as ``i000123``: prefix plus the zero-padded number."""
-    digits = pc.utf8_lpad(pa.array(numbers).cast(pa.string()), width=width, padding="0")
-    return pc.binary_join_element_wise(prefix, digits, "")
-
-
-def id_width(count: int, minimum: int) -> int:
-    """Digits needed to number ``count`` things, at least ``minimum``."""
-    return max(minimum, len(str(max(count - 1, 0))))
-
-
 def build_catalog(rng: np.random.Generator, n_items: int, window: Window) -> Catalog:
     """Items spread over scopes and categories, all approved before the window opens."""
     per_scope = [len(cats) for cats in SCOPES.values()]
     category_share = np.concatenate(
-        [share * rng.dirichlet(np.full(n, 4.0)) for share, n in zip(SCOPE_SHARES, per_scope)]
+        [
+            share * rng.dirichlet(np.full(n, 4.0))
+            for share, n in zip(SCOPE_SHARES, per_scope, strict=True)
+        ]
     )
     category = rng.choice(len(CATEGORY_NAMES), size=n_items, p=category_share)
     space = latent.item_space(rng, category, len(CATEGORY_NAMES))

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from personalization_pipeline.synth.latent import AFFINITY_SCALE, POPULARITY_WEIGHT, ItemSpace
+from personalization_pipeline.synth.latent import (
+    AFFINITY_SCALE,
+    POPULARITY_EXPONENT,
+    POPULARITY_WEIGHT,
+    ItemSpace,
+)
 
 EXPOSED_ITEMS = 1024
-PROPOSAL_SHARPNESS = 0.5 * AFFINITY_SCALE
+PROPOSAL_SHARPNESS = 0.7 * AFFINITY_SCALE
+TAIL = POPULARITY_WEIGHT * POPULARITY_EXPONENT  # popularity weight ~ rank ** -TAIL; not 1
 
 
 def sample_rows(cdf: np.ndarray, rows: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """One column per (row, uniform) pair, drawn from that row of ``cdf`` (changed in place)."""
+    """One column per (row, uniform) pair, drawn from that row of ``cdf``."""
     width = cdf.shape[1]
-    cdf += np.arange(cdf.shape[0])[:, None]
-    picked = np.searchsorted(cdf.ravel(), rows + uniforms, side="right") - rows * width
+    flat = (cdf + np.arange(cdf.shape[0], dtype=np.float64)[:, None]).ravel()
+    picked = np.searchsorted(flat, rows + uniforms, side="right") - rows * width
     return np.clip(picked, 0, width - 1)
 
 
@@ -31,6 +37,17 @@ def _normalised_cdf(logits: np.ndarray) -> np.ndarray:
     cdf = np.cumsum(np.exp(logits, out=logits), axis=-1)
     cdf /= cdf[..., -1:]
     return cdf
+
+
+def _power_law_ranks(uniforms: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Popularity ranks below ``size`` drawn with probability about ``(rank + 1) ** -TAIL``,
+    and the exact log probability of each drawn rank (inverse CDF of a continuous power law).
+    """
+    power = 1.0 - TAIL
+    top = (size + 1.0) ** power - 1.0
+    rank = np.minimum(((1.0 + uniforms * top) ** (1.0 / power) - 1.0).astype(np.int64), size - 1)
+    probability = ((rank + 2.0) ** power - (rank + 1.0) ** power) / top
+    return rank, np.log(probability)
 
 
 def exposure(
@@ -44,19 +61,16 @@ def exposure(
     category_logits = PROPOSAL_SHARPNESS * (taste @ space.category_centres.T)
     category_logits += space.log_category_mass
     category_logits -= category_logits.max(axis=1, keepdims=True)
-    log_share = category_logits - np.log(np.exp(category_logits).sum(axis=1, keepdims=True))
+    share = np.exp(category_logits)
+    share /= share.sum(axis=1, keepdims=True)
+    counts = rng.multinomial(EXPOSED_ITEMS, share)
+    n_categories = share.shape[1]
+    category = np.repeat(np.tile(np.arange(n_categories), n_users), counts.ravel())
     rows = np.repeat(np.arange(n_users), EXPOSED_ITEMS)
-    category_cdf = np.cumsum(np.exp(log_share), axis=1)
-    category_cdf /= category_cdf[:, -1:]
-    category = sample_rows(category_cdf, rows, rng.random(rows.size))
-    slot = np.searchsorted(space.popularity_cdf, category + rng.random(rows.size), side="right")
-    slot = np.clip(slot, space.category_bounds[category], space.category_bounds[category + 1] - 1)
-    items = space.by_category[slot]
-    log_q = (
-        log_share[rows, category]
-        + POPULARITY_WEIGHT * space.log_popularity[items]
-        - space.log_category_mass[category]
-    )
+    size = np.diff(space.category_bounds)[category]
+    rank, log_q_rank = _power_law_ranks(rng.random(rows.size), size)
+    items = space.by_category[space.category_bounds[category] + rank]
+    log_q = np.log(share[rows, category]) + log_q_rank
     return items.reshape(n_users, EXPOSED_ITEMS), log_q.reshape(n_users, EXPOSED_ITEMS)
 
 
@@ -70,9 +84,10 @@ def draw_views(
     """Viewed item per view: view ``j`` is by user ``owner[j]`` with taste ``tastes[phase[j]]``."""
     candidates, log_q = exposure(rng, space, np.mean(tastes, axis=0))
     uniforms = rng.random(owner.size)
-    affinity = np.matmul(space.vectors[candidates], np.stack(tastes, axis=2))
-    logits = AFFINITY_SCALE * affinity.transpose(2, 0, 1)
-    logits += POPULARITY_WEIGHT * space.log_popularity[candidates] - log_q
+    vectors = np.take(space.vectors, candidates, axis=0)
+    affinity = np.matmul(vectors, np.stack(tastes, axis=2).astype(np.float32))
+    logits = affinity.transpose(2, 0, 1) * np.float32(AFFINITY_SCALE)
+    logits += POPULARITY_WEIGHT * np.take(space.log_popularity, candidates) - log_q
     cdfs = _normalised_cdf(logits)
     item = np.empty(owner.size, dtype=np.int64)
     for index, cdf in enumerate(cdfs):

@@ -19,8 +19,9 @@ import pyarrow as pa
 
 from personalization_pipeline.synth import latent
 from personalization_pipeline.synth.behaviour import interactions_table, simulate
-from personalization_pipeline.synth.catalog import Catalog, build_catalog, id_width
+from personalization_pipeline.synth.catalog import Catalog, build_catalog
 from personalization_pipeline.synth.clock import DAY, Window, default_end, epoch_seconds
+from personalization_pipeline.synth.ids import id_width
 from personalization_pipeline.synth.population import draw_cohort, settings_table, users_table
 from personalization_pipeline.synth.writer import FORMATS, TableWriter
 

@@ -41,12 +41,11 @@ def random_directions(rng: np.random.Generator, count: int) -> np.ndarray:
 class ItemSpace:
     """Item side of the model, plus items grouped by category for fast proposals."""
 
-    vectors: np.ndarray  # (items, DIM), unit rows
+    vectors: np.ndarray  # (items, DIM), unit rows, float32 for fast gathers
     log_popularity: np.ndarray  # (items,), centred
     category_centres: np.ndarray  # (categories, DIM)
-    by_category: np.ndarray  # item indices grouped by category
+    by_category: np.ndarray  # item indices by category, most popular first
     category_bounds: np.ndarray  # (categories + 1,) offsets into by_category
-    popularity_cdf: np.ndarray  # category + cumulative popularity share, along by_category
     log_category_mass: np.ndarray  # log of the summed popularity weight per category
 
     @property
@@ -66,21 +65,18 @@ def item_space(rng: np.random.Generator, category: np.ndarray, n_categories: int
     log_pop = -POPULARITY_EXPONENT * np.log(rank)
     log_pop -= log_pop.mean()
 
-    by_category = np.argsort(category, kind="stable")
+    by_category = np.lexsort((-log_pop, category))
     bounds = np.searchsorted(category[by_category], np.arange(n_categories + 1))
-    sorted_category = category[by_category]
-    weight = np.exp(POPULARITY_WEIGHT * log_pop[by_category])
-    totals = np.bincount(sorted_category, weights=weight, minlength=n_categories)
-    within = np.cumsum(weight) - (np.cumsum(totals) - totals)[sorted_category]
+    weight = np.exp(POPULARITY_WEIGHT * log_pop)
+    mass = np.bincount(category, weights=weight, minlength=n_categories)
     with np.errstate(divide="ignore"):
-        log_mass = np.log(totals)
+        log_mass = np.log(mass)
     return ItemSpace(
-        vectors=vectors,
+        vectors=vectors.astype(np.float32),
         log_popularity=log_pop,
         category_centres=centres,
         by_category=by_category,
         category_bounds=bounds,
-        popularity_cdf=sorted_category + within / totals[sorted_category],
         log_category_mass=log_mass,
     )
 

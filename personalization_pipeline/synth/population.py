@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from personalization_pipeline.synth import latent
-from personalization_pipeline.synth.catalog import padded_ids
 from personalization_pipeline.synth.clock import DAY, Window, timestamps
+from personalization_pipeline.synth.ids import padded_ids
 from personalization_pipeline.synth.vocab import (
     COUNTRIES,
     DEVICE_SHARES,
@@ -29,9 +29,7 @@ HOUR_MODE_SHARES = np.array([0.25, 0.20, 0.55])
 
 _COUNTRY_SHARES = np.array([c.share for c in COUNTRIES]) / sum(c.share for c in COUNTRIES)
 _OFFSET_COUNTS = np.array([len(c.offsets) for c in COUNTRIES])
-_OFFSETS = np.array(
-    [c.offsets + (0,) * (_OFFSET_COUNTS.max() - len(c.offsets)) for c in COUNTRIES]
-)
+_OFFSETS = np.array([c.offsets + (0,) * (_OFFSET_COUNTS.max() - len(c.offsets)) for c in COUNTRIES])
 _ALL_OFFSETS = np.unique(_OFFSETS[_OFFSETS != 0])
 
 
@@ -57,7 +55,9 @@ class Cohort:
         return len(self.ids)
 
 
-def _fake_pii(rng: np.random.Generator, n: int, country: np.ndarray, end: int) -> dict[str, pa.Array]:
+def _fake_pii(
+    rng: np.random.Generator, n: int, country: np.ndarray, end: int
+) -> dict[str, pa.Array]:
     """Realistic-looking but invented personal data (reserved e-mail domains)."""
     first = pa.array(FIRST_NAMES).take(rng.integers(len(FIRST_NAMES), size=n))
     last = pa.array(LAST_NAMES).take(rng.integers(len(LAST_NAMES), size=n))
@@ -101,7 +101,7 @@ def draw_cohort(
     offset = np.where(travelling, rng.choice(_ALL_OFFSETS, size=n), home_offset)
     device = rng.choice(len(DEVICES), size=n, p=DEVICE_SHARES)
     recent = rng.random(n) < RECENT_SIGNUP_RATE
-    span = np.where(recent, (window.end - window.start) - DAY, 3 * 365 * DAY)
+    span = np.where(recent, max(window.end - window.start - DAY, 0), 3 * 365 * DAY)
     anchor = np.where(recent, window.end - DAY, window.start)
     signup = anchor - (rng.random(n) * span).astype(np.int64)
     pii = _fake_pii(rng, n, country, window.end)

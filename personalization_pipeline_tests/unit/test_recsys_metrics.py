@@ -79,7 +79,8 @@ def test_k_must_be_positive():
     with pytest.raises(ValueError):
         precision_at_k(["a"], {"a"}, 0)
     with pytest.raises(ValueError):
-        evaluate(pd.DataFrame(columns=["user_id", "item_id", "rank"]), pd.DataFrame(columns=["user_id", "item_id"]), 0, 1, 1)
+        recs = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "rank": [1]})
+        evaluate(recs, recs[["user_id", "item_id"]], 0, 1, 1)
 
 
 def test_evaluate_hand_case():
@@ -96,7 +97,8 @@ def test_evaluate_hand_case():
         columns=["user_id", "item_id"],
     )
     result = evaluate(recs, truth, k=3, catalog_size=10, n_users_total=6)
-    # u1: hit at 2 of 2 relevant -> P 1/3, R 1/2, NDCG (1/log2 3) / (1 + 1/log2 3) = 0.38685, AP (1/2)/2 = 0.25
+    # u1: hit at 2 of 2 relevant -> P 1/3, R 1/2, AP (1/2)/2 = 0.25,
+    #     NDCG (1/log2 3) / (1 + 1/log2 3) = 0.63093 / 1.63093 = 0.38685
     # u2: hit at 1 of 1 relevant -> P 1/3, R 1, NDCG 1, AP 1
     # u4: no list -> all 0
     ndcg_u1 = (1 / LOG2_3) / (1 + 1 / LOG2_3)
@@ -122,10 +124,12 @@ def test_evaluate_without_users_to_evaluate():
 def test_evaluate_matches_per_user_functions():
     rng = np.random.default_rng(7)
     items = [f"i{j}" for j in range(15)]
-    rec_rows, truth_rows, expected = [], [], {name: [] for name in ("precision", "recall", "ndcg", "map", "hit_rate")}
+    names = ("precision", "recall", "ndcg", "map", "hit_rate")  # same order as ALL
+    rec_rows, truth_rows, expected = [], [], {name: [] for name in names}
     for u in range(60):
         user = f"u{u}"
-        ranked = list(rng.choice(items, size=int(rng.integers(0, 9)), replace=True))  # duplicates on purpose
+        # duplicates on purpose
+        ranked = list(rng.choice(items, size=int(rng.integers(0, 9)), replace=True))
         relevant = set(rng.choice(items, size=int(rng.integers(0, 5)), replace=False))
         ranks = np.cumsum(rng.integers(1, 3, size=len(ranked)))  # gaps in ranks
         rec_rows += [(user, item, int(r)) for item, r in zip(ranked, ranks)]

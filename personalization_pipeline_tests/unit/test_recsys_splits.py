@@ -6,7 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_pipeline.recsys.splits import stratified_random_split, temporal_holdout, time_cutoff_split
+from personalization_pipeline.recsys.splits import (
+    stratified_random_split,
+    temporal_holdout,
+    time_cutoff_split,
+)
 
 T0 = pd.Timestamp("2025-01-01T00:00:00Z")
 
@@ -94,7 +98,8 @@ def test_stratified_random_split_counts_and_determinism():
     assert pairs(train).isdisjoint(pairs(test))
     assert len(train) + len(test) == len(history)  # every row of a held-out pair went to test
 
-    again_train, again_test = stratified_random_split(history.sample(frac=1.0, random_state=2), 0.3, seed=1)
+    shuffled = history.sample(frac=1.0, random_state=2)
+    again_train, again_test = stratified_random_split(shuffled, 0.3, seed=1)
     assert pairs(again_test) == pairs(test) and pairs(again_train) == pairs(train)
     _, other = stratified_random_split(history, fraction=0.3, seed=2)
     assert pairs(other) != pairs(test)
