@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 PREFIX = "PERSONALIZATION_"
+DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -49,6 +50,9 @@ def _number(name: str, default: float, cast=float):
         raise ValueError(f"{PREFIX}{name}={raw!r} is not a valid {cast.__name__}") from exc
 
 
+_CASTS = {"int": int, "float": float}
+
+
 def _json(name: str, default):
     raw = _env(name)
     if raw is None:
@@ -81,9 +85,9 @@ class Settings:
     strict_items: bool = False
     eval_k: int = 10
     holdout_fraction: float = 0.2
-    als_factors: int = 64
+    als_factors: int = 24
     als_iterations: int = 20
-    als_regularization: float = 0.05
+    als_regularization: float = 20.0
     als_alpha: float = 10.0
     seed: int = 42
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -94,11 +98,15 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        root = project_root()
-        runtime = _path("RUNTIME_DIR", root / "data")
+        """Settings from ``PERSONALIZATION_<FIELD>`` variables; unset ones keep their default."""
+        runtime = _path("RUNTIME_DIR", project_root() / "data")
         mapping = _env("MAPPING_PATH")
-        weights = dict(DEFAULT_EVENT_WEIGHTS)
-        weights.update(_json("EVENT_WEIGHTS", {}))
+        scalars = {}
+        for f in fields(cls):
+            if f.type in _CASTS and f.default is not MISSING:
+                scalars[f.name] = _number(f.name.upper(), f.default, _CASTS[f.type])
+            elif f.type == "str" and f.default is not MISSING:
+                scalars[f.name] = _env(f.name.upper(), f.default)
         return cls(
             data_dir=_path("DATA_DIR", runtime / "raw"),
             runtime_dir=runtime,
@@ -107,25 +115,10 @@ class Settings:
             embedded_pg_dir=_path("EMBEDDED_PG_DIR", runtime / "pgserver"),
             model_dir=_path("MODEL_DIR", runtime / "models"),
             mapping_path=Path(mapping).expanduser().resolve() if mapping else None,
-            jwt_secret=_env("JWT_SECRET", "dev-only-insecure-secret-change-me-0123456789"),
+            jwt_secret=_env("JWT_SECRET", DEV_JWT_SECRET),
             jwt_issuer=_env("JWT_ISSUER"),
             jwt_audience=_env("JWT_AUDIENCE"),
-            top_n=_number("TOP_N", 50, int),
-            k_anonymity=_number("K_ANONYMITY", 10, int),
-            ranking_ttl_hours=_number("RANKING_TTL_HOURS", 24.0),
-            half_life_days=_number("HALF_LIFE_DAYS", 30.0),
-            future_tolerance_minutes=_number("FUTURE_TOLERANCE_MINUTES", 60.0),
-            strict_items=(_env("STRICT_ITEMS", "false").lower() in {"1", "true", "yes"}),
-            eval_k=_number("EVAL_K", 10, int),
-            holdout_fraction=_number("HOLDOUT_FRACTION", 0.2),
-            als_factors=_number("ALS_FACTORS", 64, int),
-            als_iterations=_number("ALS_ITERATIONS", 20, int),
-            als_regularization=_number("ALS_REGULARIZATION", 0.05),
-            als_alpha=_number("ALS_ALPHA", 10.0),
-            seed=_number("SEED", 42, int),
-            event_weights=weights,
-            nightly_cron=_env("NIGHTLY_CRON", "0 2 * * *"),
-            weekly_cron=_env("WEEKLY_CRON", "0 4 * * 0"),
-            api_host=_env("API_HOST", "127.0.0.1"),
-            api_port=_number("API_PORT", 8000, int),
+            strict_items=_env("STRICT_ITEMS", "false").lower() in {"1", "true", "yes"},
+            event_weights={**DEFAULT_EVENT_WEIGHTS, **_json("EVENT_WEIGHTS", {})},
+            **scalars,
         )

@@ -8,7 +8,6 @@ from personalization_pipeline.serving.database import resolve_database_url
 from personalization_pipeline.serving.publish import Snapshot, items_frame, publish_snapshot
 from personalization_pipeline.serving.retention import purge_expired
 from personalization_pipeline.serving.schema import ensure_schema
-from personalization_pipeline.serving.user_settings import read_user_settings
 
 __all__ = [
     "Principal",
@@ -19,6 +18,5 @@ __all__ = [
     "mint_token",
     "publish_snapshot",
     "purge_expired",
-    "read_user_settings",
     "resolve_database_url",
 ]

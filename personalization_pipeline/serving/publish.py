@@ -8,7 +8,8 @@ until commit; any error rolls the whole publish back.
 Per table: rankings, global rankings, rationale, features and similar users are
 replaced (``DELETE`` + ``INSERT``, so MVCC readers are never blocked); models are
 upserted and the published active version becomes the only active one per model name;
-evaluation rows are upserted by key and history is kept.
+evaluation rows are upserted by key and history is kept. Concurrent publishes are
+serialised by an advisory lock: the later one waits, then replaces the earlier.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -50,46 +51,65 @@ class Snapshot:
     similar_users: pd.DataFrame | None = None
 
 
-Mode = Literal["replace", "models", "evals"]
+_REPLACE = ("DELETE FROM {t}", "INSERT INTO {t} SELECT * FROM {s}")
+_UPSERT_MODELS = (
+    "UPDATE {t} AS m SET active = false FROM {s} AS s"
+    " WHERE s.active AND m.active AND m.model_name = s.model_name"
+    " AND m.model_version <> s.model_version",
+    "INSERT INTO {t} SELECT * FROM {s} ON CONFLICT (model_name, model_version) DO UPDATE SET"
+    " metrics = EXCLUDED.metrics, trained_at = EXCLUDED.trained_at, active = EXCLUDED.active",
+)
+_UPSERT_EVALS = (
+    "INSERT INTO {t} SELECT * FROM {s} ON CONFLICT (run_id, model_name, metric, k) DO UPDATE SET"
+    " value = EXCLUDED.value, computed_at = EXCLUDED.computed_at",
+)
+_PUBLISH_LOCK_KEY = 0x5E5F1A7F
 
 
 @dataclass(frozen=True)
 class _Target:
+    """A serving table, the frame columns it takes and the SQL applying its staging table."""
+
     table: str
     required: tuple[str, ...]
     optional: tuple[str, ...]
     json_columns: tuple[str, ...]
-    mode: Mode
+    apply: tuple[str, ...]
+
+    @property
+    def stage(self) -> str:
+        return f"stage_{self.table}"
 
 
 _TARGETS: dict[str, _Target] = {
     "ranks": _Target(
         schema.RANKS,
         ("user_id", "scope", "items", "model_version", "generated_at", "valid_until"),
-        ("variant",), ("items",), "replace",
+        ("variant",), ("items",), _REPLACE,
     ),
     "global_ranks": _Target(
         schema.GLOBAL_RANKS,
         ("scope", "items", "model_version", "generated_at", "valid_until"),
-        ("variant",), ("items",), "replace",
+        ("variant",), ("items",), _REPLACE,
     ),
     "rationale": _Target(
-        schema.RATIONALE, ("user_id", "scope", "tags"), ("generated_at",), ("tags",), "replace",
+        schema.RATIONALE, ("user_id", "scope", "tags"), ("generated_at",), ("tags",), _REPLACE,
     ),
     "features": _Target(
-        schema.FEATURES, ("user_id", "features", "computed_at"), (), ("features",), "replace",
+        schema.FEATURES, ("user_id", "features", "computed_at"), (), ("features",), _REPLACE,
     ),
     "similar_users": _Target(
         schema.SIMILAR_USERS,
         ("user_id", "similar_user_id", "similarity_score", "calculated_at"),
-        ("common_attributes",), ("common_attributes",), "replace",
+        ("common_attributes",), ("common_attributes",), _REPLACE,
     ),
     "models": _Target(
         schema.MODELS, ("model_name", "model_version", "trained_at"), ("metrics", "active"),
-        ("metrics",), "models",
+        ("metrics",), _UPSERT_MODELS,
     ),
     "evals": _Target(
-        schema.EVAL, ("run_id", "model_name", "metric", "k", "value", "computed_at"), (), (), "evals",
+        schema.EVAL, ("run_id", "model_name", "metric", "k", "value", "computed_at"), (), (),
+        _UPSERT_EVALS,
     ),
 }
 
@@ -106,17 +126,23 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> dict[str, int]:
             cur.execute("SET LOCAL TIME ZONE 'UTC'")
             for name, frame in frames.items():
                 target = _TARGETS[name]
-                stage = sql.Identifier(f"stage_{target.table}")
                 cur.execute(
                     sql.SQL(
                         "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
                         " ON COMMIT DROP"
-                    ).format(stage, sql.Identifier(target.table))
+                    ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
                 )
-                _copy_frame(cur, stage, _to_arrow(frame, columns[name], target.json_columns))
+                _copy_frame(cur, target.stage, _to_arrow(frame, columns[name], target.json_columns))
                 counts[name] = len(frame)
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK_KEY,))
             for name in frames:
-                _apply(cur, _TARGETS[name])
+                target = _TARGETS[name]
+                for statement in target.apply:
+                    cur.execute(
+                        sql.SQL(statement).format(
+                            t=sql.Identifier(target.table), s=sql.Identifier(target.stage)
+                        )
+                    )
     return counts
 
 
@@ -156,9 +182,9 @@ def _to_arrow(frame: pd.DataFrame, columns: list[str], json_columns: tuple[str, 
     return pa.Table.from_pandas(data, preserve_index=False)
 
 
-def _copy_frame(cur: psycopg.Cursor, stage: sql.Identifier, table: pa.Table) -> None:
+def _copy_frame(cur: psycopg.Cursor, stage: str, table: pa.Table) -> None:
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        stage, sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
     )
     options = pa_csv.WriteOptions(include_header=False)
     with cur.copy(statement) as copy:
@@ -166,38 +192,6 @@ def _copy_frame(cur: psycopg.Cursor, stage: sql.Identifier, table: pa.Table) -> 
             buffer = io.BytesIO()
             pa_csv.write_csv(batch, buffer, options)
             copy.write(buffer.getbuffer())
-
-
-def _apply(cur: psycopg.Cursor, target: _Target) -> None:
-    table = sql.Identifier(target.table)
-    stage = sql.Identifier(f"stage_{target.table}")
-    if target.mode == "replace":
-        cur.execute(sql.SQL("DELETE FROM {}").format(table))
-        cur.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(table, stage))
-    elif target.mode == "models":
-        cur.execute(
-            sql.SQL(
-                "UPDATE {t} AS m SET active = false FROM {s} AS s"
-                " WHERE s.active AND m.active AND m.model_name = s.model_name"
-                " AND m.model_version <> s.model_version"
-            ).format(t=table, s=stage)
-        )
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {t} SELECT * FROM {s}"
-                " ON CONFLICT (model_name, model_version) DO UPDATE SET"
-                " metrics = EXCLUDED.metrics, trained_at = EXCLUDED.trained_at,"
-                " active = EXCLUDED.active"
-            ).format(t=table, s=stage)
-        )
-    else:
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {t} SELECT * FROM {s}"
-                " ON CONFLICT (run_id, model_name, metric, k) DO UPDATE SET"
-                " value = EXCLUDED.value, computed_at = EXCLUDED.computed_at"
-            ).format(t=table, s=stage)
-        )
 
 
 def items_frame(

@@ -17,7 +17,7 @@ def items_json_sql(table: str, keys: tuple[str, ...]) -> str:
     key_list = ", ".join(keys)
     return f"""
         SELECT {key_list},
-               CAST(to_json(list({{'id': item_id, 'score': round(score, 6), 'confidence': round(confidence, 4)}}
+               CAST(to_json(list({{'id': item_id, 'score': score, 'confidence': round(confidence, 4)}}
                                  ORDER BY rank, item_id)) AS VARCHAR) AS items
         FROM {table} GROUP BY {key_list} ORDER BY {key_list}
     """

@@ -1,7 +1,7 @@
-"""Per-user opt-out settings in ``personalization_settings``.
+"""The lookup API's reads and writes of ``personalization_settings`` (opt-out, consent).
 
-The API writes them (effective for reads at once); ingest reads them all, and they
-win over the settings file. A user without a row is opted in.
+Writes take effect for rankings reads at once. A user without a row is opted in.
+Ingest reads the whole table through :mod:`settings_store`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import pandas as pd
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
@@ -58,13 +56,3 @@ async def put_user_settings(
     assert row is not None
     return UserSettings(**row)
 
-
-def read_user_settings(url: str) -> pd.DataFrame:
-    """All stored settings as a frame (empty, same columns, when the table does not exist yet)."""
-    with psycopg.connect(url) as conn:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SETTINGS,)).fetchone()
-        if not (exists and exists[0]):
-            return pd.DataFrame(columns=list(SETTINGS_COLUMNS))
-        cur = conn.cursor(row_factory=dict_row)
-        rows = cur.execute(_SELECT + " ORDER BY user_id").fetchall()
-    return pd.DataFrame(rows, columns=list(SETTINGS_COLUMNS))

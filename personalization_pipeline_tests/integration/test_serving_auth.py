@@ -10,6 +10,7 @@ import pytest
 from personalization_pipeline.serving.auth import AuthError, Principal, decode_token, mint_token
 
 SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
+CLAIMS = {"sub": "u1", "exp": int(time.time()) + 600}
 
 
 def test_round_trip_with_issuer_and_audience() -> None:
@@ -18,7 +19,7 @@ def test_round_trip_with_issuer_and_audience() -> None:
 
 
 def test_missing_role_claim_is_least_privileged() -> None:
-    token = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    token = jwt.encode(CLAIMS, SECRET, algorithm="HS256")
     assert decode_token(token, SECRET).role == "client"
 
 
@@ -27,11 +28,11 @@ def test_missing_role_claim_is_least_privileged() -> None:
     [
         (mint_token("another-secret-of-sufficient-length-0123456", "u1"), "Signature verification"),
         (mint_token(SECRET, "u1", ttl_seconds=-5), "expired"),
-        (jwt.encode({"sub": "u1", "exp": int(time.time()) + 60, "role": "root"}, SECRET), "unknown role"),
-        (jwt.encode({"exp": int(time.time()) + 60}, SECRET), "sub"),
+        (jwt.encode({**CLAIMS, "role": "root"}, SECRET), "unknown role"),
+        (jwt.encode({"exp": CLAIMS["exp"]}, SECRET), "sub"),
         (jwt.encode({"sub": "u1"}, SECRET), "exp"),
-        (jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512"), "alg value is not allowed"),
-        (jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, None, algorithm="none"), "alg value is not allowed"),
+        (jwt.encode(CLAIMS, SECRET, algorithm="HS512"), "alg value is not allowed"),
+        (jwt.encode(CLAIMS, None, algorithm="none"), "alg value is not allowed"),
         ("not.a.token", "invalid token"),
     ],
 )

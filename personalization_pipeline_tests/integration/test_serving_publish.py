@@ -13,7 +13,6 @@ import pytest
 
 from personalization_pipeline.serving.publish import Snapshot, items_frame, publish_snapshot
 from personalization_pipeline.serving.retention import purge_expired
-from personalization_pipeline.serving.user_settings import read_user_settings
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -217,6 +216,26 @@ def test_readers_see_only_complete_publishes(clean_pg: str) -> None:
     assert set(seen) == expected
 
 
+def test_concurrent_publishers_are_serialised(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("a", n_users=500))
+    snaps = [snapshot("b", n_users=800), snapshot("c", n_users=1200)]
+    errors: list[BaseException] = []
+
+    def publish(snap: Snapshot) -> None:
+        try:
+            publish_snapshot(clean_pg, snap)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(snap,)) for snap in snaps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert table_state(clean_pg)[:4] in {(800, "b", "b", "b"), (1200, "c", "c", "c")}
+
+
 def test_models_keep_one_active_version_per_name(clean_pg: str) -> None:
     base = snapshot("v1", n_users=2)
 
@@ -239,7 +258,7 @@ def test_models_keep_one_active_version_per_name(clean_pg: str) -> None:
     assert rows[0][3] == {"ndcg": 0.1}
 
 
-def test_evals_keep_history_and_features_are_replaced(clean_pg: str) -> None:
+def test_evals_keep_history_and_user_tables_are_replaced(clean_pg: str) -> None:
     base = snapshot("v1", n_users=2)
 
     def run(run_id: str, value: float, users: list[str]) -> Snapshot:
@@ -250,7 +269,12 @@ def test_evals_keep_history_and_features_are_replaced(clean_pg: str) -> None:
         features = pd.DataFrame(
             {"user_id": users, "features": [{"engagement": 1.0}] * len(users), "computed_at": NOW}
         )
-        return Snapshot(base.ranks, base.global_ranks, features=features, evals=evals)
+        similar = pd.DataFrame(
+            {"user_id": users, "similar_user_id": "u0", "similarity_score": 0.5,
+             "common_attributes": [["country"]] * len(users), "calculated_at": NOW}
+        )
+        return Snapshot(base.ranks, base.global_ranks, features=features, evals=evals,
+                        similar_users=similar)
 
     publish_snapshot(clean_pg, run("r1", 0.2, ["u1", "u2"]))
     publish_snapshot(clean_pg, run("r2", 0.3, ["u3"]))
@@ -261,8 +285,12 @@ def test_evals_keep_history_and_features_are_replaced(clean_pg: str) -> None:
             "SELECT run_id, metric, value FROM personalization_eval ORDER BY run_id, metric"
         ).fetchall()
         features = conn.execute("SELECT user_id, features FROM personalization_features").fetchall()
+        similar = conn.execute(
+            "SELECT user_id, common_attributes FROM personalization_similar_users"
+        ).fetchall()
     assert evals == [("r1", "ndcg", 0.2), ("r1", "recall", 0.1), ("r2", "ndcg", 0.4), ("r2", "recall", 0.2)]
     assert features == [("u3", {"engagement": 1.0})]
+    assert similar == [("u3", ["country"])]
 
 
 def test_purge_expired_applies_retention(clean_pg: str) -> None:
@@ -289,17 +317,3 @@ def test_purge_expired_applies_retention(clean_pg: str) -> None:
         tagged = conn.execute("SELECT user_id FROM personalization_rank_rationale ORDER BY 1").fetchall()
     assert users == tagged == [("u0",), ("u2",)]
 
-
-def test_read_user_settings(clean_pg: str) -> None:
-    assert read_user_settings(clean_pg).empty
-    with psycopg.connect(clean_pg) as conn:
-        conn.execute(
-            "INSERT INTO personalization_settings (user_id, personalization_enabled) VALUES"
-            " ('b', false), ('a', true)"
-        )
-        conn.commit()
-        frame = read_user_settings(clean_pg)
-        conn.execute("DROP TABLE personalization_settings")
-        conn.commit()
-    assert frame[["user_id", "personalization_enabled"]].values.tolist() == [["a", True], ["b", False]]
-    assert list(read_user_settings(clean_pg).columns) == list(frame.columns)
