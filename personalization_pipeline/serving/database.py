@@ -14,23 +14,30 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
+from psycopg.conninfo import make_conninfo
+
 from personalization_pipeline.config import Settings
 
 _URI_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://")
 
 
 def normalize_url(url: str) -> str:
-    """Return ``url`` as a libpq/psycopg 3 URI (``postgresql://``), accepting SQLAlchemy forms."""
+    """Return ``url`` as a psycopg 3 URI (``postgresql://``), accepting ``postgres://`` and
+    SQLAlchemy forms; a libpq ``key=value`` string is returned unchanged."""
     for scheme in _URI_SCHEMES:
         if url.startswith(scheme):
             return "postgresql://" + url[len(scheme) :]
+    if "://" not in url and "=" in url:
+        return url
     raise ValueError(f"not a PostgreSQL URL (expected postgresql://...): {url!r}")
 
 
 def with_database(url: str, dbname: str) -> str:
     """Return ``url`` pointing at database ``dbname`` on the same server."""
-    parts = urlsplit(normalize_url(url))
-    return urlunsplit(parts._replace(path="/" + dbname))
+    url = normalize_url(url)
+    if not url.startswith("postgresql://"):
+        return make_conninfo(url, dbname=dbname)
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
 
 
 def _pgserver() -> ModuleType:

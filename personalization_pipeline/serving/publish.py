@@ -24,9 +24,9 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-import psycopg
 from psycopg import sql
 
 from personalization_pipeline.serving import schema

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from personalization_pipeline.config import Settings
 from personalization_pipeline.serving.database import (
@@ -28,6 +29,11 @@ def settings(**changes) -> Settings:
 )
 def test_normalize_url(url: str) -> None:
     assert normalize_url(url) == "postgresql://u:p@h:5/db"
+
+
+def test_conninfo_strings_are_kept() -> None:
+    assert normalize_url("host=h dbname=a") == "host=h dbname=a"
+    assert conninfo_to_dict(with_database("host=h dbname=a", "b")) == {"host": "h", "dbname": "b"}
 
 
 def test_normalize_url_rejects_other_schemes() -> None:
