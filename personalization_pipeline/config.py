@@ -85,10 +85,10 @@ class Settings:
     strict_items: bool = False
     eval_k: int = 10
     holdout_fraction: float = 0.2
-    als_factors: int = 24
+    als_factors: int = 16
     als_iterations: int = 20
-    als_regularization: float = 20.0
-    als_alpha: float = 10.0
+    als_regularization: float = 10.0
+    als_alpha: float = 3.0
     seed: int = 42
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     nightly_cron: str = "0 2 * * *"

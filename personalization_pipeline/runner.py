@@ -37,8 +37,10 @@ def run_job(job_name: str, settings: Settings, run_config: dict | None = None) -
     failures = result.get_step_failure_events()
     error = None
     if failures:
-        data = failures[0].step_failure_data
-        error = f"step {failures[0].step_key}: {data.error.message.strip() if data.error else 'failed'}"
+        info = failures[0].step_failure_data.error
+        while info is not None and info.cause is not None:  # the root cause names the file and column
+            info = info.cause
+        error = f"step {failures[0].step_key}: {info.message.strip() if info else 'failed'}"
     metadata = {
         event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
         for event in result.get_asset_materialization_events()

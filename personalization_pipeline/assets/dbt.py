@@ -1,11 +1,10 @@
 """[dbt] Staging and mart models of ``dbt_project/``, with dbt tests as asset checks."""
 
 import json
-import os
 import shutil
 import sys
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,6 +12,9 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from ..config import Settings, project_root
 from ..resources import WarehouseResource
+
+DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+
 
 def dbt_executable() -> str:
     """The ``dbt`` installed beside this Python (works without an activated venv)."""
@@ -22,7 +24,18 @@ def dbt_executable() -> str:
 
 dbt_project = DbtProject(project_dir=project_root() / "dbt_project", profiles_dir=project_root() / "dbt_project")
 dbt_resource = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
-if not dbt_project.manifest_path.exists():  # a fresh clone: parse once to get the manifest
+
+
+def manifest_is_stale() -> bool:
+    """True on a fresh clone (no manifest) or when a dbt source file changed since the last parse."""
+    if not dbt_project.manifest_path.exists():
+        return True
+    built = dbt_project.manifest_path.stat().st_mtime
+    files = [p for name in DBT_SOURCES for p in [dbt_project.project_dir / name, *(dbt_project.project_dir / name).rglob("*")]]
+    return any(p.is_file() and p.stat().st_mtime > built for p in files)
+
+
+if manifest_is_stale():
     dbt_resource.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
 
 
@@ -31,15 +44,18 @@ class _Translator(DagsterDbtTranslator):
         return "dbt"
 
 
-def dbt_vars(settings: Settings) -> dict[str, Any]:
-    """dbt vars derived from the settings (event weights, time decay)."""
-    return {"event_weights": settings.event_weights, "half_life_days": settings.half_life_days}
+def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
+    """dbt vars: the warehouse file (read by profiles.yml), event weights and time decay."""
+    return {
+        "warehouse_path": warehouse_path,
+        "event_weights": settings.event_weights,
+        "half_life_days": settings.half_life_days,
+    }
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=_Translator(),
             pool="warehouse")
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Build the staging and mart models and run their tests."""
-    os.environ["PERSONALIZATION_WAREHOUSE_PATH"] = warehouse.path  # read by dbt_project/profiles.yml
-    args = ["build", "--vars", json.dumps(dbt_vars(Settings.from_env()))]
+    args = ["build", "--vars", json.dumps(dbt_vars(Settings.from_env(), warehouse.path))]
     yield from dbt.cli(args, context=context).stream()
