@@ -194,16 +194,24 @@ def _copy_frame(cur: psycopg.Cursor, stage: str, table: pa.Table) -> None:
             copy.write(buffer.getbuffer())
 
 
-def items_frame(
-    long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope"), decimals: int = 6
-) -> pd.DataFrame:
-    """Collapse long rows to one row per ``keys`` with an ``items`` JSON array.
+def items_json_sql(table: str, keys: Sequence[str]) -> str:
+    """DuckDB SQL collapsing long ranking rows of ``table`` to one ``items`` JSON array per ``keys``.
 
-    ``long`` has ``keys`` plus ``rank``, ``item_id``, ``score`` and ``confidence``; items are
-    ordered by rank, ties by item id, as ``[{"id", "score", "confidence"}, ...]`` with
-    scores rounded to ``decimals`` (shorter JSON: about a third less to load and serve).
-    Rows are sorted by ``keys``.
+    Items are ordered by rank, ties by item id, as ``[{"id", "score", "confidence"}, ...]``;
+    confidence is rounded to 4 decimals. Rows are sorted by ``keys``.
     """
+    key_list = _duck_identifiers(keys)
+    return f"""
+        SELECT {key_list},
+               CAST(to_json(list(struct_pack(id := item_id::VARCHAR, score := score::DOUBLE,
+                                             confidence := round(confidence::DOUBLE, 4))
+                                 ORDER BY "rank", item_id::VARCHAR)) AS VARCHAR) AS items
+        FROM {table} GROUP BY {key_list} ORDER BY {key_list}
+    """
+
+
+def items_frame(long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope")) -> pd.DataFrame:
+    """:func:`items_json_sql` over an in-memory frame of ``keys``, rank, item_id, score, confidence."""
     needed = [*keys, "rank", "item_id", "score", "confidence"]
     missing = [c for c in needed if c not in long.columns]
     if missing:
@@ -211,19 +219,9 @@ def items_frame(
     values = long[["score", "confidence"]].to_numpy(dtype="float64")
     if not np.isfinite(values).all():
         raise ValueError("score and confidence must be finite numbers")
-    key_list = _duck_identifiers(keys)
-    query = f"""
-        SELECT {key_list},
-               to_json(list(struct_pack(id := item_id::VARCHAR,
-                                        score := round(score::DOUBLE, {int(decimals)}),
-                                        confidence := round(confidence::DOUBLE, {int(decimals)}))
-                            ORDER BY "rank", item_id::VARCHAR)) AS items
-        FROM long_rows GROUP BY {key_list} ORDER BY {key_list}
-    """
     with duckdb.connect() as con:
         con.register("long_rows", long[needed])
-        frame = con.execute(query).df()
-    return frame.assign(items=frame["items"].astype("str"))
+        return con.execute(items_json_sql("long_rows", keys)).df()
 
 
 def _duck_identifiers(names: Sequence[str]) -> str:

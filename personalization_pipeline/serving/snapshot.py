@@ -9,18 +9,7 @@ import duckdb
 import pandas as pd
 
 from ..privacy.allowlist import FEATURE_COLUMNS
-from .publish import Snapshot
-
-
-def items_json_sql(table: str, keys: tuple[str, ...]) -> str:
-    """SQL collapsing long ranking rows of ``table`` to one ``items`` JSON array per ``keys``."""
-    key_list = ", ".join(keys)
-    return f"""
-        SELECT {key_list},
-               CAST(to_json(list({{'id': item_id, 'score': score, 'confidence': round(confidence, 4)}}
-                                 ORDER BY rank, item_id)) AS VARCHAR) AS items
-        FROM {table} GROUP BY {key_list} ORDER BY {key_list}
-    """
+from .publish import Snapshot, items_json_sql
 
 
 def build_snapshot(
