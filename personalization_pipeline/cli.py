@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -13,7 +15,7 @@ from rich.table import Table
 
 from .config import Settings
 
-console = Console()
+console = Console(file=sys.stdout)  # bound now: job output is redirected to a log file
 
 SAMPLE_USERS = 1000
 SAMPLE_ITEMS = 400
@@ -50,12 +52,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if not args.no_sample:
         _ensure_sample_data(settings)
-    with console.status(f"running the {args.job} job (data: {settings.data_dir}) ..."):
+    log_path = settings.runtime_dir / "logs" / f"{args.job}-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        log_path.open("w") as log,
+        contextlib.redirect_stdout(log),
+        console.status(f"running the {args.job} job (data: {settings.data_dir}; log: {log_path}) ..."),
+    ):
         result = run_job(args.job, settings)
     if not result.success:
-        console.print(f"[red bold]The {args.job} job failed[/]: {result.error}")
+        console.print(f"[red bold]The {args.job} job failed[/]: {result.error}\nlog: {log_path}")
         return 1
-    summary = summarize(settings)
+    summary = {**summarize(settings), "job log": str(log_path)}
     table = Table(title=f"{args.job} run {result.run_id}")
     table.add_column("what")
     table.add_column("value", overflow="fold")
@@ -64,13 +72,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(table)
     lookup = sample_lookup(settings)
     if lookup:
-        console.print("[bold]Sample lookup[/] " + lookup["request"])
+        console.print("[bold]Sample lookup over HTTP[/] " + lookup["request"])
         console.print_json(data=lookup["response"])
-    console.print(
-        "Next: [bold]personalization-pipeline serve[/] then\n"
-        "  curl -H \"Authorization: Bearer $(personalization-pipeline token --user USER_ID)\" "
-        f"http://{settings.api_host}:{settings.api_port}/v1/rankings/SCOPE?limit=5"
-    )
+        user, scope = lookup["response"]["user_id"], lookup["response"]["scope"]
+        console.print(
+            "Try it yourself: [bold]personalization-pipeline serve[/] and, in another shell,\n"
+            f'  curl -H "Authorization: Bearer $(personalization-pipeline token --user {user})" '
+            f"'http://{settings.api_host}:{settings.api_port}/v1/rankings/{scope}?limit=5'",
+            soft_wrap=True,
+        )
     return 0
 
 

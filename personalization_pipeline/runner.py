@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dagster as dg
 import duckdb
 import psycopg
+import uvicorn
 
 from .config import Settings
+from .serving.app import create_app
 from .serving.auth import mint_token
 from .serving.database import resolve_database_url
 
@@ -73,12 +81,27 @@ def summarize(settings: Settings) -> dict[str, object]:
     return summary
 
 
+@contextmanager
+def serving_in_background(app) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port for the duration; yield its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the lookup endpoint did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def sample_lookup(settings: Settings) -> dict[str, object] | None:
-    """Read one user's ranking through the HTTP endpoint, as a downstream app would."""
-    from fastapi.testclient import TestClient
-
-    from .serving.app import create_app
-
+    """Read one user's ranking over HTTP from the lookup endpoint, as a downstream app would."""
     url = resolve_database_url(settings)
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -89,6 +112,8 @@ def sample_lookup(settings: Settings) -> dict[str, object] | None:
     user_id, scope = row
     token = mint_token(settings.jwt_secret, user_id, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     path = f"/v1/rankings/{scope}?limit=5"
-    with TestClient(create_app(url, settings)) as client:
-        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
-    return {"request": f"GET {path} as user {user_id} -> {response.status_code}", "response": response.json()}
+    with serving_in_background(create_app(url, settings)) as base:
+        request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, body = response.status, json.loads(response.read())
+    return {"request": f"GET {path} as user {user_id} -> {status}", "response": body}

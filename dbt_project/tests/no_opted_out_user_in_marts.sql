@@ -1,3 +1,4 @@
+{{ config(meta={'dagster': {'ref': {'name': 'mart_user_item_signals'}}}) }}
 -- Opted-out users must not appear in any mart.
 select s.user_id
 from {{ ref('stg_settings') }} s

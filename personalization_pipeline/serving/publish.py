@@ -194,16 +194,24 @@ def _copy_frame(cur: psycopg.Cursor, stage: str, table: pa.Table) -> None:
             copy.write(buffer.getbuffer())
 
 
+# 7 significant digits: round() to a number of decimals that follows the magnitude.
+_SIGNIFICANT_SCORE = (
+    "CASE WHEN score::DOUBLE = 0 THEN 0.0 "
+    "ELSE round(score::DOUBLE, 6 - CAST(floor(log10(abs(score::DOUBLE))) AS INTEGER)) END"
+)
+
+
 def items_json_sql(table: str, keys: Sequence[str]) -> str:
     """DuckDB SQL collapsing long ranking rows of ``table`` to one ``items`` JSON array per ``keys``.
 
     Items are ordered by rank, ties by item id, as ``[{"id", "score", "confidence"}, ...]``;
-    confidence is rounded to 4 decimals. Rows are sorted by ``keys``.
+    scores keep 7 significant digits (the float32 precision models score in, whatever the
+    magnitude) and confidence 4 decimals. Rows are sorted by ``keys``.
     """
     key_list = _duck_identifiers(keys)
     return f"""
         SELECT {key_list},
-               CAST(to_json(list(struct_pack(id := item_id::VARCHAR, score := score::DOUBLE,
+               CAST(to_json(list(struct_pack(id := item_id::VARCHAR, score := {_SIGNIFICANT_SCORE},
                                              confidence := round(confidence::DOUBLE, 4))
                                  ORDER BY "rank", item_id::VARCHAR)) AS VARCHAR) AS items
         FROM {table} GROUP BY {key_list} ORDER BY {key_list}

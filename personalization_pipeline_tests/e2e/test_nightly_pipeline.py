@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from personalization_pipeline.config import Settings
-from personalization_pipeline.runner import run_job
+from personalization_pipeline.runner import run_job, sample_lookup
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
 from personalization_pipeline.synth.generator import generate
@@ -129,6 +129,14 @@ def test_lookup_over_http_returns_the_published_ranking_and_falls_back(pipeline)
         stranger = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, 'never-seen-user')}"}
         fallback = client.get(f"/v1/rankings/{served.scope}?limit=5", headers=stranger).json()
         assert fallback["personalized"] is False and len(fallback["items"]) == 5
+
+
+def test_run_command_sample_lookup_goes_over_real_http(pipeline):
+    settings, *_ = pipeline
+    lookup = sample_lookup(settings)
+    first = _served(settings).sort_values(["user_id", "scope"]).iloc[0]
+    assert lookup["request"] == f"GET /v1/rankings/{first.scope}?limit=5 as user {first.user_id} -> 200"
+    assert lookup["response"]["items"] == first["items"][:5] and lookup["response"]["personalized"] is True
 
 
 def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_path):

@@ -102,7 +102,8 @@ def test_publish_round_trip_keeps_item_order_and_shape(clean_pg: str) -> None:
         assert (scope, version, variant, ttl) == ("news", "v1", "als", timedelta(hours=24))
         assert [item["id"] for item in items] == expected["item_id"].tolist()
         scores = [item["score"] for item in items]
-        assert scores == expected["score"].tolist()  # full precision: small ALS scores must not round to 0
+        # 7 significant digits whatever the magnitude: small ALS scores must not round to 0
+        assert scores == pytest.approx(expected["score"].tolist(), rel=1e-6)
         assert all(set(item) == {"id", "score", "confidence"} for item in items)
     assert global_items == rows[0][2]
 
@@ -316,3 +317,16 @@ def test_purge_expired_applies_retention(clean_pg: str) -> None:
         tagged = conn.execute("SELECT user_id FROM personalization_rank_rationale ORDER BY 1").fetchall()
     assert users == tagged == [("u0",), ("u2",)]
 
+
+
+def test_items_frame_keeps_seven_significant_digits_at_any_magnitude() -> None:
+    long = pd.DataFrame(
+        {
+            "user_id": "u", "scope": "s", "rank": [1, 2, 3, 4], "item_id": ["a", "b", "c", "d"],
+            "score": [0.18230102956295013, 1.234567891e-7, -42.123456789, 0.0],
+            "confidence": [0.123456, 1.0, 0.0, 0.5],
+        }
+    )
+    items = json.loads(items_frame(long)["items"].iloc[0])
+    assert [i["score"] for i in items] == [0.182301, 1.234568e-7, -42.12346, 0.0]
+    assert [i["confidence"] for i in items] == [0.1235, 1.0, 0.0, 0.5]
