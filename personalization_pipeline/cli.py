@@ -63,7 +63,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not result.success:
         console.print(f"[red bold]The {args.job} job failed[/]: {result.error}\nlog: {log_path}")
         return 1
-    summary = {**summarize(settings), "job log": str(log_path)}
+    if args.job == "cleanup":
+        summary = {f"deleted: {k}": v for k, v in result.metadata["retention_cleanup"].items()}
+    else:
+        summary = {**summarize(settings), "job log": str(log_path)}
     table = Table(title=f"{args.job} run {result.run_id}")
     table.add_column("what")
     table.add_column("value", overflow="fold")
@@ -118,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     run = sub.add_parser("run", help="materialize a job in-process and print a summary (default: nightly)")
-    run.add_argument("--job", default="nightly", choices=["nightly", "weekly"])
+    run.add_argument("--job", default="nightly", choices=["nightly", "weekly", "cleanup"])
     run.add_argument("--no-sample", action="store_true",
                      help="fail instead of generating sample data into an empty data directory")
     run.set_defaults(func=cmd_run)

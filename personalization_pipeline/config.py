@@ -80,6 +80,10 @@ class Settings:
     top_n: int = 50
     k_anonymity: int = 10
     ranking_ttl_hours: float = 24.0
+    feature_retention_days: float = 30.0
+    eval_retention_days: float = 365.0
+    quarantine_retention_days: float = 30.0
+    raw_retention_days: float = 730.0
     half_life_days: float = 30.0
     future_tolerance_minutes: float = 60.0
     strict_items: bool = False
@@ -93,6 +97,7 @@ class Settings:
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     nightly_cron: str = "0 2 * * *"
     weekly_cron: str = "0 4 * * 0"
+    cleanup_cron: str = "0 3 * * *"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .assets import evaluation, features, ingest, models, rankings, serving
+from .assets import cleanup, evaluation, features, ingest, models, privacy_report, rankings, serving
 from .assets.dbt import dbt_models, dbt_resource
 from .config import Settings
 from .resources import ModelStoreResource, ServingDatabaseResource, WarehouseResource
@@ -19,6 +19,8 @@ all_assets = [
     rankings.global_rankings,
     evaluation.offline_eval,
     serving.serving_tables,
+    privacy_report.privacy_report,
+    cleanup.retention_cleanup,
 ]
 
 
@@ -26,21 +28,27 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions wired to ``settings`` (paths, database, schedules)."""
     nightly_job = dg.define_asset_job(
         "nightly",
-        selection=dg.AssetSelection.all(),
-        description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish.",
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance"),
+        description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish -> privacy report.",
     )
     weekly_job = dg.define_asset_job(
         "weekly",
         selection=dg.AssetSelection.groups("models", "rankings", "evaluation", "serving"),
         description="Retrain the models, full offline evaluation, re-rank and publish.",
     )
+    cleanup_job = dg.define_asset_job(
+        "cleanup",
+        selection=dg.AssetSelection.groups("maintenance"),
+        description="Retention: delete expired rankings, old features, evaluation, quarantine and raw events.",
+    )
 
     return dg.Definitions(
         assets=all_assets,
-        jobs=[nightly_job, weekly_job],
+        jobs=[nightly_job, weekly_job, cleanup_job],
         schedules=[
             dg.ScheduleDefinition(job=nightly_job, cron_schedule=settings.nightly_cron, execution_timezone="UTC"),
             dg.ScheduleDefinition(job=weekly_job, cron_schedule=settings.weekly_cron, execution_timezone="UTC"),
+            dg.ScheduleDefinition(job=cleanup_job, cron_schedule=settings.cleanup_cron, execution_timezone="UTC"),
         ],
         resources={
             "warehouse": WarehouseResource(path=str(settings.warehouse_path)),

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from ..config import Settings
-from ..ingest import load_mapping, load_raw_tables
+from ..ingest import IngestOptions, load_mapping, load_raw_tables
 from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.settings_store import read_settings
 
@@ -37,13 +37,13 @@ def raw_tables(
     mapping = load_mapping(config.mapping_path or settings.mapping_path)
     consent = read_settings(serving_db.get_url())
     with warehouse.connect() as con:
-        report = load_raw_tables(
-            con, data_dir, mapping,
+        options = IngestOptions(
             now=datetime.now(UTC).replace(tzinfo=None),
             future_tolerance=timedelta(minutes=settings.future_tolerance_minutes),
             strict_items=config.strict_items or settings.strict_items,
-            settings_override=consent,
+            raw_retention=timedelta(days=settings.raw_retention_days) if settings.raw_retention_days > 0 else None,
         )
+        report = load_raw_tables(con, data_dir, mapping, options, settings_override=consent)
     context.log.info(f"quarantined {report.quarantined_total} rows in batch {report.batch_id}")
     for name in RAW_TABLES:
         quarantined = report.quarantined.get(name, {})
@@ -55,6 +55,7 @@ def raw_tables(
                 "quarantined": sum(quarantined.values()),
                 "quarantined_by_reason": quarantined,
                 "dropped_columns": report.dropped_columns.get(name, []),
+                **({"expired_by_retention": report.expired} if name == "interactions" else {}),
                 "batch_id": report.batch_id,
             },
         )

@@ -21,12 +21,22 @@ from .errors import InputError
 from .mapping import TableMapping
 from .validation import PARSE_BOOL_MACRO, PARSE_TS_MACRO, RULES
 
-QUARANTINE_DDL = """
-CREATE TABLE IF NOT EXISTS quarantine (
-    batch_id VARCHAR, table_name VARCHAR, source_file VARCHAR, reason VARCHAR,
-    row_json VARCHAR, quarantined_at TIMESTAMP
+LOG_DDL = (
+    "CREATE TABLE IF NOT EXISTS quarantine (batch_id VARCHAR, table_name VARCHAR, source_file VARCHAR, "
+    "reason VARCHAR, row_json VARCHAR, quarantined_at TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS ingest_batches (batch_id VARCHAR, table_name VARCHAR, source_file VARCHAR, "
+    "rows BIGINT, quarantined BIGINT, expired BIGINT, dropped_columns VARCHAR[], loaded_at TIMESTAMP)",
 )
-"""
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """How strict a load is: the clock, future tolerance, unknown items, and raw-event retention."""
+
+    now: datetime
+    future_tolerance: timedelta = timedelta(hours=1)
+    strict_items: bool = False
+    raw_retention: timedelta | None = None  # events older than now - raw_retention are not loaded
 
 
 @dataclass
@@ -38,6 +48,7 @@ class IngestReport:
     rows: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
     dropped_columns: dict[str, list[str]] = field(default_factory=dict)
+    expired: int = 0
 
     @property
     def quarantined_total(self) -> int:
@@ -139,10 +150,7 @@ def load_raw_tables(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
     mapping: dict[str, TableMapping],
-    *,
-    now: datetime,
-    future_tolerance: timedelta,
-    strict_items: bool = False,
+    options: IngestOptions,
     settings_override: pd.DataFrame | None = None,
 ) -> IngestReport:
     """Load every contract table from ``data_dir`` into ``raw_<table>``; return the report.
@@ -155,20 +163,20 @@ def load_raw_tables(
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(data_dir, "data directory does not exist")
-    batch_id = now.strftime("%Y%m%dT%H%M%S%f")
+    batch_id = options.now.strftime("%Y%m%dT%H%M%S%f")
     report = IngestReport(batch_id=batch_id)
     con.execute("SET TimeZone = 'UTC'")
     con.execute(PARSE_TS_MACRO)
     con.execute(PARSE_BOOL_MACRO)
-    con.execute(QUARANTINE_DDL)
+    for statement in LOG_DDL:
+        con.execute(statement)
     order = ["items", "interactions", "users", "settings"]  # items first: strict mode checks against them
     sources = {name: find_source(data_dir, CONTRACTS[name], mapping.get(name, TableMapping())) for name in order}
     con.execute("BEGIN TRANSACTION")
     try:
         for name in order:
-            _load_one(con, report, name, sources[name], mapping.get(name, TableMapping()),
-                      now=now, future_tolerance=future_tolerance, strict_items=strict_items,
-                      settings_override=settings_override if name == "settings" else None)
+            _load_one(con, report, name, sources[name], mapping.get(name, TableMapping()), options,
+                      settings_override if name == "settings" else None)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -176,8 +184,7 @@ def load_raw_tables(
     return report
 
 
-def _load_one(con, report, name, path, table_mapping, *, now, future_tolerance, strict_items,
-              settings_override):
+def _load_one(con, report, name, path, table_mapping, options: IngestOptions, settings_override):
     contract = CONTRACTS[name]
     if path is None:
         _empty_table(con, contract)
@@ -185,7 +192,10 @@ def _load_one(con, report, name, path, table_mapping, *, now, future_tolerance, 
         _read_source(con, path)
         report.files[name] = str(path)
         report.dropped_columns[name] = _select_contract_columns(con, path, contract, table_mapping)
-    params = {"horizon": now + future_tolerance, "strict": strict_items} if name == "interactions" else None
+    now = options.now
+    params = (
+        {"horizon": now + options.future_tolerance, "strict": options.strict_items} if name == "interactions" else None
+    )
     con.execute(RULES[name].sql(), params)
     con.execute(
         f"CREATE OR REPLACE TABLE raw_{name} AS SELECT * EXCLUDE (src_row, row_json, reason) FROM checked "
@@ -205,8 +215,18 @@ def _load_one(con, report, name, path, table_mapping, *, now, future_tolerance, 
             counts["malformed_line"] = malformed
     if settings_override is not None and len(settings_override):
         _apply_settings_override(con, settings_override)
+    if name == "interactions" and options.raw_retention is not None:
+        report.expired = scalar(
+            con, "SELECT count(*) FROM raw_interactions WHERE occurred_at < ?", [now - options.raw_retention]
+        )
+        con.execute("DELETE FROM raw_interactions WHERE occurred_at < ?", [now - options.raw_retention])
     report.quarantined[name] = counts
     report.rows[name] = scalar(con, f"SELECT count(*) FROM raw_{name}")
+    con.execute(
+        "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [report.batch_id, name, str(path) if path else None, report.rows[name], sum(counts.values()),
+         report.expired if name == "interactions" else 0, report.dropped_columns.get(name, []), now],
+    )
     con.execute("DROP TABLE IF EXISTS checked; DROP TABLE IF EXISTS src; DROP TABLE IF EXISTS src_contract")
 
 

@@ -18,6 +18,7 @@ from personalization_pipeline.runner import run_job, sample_lookup
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
 from personalization_pipeline.synth.generator import generate
+from personalization_pipeline_tests.pipeline_support import pipeline_env, served_ranks
 
 TOP_N = 20
 # Rows that break the input contract, appended to the generated interactions.
@@ -41,28 +42,16 @@ def pipeline(tmp_path_factory, reset_pg):
     assert header == ["user_id", "item_id", "occurred_at", "event_type", "value", "session_id", "device_type"]
     with interactions.open("a") as handle:
         handle.write("\n".join([first, *BAD_ROWS]) + "\n")  # `first` again: an exact duplicate
-    url = reset_pg()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PERSONALIZATION_RUNTIME_DIR", str(root))
-        env.setenv("PERSONALIZATION_DATABASE_URL", url)
-        env.setenv("PERSONALIZATION_TOP_N", str(TOP_N))
+    with pipeline_env(root, reset_pg(), top_n=TOP_N) as env:
         settings = Settings.from_env()
         result = run_job("nightly", settings)
         assert result.success, result.error
         yield settings, result, env, int(natural.sum())
 
 
-def _served(settings: Settings) -> pd.DataFrame:
-    with psycopg.connect(settings.database_url) as conn:
-        rows = conn.execute(
-            "SELECT user_id, scope, items, model_version, generated_at, valid_until FROM personalization_ranks"
-        ).fetchall()
-    return pd.DataFrame(rows, columns=["user_id", "scope", "items", "model_version", "generated_at", "valid_until"])
-
-
 def test_rankings_are_published_complete_and_exclude_seen_items(pipeline):
     settings, *_ = pipeline
-    served = _served(settings)
+    served = served_ranks(settings)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         expected = con.execute("SELECT count(*) FROM (SELECT DISTINCT user_id, scope FROM user_rankings)").fetchall()[0][0]
         seen = con.execute("SELECT user_id, item_id FROM mart_user_item_signals").df()
@@ -118,7 +107,7 @@ def test_als_beats_popularity_on_planted_preferences(pipeline):
 
 def test_lookup_over_http_returns_the_published_ranking_and_falls_back(pipeline):
     settings, *_ = pipeline
-    served = _served(settings).sort_values(["user_id", "scope"]).iloc[0]
+    served = served_ranks(settings).sort_values(["user_id", "scope"]).iloc[0]
     headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, served.user_id)}"}
     with TestClient(create_app(settings.database_url, settings)) as client:
         own = client.get(f"/v1/rankings/{served.scope}?limit=5", headers=headers)
@@ -134,14 +123,14 @@ def test_lookup_over_http_returns_the_published_ranking_and_falls_back(pipeline)
 def test_run_command_sample_lookup_goes_over_real_http(pipeline):
     settings, *_ = pipeline
     lookup = sample_lookup(settings)
-    first = _served(settings).sort_values(["user_id", "scope"]).iloc[0]
+    first = served_ranks(settings).sort_values(["user_id", "scope"]).iloc[0]
     assert lookup["request"] == f"GET /v1/rankings/{first.scope}?limit=5 as user {first.user_id} -> 200"
     assert lookup["response"]["items"] == first["items"][:5] and lookup["response"]["personalized"] is True
 
 
 def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_path):
     settings, _, env, _ = pipeline
-    before = _served(settings)
+    before = served_ranks(settings)
     broken = tmp_path / "raw"
     shutil.copytree(settings.data_dir, broken)
     frame = pd.read_csv(broken / "interactions.csv", dtype=str).drop(columns=["user_id"])
@@ -153,7 +142,7 @@ def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_pat
         env.delenv("PERSONALIZATION_DATA_DIR")
     assert not failed.success
     assert "interactions.csv" in failed.error and "'user_id'" in failed.error
-    after = _served(settings)
+    after = served_ranks(settings)
     assert len(after) == len(before)
     assert json.dumps(sorted(after["items"].map(json.dumps))) == json.dumps(sorted(before["items"].map(json.dumps)))
     assert after["generated_at"].max() == before["generated_at"].max()

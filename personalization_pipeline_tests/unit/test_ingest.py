@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from personalization_pipeline.ingest import InputError, load_mapping, load_raw_tables
+from personalization_pipeline.ingest import IngestOptions, InputError, load_mapping, load_raw_tables
 
 NOW = datetime(2024, 6, 1, 12, 0, 0)
 
@@ -22,10 +22,8 @@ def _write(path: Path, text: str) -> Path:
 
 def _load(data_dir: Path, mapping=None, strict=False, con=None, override=None):
     con = con or duckdb.connect()
-    report = load_raw_tables(
-        con, data_dir, mapping or {}, now=NOW, future_tolerance=timedelta(hours=1),
-        strict_items=strict, settings_override=override,
-    )
+    options = IngestOptions(now=NOW, future_tolerance=timedelta(hours=1), strict_items=strict)
+    report = load_raw_tables(con, data_dir, mapping or {}, options, settings_override=override)
     return con, report
 
 
@@ -170,3 +168,14 @@ def test_database_settings_win_over_the_settings_file(tmp_path):
     assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings ORDER BY 1").fetchall() == [
         ("u1", False), ("u2", True)
     ]
+
+
+def test_events_older_than_raw_retention_are_not_loaded_and_are_counted(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-05-30\nu1,i2,2023-01-01\nu2,i1,2024-05-01")
+    con = duckdb.connect()
+    options = IngestOptions(now=NOW, raw_retention=timedelta(days=40))
+    report = load_raw_tables(con, tmp_path, {}, options)
+    assert report.expired == 1 and report.rows["interactions"] == 2
+    assert con.execute("SELECT min(occurred_at) FROM raw_interactions").fetchall() == [(datetime(2024, 5, 1),)]
+    logged = con.execute("SELECT table_name, rows, expired FROM ingest_batches ORDER BY table_name").fetchall()
+    assert ("interactions", 2, 1) in logged

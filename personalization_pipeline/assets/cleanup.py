@@ -1,0 +1,41 @@
+"""[maintenance] Retention: nothing is kept or served past its retention period."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from ..config import Settings
+from ..privacy.retention import log_retention, purge_warehouse
+from ..resources import ServingDatabaseResource, WarehouseResource
+from ..serving.retention import purge_expired
+
+
+def _days(value: float) -> timedelta | None:
+    return timedelta(days=value) if value > 0 else None
+
+
+@dg.asset(group_name="maintenance", pool="warehouse")
+def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
+    """Delete expired rankings, old features and metrics (PostgreSQL), old quarantine, raw events
+    and evaluation history (warehouse); report the counts."""
+    settings = Settings.from_env()
+    now = datetime.now(UTC)
+    served = purge_expired(
+        serving_db.get_url(),
+        feature_retention_days=settings.feature_retention_days,
+        eval_retention_days=settings.eval_retention_days,
+        now=now,
+    )
+    with warehouse.connect() as con:
+        kept = purge_warehouse(
+            con,
+            now.replace(tzinfo=None),
+            {
+                "quarantine": _days(settings.quarantine_retention_days),
+                "raw_interactions": _days(settings.raw_retention_days),
+                "eval_history": _days(settings.eval_retention_days),
+            },
+        )
+        deleted = {**{f"serving.{k}": v for k, v in served.items()}, **{f"warehouse.{k}": v for k, v in kept.items()}}
+        log_retention(con, now.replace(tzinfo=None), deleted)
+    return dg.MaterializeResult(metadata={**deleted, "total_deleted": sum(deleted.values())})

@@ -1,0 +1,16 @@
+"""[privacy] What each run withheld, dropped, generalised and deleted, shown in the Dagster UI."""
+
+import dagster as dg
+
+from ..privacy.report import privacy_report as build_report
+from ..privacy.report import report_markdown
+from ..resources import WarehouseResource
+
+
+@dg.asset(group_name="privacy", deps=["user_features", "serving_tables"], pool="warehouse")
+def privacy_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Opted-out users and events excluded, PII columns dropped, values generalised, retention deletions."""
+    with warehouse.connect(read_only=True) as con:
+        report = build_report(con)
+    scalars = {k: v for k, v in report.items() if isinstance(v, int | str)}
+    return dg.MaterializeResult(metadata={"report": dg.MetadataValue.md(report_markdown(report)), **scalars})

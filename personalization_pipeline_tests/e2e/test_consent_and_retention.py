@@ -1,0 +1,146 @@
+"""Consent and retention through whole runs: opt-out completeness, live opt-out, cleanup job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from personalization_pipeline.config import Settings
+from personalization_pipeline.privacy.report import privacy_report
+from personalization_pipeline.recsys.als import ALSModel
+from personalization_pipeline.runner import run_job
+from personalization_pipeline.serving.app import create_app
+from personalization_pipeline.serving.auth import mint_token
+from personalization_pipeline.synth.generator import generate
+from personalization_pipeline_tests.pipeline_support import pipeline_env, served_ranks
+
+
+def _run(settings: Settings) -> dict:
+    result = run_job("nightly", settings)
+    assert result.success, result.error
+    return result.metadata
+
+
+def _warehouse(settings: Settings, sql: str) -> pd.DataFrame:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+def _latest_als(settings: Settings) -> ALSModel:
+    version = (settings.model_dir / "als" / "LATEST").read_text().strip()
+    return ALSModel.load(settings.model_dir / "als" / f"{version}.npz")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, reset_pg):
+    """A generated data set (with opted-out users in its settings file) and an empty serving database."""
+    root = tmp_path_factory.mktemp("consent")
+    generate(root / "raw", users=300, items=120, seed=5)
+    with pipeline_env(root, reset_pg(), top_n=10) as env:
+        yield Settings.from_env(), env
+
+
+def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
+    settings, env = world
+    file_settings = pd.read_csv(settings.data_dir / "settings.csv", dtype=str)
+    opted_out = file_settings.loc[file_settings["personalization_enabled"].str.lower() == "false", "user_id"]
+    interactions = pd.read_csv(settings.data_dir / "interactions.csv", dtype=str)
+    target = next(u for u in opted_out if (interactions["user_id"] == u).sum() >= 5)
+
+    meta = _run(settings)
+    with_them = _latest_als(settings)
+    rankings_with = _warehouse(settings, "SELECT * FROM user_rankings ORDER BY user_id, scope, rank")
+    report = meta["privacy_report"]
+    assert report["opted_out_users"] == len(opted_out)
+    assert report["opted_out_events_excluded"] >= (interactions["user_id"] == target).sum()
+
+    erased = tmp_path / "raw"
+    erased.mkdir()
+    for name in ("users", "items", "settings", "interactions"):
+        frame = pd.read_csv(settings.data_dir / f"{name}.csv", dtype=str, keep_default_na=False)
+        if "user_id" in frame.columns:
+            frame = frame[frame["user_id"] != target]
+        frame.to_csv(erased / f"{name}.csv", index=False)
+    env.setenv("PERSONALIZATION_DATA_DIR", str(erased))
+    try:
+        _run(Settings.from_env())
+    finally:
+        env.delenv("PERSONALIZATION_DATA_DIR")
+    without_them = _latest_als(settings)
+    rankings_without = _warehouse(settings, "SELECT * FROM user_rankings ORDER BY user_id, scope, rank")
+
+    assert target not in set(with_them.users.ids)
+    np.testing.assert_array_equal(with_them.users.ids, without_them.users.ids)
+    np.testing.assert_array_equal(with_them.items.ids, without_them.items.ids)
+    np.testing.assert_array_equal(with_them.user_factors, without_them.user_factors)
+    np.testing.assert_array_equal(with_them.item_factors, without_them.item_factors)
+    pd.testing.assert_frame_equal(rankings_with, rankings_without)
+    with psycopg.connect(settings.database_url) as conn:
+        for table, column in [("personalization_ranks", "user_id"), ("personalization_features", "user_id")]:
+            ids = {r[0] for r in conn.execute(f"SELECT {column} FROM {table}").fetchall()}
+            assert ids and not ids & set(opted_out), table
+
+
+def test_live_opt_out_then_opt_in_after_the_next_run(world):
+    settings, _ = world
+    _run(settings)
+    user, scope = served_ranks(settings).iloc[0][["user_id", "scope"]]
+    headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, user)}"}
+    with TestClient(create_app(settings.database_url, settings)) as client:
+        assert client.get(f"/v1/rankings/{scope}", headers=headers).json()["personalized"] is True
+        put = client.put("/v1/settings", headers=headers, json={"personalization_enabled": False})
+        assert put.status_code == 200, put.text
+        read = client.get(f"/v1/rankings/{scope}", headers=headers).json()  # no pipeline run in between
+        assert read["personalized"] is False
+
+    _run(settings)  # the run reads consent from the serving database
+    assert user not in set(served_ranks(settings)["user_id"])
+    assert user not in set(_latest_als(settings).users.ids)  # their events left the training data
+    assert _warehouse(settings, f"SELECT count(*) AS n FROM user_features WHERE user_id = '{user}'")["n"][0] == 0
+
+    with TestClient(create_app(settings.database_url, settings)) as client:
+        put = client.put("/v1/settings", headers=headers, json={"personalization_enabled": True})
+        assert put.status_code == 200, put.text
+    _run(settings)
+    assert user in set(served_ranks(settings)["user_id"])
+
+
+def test_cleanup_job_deletes_expired_and_aged_rows_and_reports_counts(world):
+    settings, _ = world
+    if served_ranks(settings).empty:
+        _run(settings)
+    expired_users = list(served_ranks(settings)["user_id"].drop_duplicates()[:3])
+    with psycopg.connect(settings.database_url) as conn:
+        expired_rows = conn.execute(
+            "UPDATE personalization_ranks SET valid_until = now() - interval '1 minute' WHERE user_id = ANY(%s)",
+            (expired_users,),
+        ).rowcount
+        conn.execute("UPDATE personalization_features SET computed_at = now() - interval '31 days' "
+                     "WHERE user_id = %s", (expired_users[0],))
+    user, scope = expired_users[0], served_ranks(settings).query("user_id == @expired_users[0]")["scope"].iloc[0]
+    headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, user)}"}
+    with TestClient(create_app(settings.database_url, settings)) as client:
+        assert client.get(f"/v1/rankings/{scope}", headers=headers).json()["personalized"] is False
+
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=45)
+        con.execute("INSERT INTO quarantine VALUES ('old', 'interactions', NULL, 'null_user_id', '{}', ?)", [old])
+
+    result = run_job("cleanup", settings)
+    assert result.success, result.error
+    counts = result.metadata["retention_cleanup"]
+    assert counts["serving.ranks"] == expired_rows
+    assert counts["serving.features"] == 1
+    assert counts["warehouse.quarantine"] == 1
+    with psycopg.connect(settings.database_url) as conn:
+        left = conn.execute("SELECT count(*) FROM personalization_ranks WHERE user_id = ANY(%s)",
+                            (expired_users,)).fetchone()[0]
+    assert left == 0
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        assert privacy_report(con)["deleted_by_last_retention_cleanup"]["serving.ranks"] == expired_rows
