@@ -62,10 +62,12 @@ def find_source(data_dir: Path, contract: TableContract, mapping: TableMapping) 
         if not path.is_file():
             raise InputError(path, f"file for table '{contract.name}' named in the mapping does not exist")
         return path
-    for ext in SUPPORTED_EXTENSIONS:
-        path = data_dir / f"{contract.name}{ext}"
-        if path.is_file():
-            return path
+    found = [data_dir / f"{contract.name}{ext}" for ext in SUPPORTED_EXTENSIONS]
+    found = [path for path in found if path.is_file()]
+    if len(found) > 1:
+        raise InputError(found[0], f"ambiguous: both {' and '.join(p.name for p in found)} exist; keep one")
+    if found:
+        return found[0]
     if contract.mandatory:
         raise InputError(
             data_dir / f"{contract.name}.csv",

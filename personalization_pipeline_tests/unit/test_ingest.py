@@ -85,6 +85,15 @@ def test_missing_interactions_file_and_unreadable_parquet_are_errors(tmp_path):
     assert info.value.path.endswith("interactions.parquet")
 
 
+def test_csv_and_parquet_of_one_table_is_ambiguous(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
+    pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"], "occurred_at": ["2024-01-01"]}).to_parquet(
+        tmp_path / "interactions.parquet"
+    )
+    with pytest.raises(InputError, match="ambiguous"):
+        _load(tmp_path)
+
+
 def test_failed_ingest_keeps_previous_raw_tables(tmp_path):
     good = tmp_path / "good"
     good.mkdir()
