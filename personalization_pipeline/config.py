@@ -77,6 +77,7 @@ class Settings:
     jwt_secret: str
     jwt_issuer: str | None
     jwt_audience: str | None
+    api_database_url: str | None = None  # the lookup API's own login; unset: derived from database_url
     top_n: int = 50
     k_anonymity: int = 10
     ranking_ttl_hours: float = 24.0
@@ -123,6 +124,7 @@ class Settings:
             jwt_secret=_env("JWT_SECRET", DEV_JWT_SECRET),
             jwt_issuer=_env("JWT_ISSUER"),
             jwt_audience=_env("JWT_AUDIENCE"),
+            api_database_url=_env("API_DATABASE_URL"),
             strict_items=_env("STRICT_ITEMS", "false").lower() in {"1", "true", "yes"},
             event_weights={**DEFAULT_EVENT_WEIGHTS, **_json("EVENT_WEIGHTS", {})},
             **scalars,

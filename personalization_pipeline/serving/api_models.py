@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 
 class ErrorBody(BaseModel):
@@ -55,9 +55,13 @@ class SettingsBody(BaseModel):
 
 
 class SettingsUpdate(BaseModel):
-    """New opt-out flag; ``data_sharing_consent`` left out keeps the stored value."""
+    """New opt-out flag; ``data_sharing_consent`` left out (or null) keeps the stored value.
+
+    JSON booleans only (no ``"true"``, ``1`` or ``"yes"``); any other field is rejected, so a
+    body can never name a user: settings are always the token's user's.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    personalization_enabled: bool
-    data_sharing_consent: bool | None = None
+    personalization_enabled: StrictBool
+    data_sharing_consent: StrictBool | None = None

@@ -1,8 +1,10 @@
 """The FastAPI lookup app over the serving tables.
 
-Connections come from an async psycopg pool opened in the app's lifespan; each switches
-to the restricted ``personalization_api`` role when the login user may, so the API cannot
-read rationale or feature values even by mistake. Every error is JSON
+Access control holds in the database first: the pool (opened in the app's lifespan) acts
+only as the restricted ``personalization_api`` role, and every request runs in one
+transaction naming the verified caller for row-level security (see :mod:`api_access`). The
+routes add the role matrix on top: client and reader their own data, monitor health only,
+admin and superadmin everything plus metrics. Every error is JSON
 ``{"error": code, "detail": message}``.
 """
 
@@ -27,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from personalization_pipeline.config import Settings
 from personalization_pipeline.serving import lookup, user_settings
+from personalization_pipeline.serving.api_access import ApiConnector, caller_transaction
 from personalization_pipeline.serving.api_models import (
     ErrorBody,
     MetricsBody,
@@ -36,6 +39,8 @@ from personalization_pipeline.serving.api_models import (
 )
 from personalization_pipeline.serving.auth import (
     ADMIN_ROLES,
+    ID_PATTERN,
+    MAX_ID_LENGTH,
     READ_OWN_ROLES,
     WRITE_OWN_ROLES,
     AuthError,
@@ -43,7 +48,7 @@ from personalization_pipeline.serving.auth import (
     decode_token,
 )
 from personalization_pipeline.serving.database import normalize_url
-from personalization_pipeline.serving.schema import API_ROLE, ensure_schema
+from personalization_pipeline.serving.schema import ensure_schema
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +58,6 @@ POOL_TIMEOUT_SECONDS = 5.0
 READY_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 5
 
-_USE_API_ROLE_SQL = (
-    "SELECT set_config('role', rolname, false) FROM pg_roles"
-    " WHERE rolname = %s AND pg_has_role(current_user, oid, 'MEMBER')"
-)
-
 _ERRORS = {
     status: {"model": ErrorBody}
     for status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY)
@@ -65,8 +65,8 @@ _ERRORS = {
 _NOT_FOUND = {HTTPStatus.NOT_FOUND: {"model": ErrorBody}}
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Number of items to return (1-100).")]
-Scope = Annotated[str, Path(min_length=1, max_length=200)]
-UserId = Annotated[str, Path(min_length=1, max_length=200)]
+Scope = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -75,16 +75,15 @@ def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> J
 
 
 def _prepare_schema(url: str) -> None:
-    """Create the serving tables if missing; a database that is down now only delays readiness."""
+    """Create the serving tables, API role and grants if missing. A database that is down only
+    delays readiness; a login without the rights to do it leaves the schema to the pipeline."""
     try:
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
             ensure_schema(conn)
     except psycopg.OperationalError as exc:
         logger.warning("serving database not reachable at start-up: %s", exc)
-
-
-async def _use_api_role(conn: psycopg.AsyncConnection) -> None:
-    await conn.execute(_USE_API_ROLE_SQL, (API_ROLE,))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        logger.warning("serving schema left as it is (no right to create or grant): %s", exc)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -154,7 +153,7 @@ async def _read_ranking(
     _require(caller, READ_OWN_ROLES, "read rankings")
     if not caller.can_read_user(user_id):
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
-    async with pool.connection() as conn:
+    async with caller_transaction(pool, caller) as conn:
         ranking = await lookup.fetch_ranking(conn, user_id, scope, limit)
     if ranking is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"no current ranking for scope {scope!r}")
@@ -200,7 +199,7 @@ async def user_ranking(
 )
 async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, READ_OWN_ROLES, "read settings")
-    async with pool.connection() as conn:
+    async with caller_transaction(pool, caller) as conn:
         return asdict(await user_settings.get_user_settings(conn, caller.user_id))
 
 
@@ -210,7 +209,7 @@ async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
 )
 async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, WRITE_OWN_ROLES, "change settings")
-    async with pool.connection() as conn:
+    async with caller_transaction(pool, caller) as conn:
         stored = await user_settings.put_user_settings(
             conn, caller.user_id, update.personalization_enabled, update.data_sharing_consent
         )
@@ -223,7 +222,7 @@ async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> 
 )
 async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, ADMIN_ROLES, "read metrics")
-    async with pool.connection() as conn:
+    async with caller_transaction(pool, caller) as conn:
         run = await lookup.fetch_latest_eval(conn)
     if run is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, "no offline evaluation has been published yet")
@@ -231,19 +230,24 @@ async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
 
 
 def create_app(database_url: str, settings: Settings) -> FastAPI:
-    """Build the lookup app reading the serving tables at ``database_url``."""
+    """Build the lookup app over the serving tables at ``database_url``.
+
+    That login (the pipeline's) creates the schema at start-up and is the ``SET ROLE``
+    fallback; requests run as the API role (``settings.api_database_url``, else derived).
+    """
     url = normalize_url(database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(_prepare_schema, url)
+        connector = ApiConnector(url, settings.api_database_url)
         pool = AsyncConnectionPool(
-            url,
+            connector.conninfo,
             min_size=POOL_MIN_SIZE,
             max_size=POOL_MAX_SIZE,
             timeout=POOL_TIMEOUT_SECONDS,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            configure=_use_api_role,
+            configure=connector.configure,
             open=False,
             name="personalization-api",
         )

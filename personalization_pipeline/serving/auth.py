@@ -1,5 +1,10 @@
 """JWT bearer tokens for the lookup API: HS256 only, ``sub`` = user id, ``role`` claim.
 
+Rejected: a bad signature, ``alg`` other than HS256 (``none`` and RS/ES/PS included, so
+a public key can never be used as an HMAC secret), a missing or past ``exp``, a missing,
+non-string, over-long or control-character ``sub``, an unknown ``role``, and a wrong or
+missing ``iss``/``aud`` when an issuer/audience is configured.
+
 Roles: ``client`` and ``reader`` read their own data (``client`` may also change its
 own settings), ``monitor`` reaches only health endpoints, ``admin`` and ``superadmin``
 read any user's data and the evaluation metrics.
@@ -7,6 +12,7 @@ read any user's data and the evaluation metrics.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -18,6 +24,10 @@ ADMIN_ROLES: frozenset[str] = frozenset({"admin", "superadmin"})
 READ_OWN_ROLES: frozenset[str] = frozenset({"client", "reader"}) | ADMIN_ROLES
 WRITE_OWN_ROLES: frozenset[str] = frozenset({"client"}) | ADMIN_ROLES
 DEFAULT_ROLE = "client"
+
+MAX_ID_LENGTH = 200
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""User ids and scopes: 1-200 characters, none of them a control character (NUL included)."""
 
 
 class AuthError(ValueError):
@@ -41,7 +51,7 @@ class Principal:
 
 
 def _check_role(role: object) -> str:
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise AuthError(f"unknown role {role!r}; expected one of {sorted(ROLES)}")
     return str(role)
 
@@ -71,7 +81,7 @@ def decode_token(
 ) -> Principal:
     """Verify ``token`` (signature, ``exp``, ``sub``, optional ``iss``/``aud``) and return its principal.
 
-    A token without a ``role`` claim gets the least-privileged role, ``client``.
+    A token without a ``role`` claim gets the end-user role, ``client``.
     """
     required = ["exp", "sub"] + (["iss"] if issuer else []) + (["aud"] if audience else [])
     try:
@@ -88,6 +98,14 @@ def decode_token(
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
     user_id = claims["sub"]
-    if not isinstance(user_id, str) or not user_id:
-        raise AuthError("invalid token: 'sub' must be a non-empty string")
+    if not isinstance(user_id, str) or not is_valid_id(user_id):
+        raise AuthError(
+            f"invalid token: 'sub' must be a string of 1-{MAX_ID_LENGTH} characters"
+            " without control characters"
+        )
     return Principal(user_id=user_id, role=_check_role(claims.get("role", DEFAULT_ROLE)))
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether ``value`` is a usable user id or scope (see :data:`ID_PATTERN`)."""
+    return len(value) <= MAX_ID_LENGTH and re.fullmatch(ID_PATTERN, value) is not None

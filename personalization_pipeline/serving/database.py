@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from personalization_pipeline.config import Settings
 
@@ -38,6 +38,25 @@ def with_database(url: str, dbname: str) -> str:
     if not url.startswith("postgresql://"):
         return make_conninfo(url, dbname=dbname)
     return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
+
+
+def with_user(url: str, user: str) -> str:
+    """Return libpq conninfo for ``url``'s server and database logged in as ``user``.
+
+    The password is dropped (it belongs to the original user); a password file
+    (``passfile``, ``~/.pgpass``) or trust authentication can still let ``user`` in.
+    """
+    params = conninfo_to_dict(normalize_url(url))
+    params.pop("password", None)
+    return make_conninfo(**{**params, "user": user})
+
+
+def login_summary(url: str) -> str:
+    """``user@host/dbname`` of ``url`` for log lines (never the password)."""
+    params = conninfo_to_dict(normalize_url(url))
+    host = params.get("host") or "localhost"
+    port = f":{params['port']}" if params.get("port") else ""
+    return f"{params.get('user', '(default user)')}@{host}{port}/{params.get('dbname', '')}"
 
 
 def _pgserver() -> ModuleType:

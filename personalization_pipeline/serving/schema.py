@@ -1,4 +1,5 @@
-"""Serving tables in PostgreSQL and the restricted role the lookup API runs as.
+"""Serving tables in PostgreSQL, the restricted role the lookup API runs as, its grants and
+row-level security.
 
 ``ensure_schema`` is idempotent and serialised with an advisory lock, so concurrent
 pipeline runs and API starts can all call it.
@@ -7,6 +8,9 @@ pipeline runs and API starts can all call it.
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
+
+from personalization_pipeline.serving.auth import ADMIN_ROLES
 
 RANKS = "personalization_ranks"
 GLOBAL_RANKS = "personalization_global_ranks"
@@ -18,8 +22,12 @@ EVAL = "personalization_eval"
 SETTINGS = "personalization_settings"
 
 API_ROLE = "personalization_api"
-"""NOLOGIN role the API switches to: it can read rankings, models and evaluation and
-read/write opt-out settings, and has no access to rationale, features or similar users."""
+"""LOGIN role the lookup API runs as. It owns nothing; it may read rankings, global rankings,
+models and evaluation, read and upsert settings, and nothing else. Row-level security
+limits its per-user rows to the caller named in the transaction's settings below."""
+
+CALLER_USER_SETTING = "personalization.user_id"
+CALLER_ROLE_SETTING = "personalization.role"
 
 _SCHEMA_LOCK_KEY = 0x5E5F1A7E
 
@@ -83,39 +91,88 @@ DDL: tuple[str, ...] = (
         updated_at timestamptz NOT NULL DEFAULT now())""",
 )
 
-_ROLE_DDL: tuple[str, ...] = (
-    f"""DO $$ BEGIN
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
-            CREATE ROLE {API_ROLE} NOLOGIN;
-        END IF;
-    EXCEPTION WHEN duplicate_object OR unique_violation OR insufficient_privilege THEN NULL;
-    END $$""",
-)
-
-_GRANTS: tuple[str, ...] = (
-    f"GRANT USAGE ON SCHEMA public TO {API_ROLE}",
-    f"GRANT SELECT ON {RANKS}, {GLOBAL_RANKS}, {MODELS}, {EVAL} TO {API_ROLE}",
-    f"GRANT SELECT, INSERT, UPDATE ON {SETTINGS} TO {API_ROLE}",
-    f"REVOKE ALL ON {RATIONALE}, {FEATURES}, {SIMILAR_USERS} FROM {API_ROLE}",
-)
-
 SERVING_TABLES: tuple[str, ...] = (
     RANKS, GLOBAL_RANKS, RATIONALE, FEATURES, SIMILAR_USERS, MODELS, EVAL, SETTINGS,
 )
 
+_ROLE_DDL = f"""DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
+        CREATE ROLE {API_ROLE} LOGIN;
+    ELSIF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
+        ALTER ROLE {API_ROLE} LOGIN;
+    END IF;
+EXCEPTION
+    WHEN duplicate_object OR unique_violation OR insufficient_privilege THEN NULL;
+    WHEN internal_error THEN  -- "tuple concurrently updated": another database did the same
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{API_ROLE}' AND rolcanlogin) THEN
+            RAISE;
+        END IF;
+END $$"""
+"""Roles are cluster-wide: several databases (test runs) may run this at once. Without the
+right to create or alter roles the API falls back to ``SET ROLE`` or refuses to start."""
+
+PER_USER_TABLES: tuple[str, ...] = (RANKS, SETTINGS, RATIONALE, FEATURES, SIMILAR_USERS)
+"""Row-level security is enabled on these; without a policy a non-owner sees no row at all.
+It is not FORCEd: FORCE binds only the tables' owner, the pipeline, which must see every row
+(publish, ingest of consent); the API role owns nothing. Global rankings, models and
+evaluation hold no per-user data and have no row-level security."""
+
+_OWN_ROW = f"user_id = nullif(current_setting('{CALLER_USER_SETTING}', true), '')"
+_ADMIN_LITERALS = ", ".join(f"'{role}'" for role in sorted(ADMIN_ROLES))
+_ADMIN_CALLER = f"current_setting('{CALLER_ROLE_SETTING}', true) IN ({_ADMIN_LITERALS})"
+POLICIES: tuple[tuple[str, str, str], ...] = (
+    (RANKS, "caller_reads_own_rows", f"FOR SELECT USING ({_OWN_ROW} OR {_ADMIN_CALLER})"),
+    (SETTINGS, "caller_reads_own_rows", f"FOR SELECT USING ({_OWN_ROW} OR {_ADMIN_CALLER})"),
+    (SETTINGS, "caller_inserts_own_row", f"FOR INSERT WITH CHECK ({_OWN_ROW})"),
+    (SETTINGS, "caller_updates_own_row", f"FOR UPDATE USING ({_OWN_ROW}) WITH CHECK ({_OWN_ROW})"),
+)
+"""(table, policy name, body) for every role but the tables' owner (the pipeline): a caller
+reads its own rows (admins all rows) and writes only its own settings row."""
+
+_GRANTS: tuple[str, ...] = (
+    f"REVOKE ALL ON {', '.join(SERVING_TABLES)} FROM PUBLIC, {API_ROLE}",
+    f"GRANT USAGE ON SCHEMA public TO {API_ROLE}",
+    f"GRANT SELECT ON {RANKS}, {GLOBAL_RANKS}, {MODELS}, {EVAL} TO {API_ROLE}",
+    f"GRANT SELECT, INSERT, UPDATE ON {SETTINGS} TO {API_ROLE}",
+)
+"""Exactly these privileges, re-applied on every call: none on rationale, features or similar users."""
+
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the serving tables, indexes and API role grants if missing.
+    """Create the serving tables, indexes, API role, grants and row-level security if missing.
 
-    Runs in its own transaction (a savepoint when the caller already has one open).
+    Runs in its own transaction (a savepoint when the caller already has one open). Row-level
+    security and policies are only added when missing, so a publish never waits on a table lock.
     """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-        for statement in DDL + _ROLE_DDL:
+        for statement in DDL:
             conn.execute(statement)
+        conn.execute(_ROLE_DDL)
+        _enable_row_security(conn)
         role_exists = conn.execute(
             "SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)
         ).fetchone()
         if role_exists:
             for statement in _GRANTS:
                 conn.execute(statement)
+
+
+def _enable_row_security(conn: psycopg.Connection) -> None:
+    unsecured = conn.execute(
+        "SELECT relname FROM pg_class WHERE oid = ANY(%s::text[]::regclass[]) AND NOT relrowsecurity",
+        (list(PER_USER_TABLES),),
+    ).fetchall()
+    for (table,) in unsecured:
+        conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(sql.Identifier(table)))
+    existing = set(
+        conn.execute(
+            "SELECT tablename, policyname FROM pg_policies WHERE schemaname = current_schema()"
+        ).fetchall()
+    )
+    for table, name, body in POLICIES:
+        if (table, name) not in existing:
+            conn.execute(
+                sql.SQL("CREATE POLICY {} ON {} ").format(sql.Identifier(name), sql.Identifier(table))
+                + sql.SQL(body)
+            )

@@ -143,19 +143,29 @@ def test_fallback_to_global_ranking(client: TestClient, user_id: str) -> None:
     assert [i["id"] for i in body["items"]] == ["g0", "g1", "g2", "g3", "g4"]
 
 
-def test_opt_out_takes_effect_at_once(client: TestClient) -> None:
+def test_opt_out_and_back_take_effect_at_once(client: TestClient) -> None:
+    """Opting out turns the very next read into the global ranking, with no pipeline run.
+
+    Opting back in personalizes the next read again at once: the user's published row is
+    still there and valid (until the next run, which drops an opted-out user's rows, or
+    its ``valid_until``), and only the opt-out flag hid it.
+    """
     headers = auth("toggler")
     assert client.get("/v1/settings", headers=headers).json() == {
         "user_id": "toggler", "personalization_enabled": True, "data_sharing_consent": None,
         "updated_at": None,
     }
+    assert client.get("/v1/rankings/news", headers=headers).json()["items"][0]["id"] == "toggler-0"
     stored = client.put("/v1/settings", headers=headers,
                         json={"personalization_enabled": False, "data_sharing_consent": True}).json()
     assert (stored["personalization_enabled"], stored["data_sharing_consent"]) == (False, True)
-    assert client.get("/v1/rankings/news", headers=headers).json()["personalized"] is False
+    opted_out = client.get("/v1/rankings/news", headers=headers).json()
+    assert (opted_out["personalized"], opted_out["model_version"]) == (False, "pop-v1")
+    assert [i["id"] for i in opted_out["items"]] == [f"g{i}" for i in range(10)]
     stored = client.put("/v1/settings", headers=headers, json={"personalization_enabled": True}).json()
     assert (stored["personalization_enabled"], stored["data_sharing_consent"]) == (True, True)
-    assert client.get("/v1/rankings/news", headers=headers).json()["personalized"] is True
+    opted_in = client.get("/v1/rankings/news", headers=headers).json()
+    assert (opted_in["personalized"], opted_in["items"][0]["id"]) == (True, "toggler-0")
 
 
 def test_settings_permissions_and_validation(client: TestClient) -> None:

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from personalization_pipeline.serving.auth import AuthError, Principal, decode_token, mint_token
 
 SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
 CLAIMS = {"sub": "u1", "exp": int(time.time()) + 600}
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+RSA_PUBLIC_PEM = RSA_KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict, claims: dict, key: bytes | None) -> str:
+    """A compact JWS with any header, HMAC-SHA256-signed with ``key`` (empty signature for ``None``)."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest() if key else b""
+    return f"{signing_input}.{b64(signature)}"
 
 
 def test_round_trip_with_issuer_and_audience() -> None:
@@ -18,7 +39,7 @@ def test_round_trip_with_issuer_and_audience() -> None:
     assert decode_token(token, SECRET, issuer="pp", audience="apps") == Principal("u1", "admin")
 
 
-def test_missing_role_claim_is_least_privileged() -> None:
+def test_missing_role_claim_means_the_end_user_role() -> None:
     token = jwt.encode(CLAIMS, SECRET, algorithm="HS256")
     assert decode_token(token, SECRET).role == "client"
 
@@ -33,7 +54,18 @@ def test_missing_role_claim_is_least_privileged() -> None:
         (jwt.encode({"sub": "u1"}, SECRET), "exp"),
         (jwt.encode(CLAIMS, SECRET, algorithm="HS512"), "alg value is not allowed"),
         (jwt.encode(CLAIMS, None, algorithm="none"), "alg value is not allowed"),
+        (forge({"alg": "none", "typ": "JWT"}, CLAIMS, None), "alg value is not allowed"),
+        (forge({"alg": "HS256", "typ": "JWT"}, CLAIMS, None), "Signature verification"),
+        (forge({"alg": "RS256", "typ": "JWT"}, CLAIMS, SECRET.encode()), "alg value is not allowed"),
+        (jwt.encode(CLAIMS, RSA_KEY, algorithm="RS256"), "alg value is not allowed"),
+        (forge({"alg": "HS256", "typ": "JWT"}, CLAIMS, RSA_PUBLIC_PEM), "Signature verification"),
+        (jwt.encode({**CLAIMS, "sub": ""}, SECRET), "sub"),
+        (jwt.encode({**CLAIMS, "sub": "x" * 10_240}, SECRET), "sub"),
+        (jwt.encode({**CLAIMS, "sub": "u1\x00"}, SECRET), "sub"),
+        (jwt.encode({**CLAIMS, "role": ["admin"]}, SECRET), "unknown role"),
+        (jwt.encode({**CLAIMS, "aud": "apps"}, SECRET), "(?i)audience"),
         ("not.a.token", "invalid token"),
+        ("", "invalid token"),
     ],
 )
 def test_rejected_tokens(token: str, message: str) -> None:

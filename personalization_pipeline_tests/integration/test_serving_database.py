@@ -10,13 +10,16 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.serving.api_access import resolve_api_login
 from personalization_pipeline.serving.database import (
+    login_summary,
     normalize_url,
     resolve_database_url,
     stop_embedded_server,
     with_database,
+    with_user,
 )
-from personalization_pipeline.serving.schema import SERVING_TABLES, ensure_schema
+from personalization_pipeline.serving.schema import API_ROLE, SERVING_TABLES, ensure_schema
 
 
 def settings(**changes) -> Settings:
@@ -47,6 +50,24 @@ def test_with_database_keeps_socket_host() -> None:
     assert with_database("postgres://u@h:5432/a", "b") == "postgresql://u@h:5432/b"
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://pipeline:secret@db:5432/serving?sslmode=require",
+         {"user": "api", "host": "db", "port": "5432", "dbname": "serving", "sslmode": "require"}),
+        ("postgresql://postgres:@/postgres?host=/tmp/sock",
+         {"user": "api", "host": "/tmp/sock", "dbname": "postgres"}),
+        ("host=h dbname=a user=x password=y", {"user": "api", "host": "h", "dbname": "a"}),
+    ],
+)
+def test_with_user_swaps_the_login_and_drops_the_password(url: str, expected: dict) -> None:
+    assert conninfo_to_dict(with_user(url, "api")) == expected
+
+
+def test_login_summary_never_shows_the_password() -> None:
+    assert login_summary("postgres://u:secret@h:5/db") == "u@h:5/db"
+
+
 def test_configured_url_wins(tmp_path: Path) -> None:
     resolved = resolve_database_url(
         settings(database_url="postgres://u@db:5432/serving", embedded_pg_dir=tmp_path / "pg")
@@ -69,6 +90,10 @@ def test_embedded_server_with_a_long_data_dir_is_started_and_reused(tmp_path: Pa
             ).fetchone()
         assert tables == (len(SERVING_TABLES),)
         assert resolve_database_url(config) == url
+        login = resolve_api_login(url)  # pgserver trusts local sockets: the role logs in directly
+        assert (login.set_role, login.conninfo) == (False, with_user(url, API_ROLE))
+        with psycopg.connect(login.conninfo) as conn:
+            assert conn.execute("SELECT current_user::text").fetchone() == (API_ROLE,)
     finally:
         stop_embedded_server(deep)
     assert not (deep / "postmaster.pid").exists()
