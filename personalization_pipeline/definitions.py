@@ -6,6 +6,7 @@ import dagster as dg
 
 from .assets import cleanup, evaluation, features, ingest, models, privacy_report, rankings, serving
 from .assets.dbt import dbt_models, dbt_resource
+from .checks import privacy_checks
 from .config import Settings
 from .resources import ModelStoreResource, ServingDatabaseResource, WarehouseResource
 
@@ -44,6 +45,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
 
     return dg.Definitions(
         assets=all_assets,
+        asset_checks=privacy_checks,
         jobs=[nightly_job, weekly_job, cleanup_job],
         schedules=[
             dg.ScheduleDefinition(job=nightly_job, cron_schedule=settings.nightly_cron, execution_timezone="UTC"),
