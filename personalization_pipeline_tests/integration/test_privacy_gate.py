@@ -1,0 +1,243 @@
+"""The PII gate: Great Expectations suites on real DuckDB, blocking checks in the nightly job.
+
+A clean run passes every check and publishes nothing personal; an e-mail address in an item
+category, or a user's full name in an item title, fails a blocking check, so
+``serving_tables`` never runs and the previous publish stays served.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from personalization_pipeline.config import Settings
+from personalization_pipeline.definitions import build_definitions
+from personalization_pipeline.privacy.gx_suites import validate_table
+from personalization_pipeline.privacy.pii import RawPii, normalise, pii_kinds
+from personalization_pipeline.synth.generator import generate
+
+PII_COLUMNS = ("email", "full_name", "phone", "ip_address", "birth_date", "postal_code", "age", "gender", "occupation")
+OCCUPATIONS = ("nurse", "teacher", "accountant", "software developer", "electrician", "chef", "retired")
+CHECKED = {"stg_items", "user_features", "user_rankings", "global_rankings"}
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+LEAKED_EMAIL = "leak.test@example.org"
+
+
+def _nightly(settings: Settings) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    """Run the nightly job in this process, as ``runner.run_job`` does; the result and the run's log lines."""
+    instance = dg.DagsterInstance.ephemeral()
+    result = build_definitions(settings).resolve_job_def("nightly").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET
+    )
+    return result, [entry.user_message for entry in instance.all_logs(result.run_id)]
+
+
+def _pii_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    evaluations = result.get_asset_check_evaluations()
+    return {e.asset_key.to_user_string(): e for e in evaluations if e.check_name == "pii_free"}
+
+
+def _strings(value: object) -> list[str]:
+    """Every string in a decoded JSON value: object keys and string values, never numbers."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _served_strings(url: str) -> set[str]:
+    """Every text value, JSON key and JSON string of every text/json column of every public table."""
+    found: set[str] = set()
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'json', 'jsonb')"
+        ).fetchall()
+        assert {"personalization_ranks", "personalization_features"} <= {t for t, _, _ in columns}
+        for table, column, _ in columns:
+            for (value,) in conn.execute(f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL'):
+                found.update(_strings(value))
+    return found
+
+
+def _feature_strings(warehouse: Path) -> set[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "SELECT user_id, device_type, country, timezone, CAST(to_json(category_preferences) AS VARCHAR) "
+            "FROM user_features"
+        ).fetchall()
+    return {s for *text, prefs in rows for s in [*text, *_strings(json.loads(prefs))] if s is not None}
+
+
+def _published(url: str) -> tuple[list, list]:
+    with psycopg.connect(url) as conn:
+        ranks = conn.execute(
+            "SELECT user_id, scope, items, generated_at FROM personalization_ranks ORDER BY user_id, scope"
+        ).fetchall()
+        global_ranks = conn.execute(
+            "SELECT scope, items, generated_at FROM personalization_global_ranks ORDER BY scope"
+        ).fetchall()
+    return ranks, global_ranks
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The clean run: its settings and environment, result, raw users and warehouse feature strings."""
+
+    settings: Settings
+    env: pytest.MonkeyPatch
+    result: dg.ExecuteInProcessResult
+    users: pd.DataFrame
+    feature_strings: set[str]
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory, reset_pg) -> Gate:
+    """Raw users carrying nine PII columns, and one clean nightly run on them."""
+    root = tmp_path_factory.mktemp("privacy_gate")
+    raw = root / "raw"
+    generate(raw, users=300, items=120, seed=23)
+    users = pd.read_csv(raw / "users.csv", dtype=str, keep_default_na=False)
+    rng = np.random.default_rng(23)
+    users["age"] = rng.integers(18, 60, len(users)).astype(str)  # never equal to a timezone offset (0, >= 60)
+    users["gender"] = rng.choice(["female", "male", "non-binary"], len(users))
+    users["occupation"] = rng.choice(OCCUPATIONS, len(users))
+    users.to_csv(raw / "users.csv", index=False)
+    url = reset_pg()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PERSONALIZATION_RUNTIME_DIR", str(root))
+        env.setenv("PERSONALIZATION_DATABASE_URL", url)
+        settings = Settings.from_env()
+        result, _ = _nightly(settings)
+        assert result.success
+        yield Gate(settings, env, result, users, _feature_strings(settings.warehouse_path))
+
+
+def _broken_catalog(settings: Settings, target: Path, column: str, value: str) -> None:
+    """Copy the raw data to ``target`` with ``value`` in ``column`` of the most interacted item."""
+    shutil.copytree(settings.data_dir, target)
+    items = pd.read_csv(target / "items.csv", dtype=str, keep_default_na=False)
+    interactions = pd.read_csv(target / "interactions.csv", dtype=str, usecols=["item_id"])
+    top = interactions["item_id"].value_counts().index[0]
+    items.loc[items["item_id"] == top, column] = value
+    items.to_csv(target / "items.csv", index=False)
+
+
+def _run_on(env: pytest.MonkeyPatch, data_dir: Path) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+    env.setenv("PERSONALIZATION_DATA_DIR", str(data_dir))
+    try:
+        return _nightly(Settings.from_env())
+    finally:
+        env.delenv("PERSONALIZATION_DATA_DIR")
+
+
+def _assert_blocked(result, logs: list[str], failed_checks: set[str]) -> None:
+    assert not result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "serving_tables" not in materialized
+    assert not any(e.step_key == "serving_tables" for e in result.all_events)  # never started
+    assert any(line.startswith("Dependencies for step serving_tables") and "Not executing" in line for line in logs)
+    checks = _pii_checks(result)
+    assert {name for name, e in checks.items() if not e.passed} == failed_checks
+    for name in failed_checks:
+        assert checks[name].metadata["failures"].value >= 1
+
+
+def test_clean_run_passes_every_privacy_check_and_publishes(gate):
+    checks = _pii_checks(gate.result)
+    assert set(checks) == CHECKED and all(e.passed for e in checks.values())
+    assert all(e.blocking for e in checks.values())
+    features = checks["user_features"].metadata
+    assert features["rows/user_features"].value > 0 and features["failures"].value == 0
+    assert set(features["raw_pii_columns"].value) == set(PII_COLUMNS)
+    assert features["raw_pii_values"].value > 1000  # e-mails, names, phones, IPs, birth dates of 300 users
+    materialized = {e.asset_key.to_user_string() for e in gate.result.get_asset_materialization_events()}
+    assert "serving_tables" in materialized
+
+
+def test_no_raw_pii_value_reaches_any_serving_table_or_the_features(gate):
+    raw_values = {normalise(v) for column in PII_COLUMNS for v in gate.users[column] if v}
+    served = {normalise(s) for s in _served_strings(gate.settings.database_url)}
+    features = {normalise(s) for s in gate.feature_strings}
+    assert len(served) > 300 and len(features) > 300
+    assert not raw_values & served
+    assert not raw_values & features
+    assert not [s for s in served | features if pii_kinds(s)]
+
+
+def test_email_in_a_category_blocks_publishing(gate, tmp_path, capfd):
+    before = _published(gate.settings.database_url)
+    _broken_catalog(gate.settings, tmp_path / "raw", "category", LEAKED_EMAIL)
+    result, logs = _run_on(gate.env, tmp_path / "raw")
+    _assert_blocked(result, logs, {"stg_items", "user_features"})
+    checks = _pii_checks(result)
+    assert "category_preferences: email pattern (1, e.g. l***@example.org)" in checks["user_features"].description
+    assert "category: email pattern" in checks["stg_items"].description
+    reported = repr([(e.description, e.metadata) for e in checks.values()])
+    assert LEAKED_EMAIL not in reported and "l***@example.org" in reported
+    output = capfd.readouterr()
+    assert "stg_items_pii_free" in output.err  # the run's console log was captured
+    assert LEAKED_EMAIL not in output.out + output.err + "\n".join(logs)
+    assert _published(gate.settings.database_url) == before
+
+
+def test_users_full_name_in_a_title_blocks_publishing(gate, tmp_path, capfd):
+    before = _published(gate.settings.database_url)
+    counts = gate.users["full_name"].value_counts()
+    name = next(n for n in gate.users["full_name"] if counts[n] == 1)
+    _broken_catalog(gate.settings, tmp_path / "raw", "title", name)
+    result, logs = _run_on(gate.env, tmp_path / "raw")
+    _assert_blocked(result, logs, {"stg_items"})
+    description = _pii_checks(result)["stg_items"].description
+    assert f"title: raw PII value (1, e.g. {name[0].lower()}***)" in description
+    output = capfd.readouterr()
+    assert name.lower() not in (repr(_pii_checks(result)) + output.out + output.err + "\n".join(logs)).lower()
+    assert _published(gate.settings.database_url) == before
+
+
+@pytest.fixture
+def warehouse():
+    with duckdb.connect() as con:
+        yield con
+
+
+def test_suite_requires_exactly_the_allowlisted_feature_columns(warehouse):
+    warehouse.execute(
+        "CREATE TABLE user_features AS SELECT 'u1' AS user_id, 'mobile' AS device_type, 'US' AS country, "
+        "'-300' AS timezone, 0.5 AS engagement_score, MAP {'news': {'weight': 1.0}} AS category_preferences, "
+        "'a note' AS free_text"
+    )
+    result = validate_table(warehouse, "user_features", RawPii(None, (), frozenset()))
+    assert not result.success
+    columns = next(f for f in result.failures if f.check == "columns equal the allowlist")
+    assert "+free_text" in columns.examples and "-sessions_7d" in columns.examples
+
+
+def test_suite_compares_strings_not_numbers_and_reads_json_keys(warehouse):
+    warehouse.execute(
+        "CREATE TABLE global_rankings AS SELECT * FROM (VALUES "
+        "('articles', 1, 'i000001', 34.0), ('articles', 34, 'i000034', 1.0)) t(scope, rank, item_id, score)"
+    )
+    raw = RawPii(None, ("age", "full_name"), frozenset({"34", "omar haddad", "i000034"}))
+    assert not validate_table(warehouse, "global_rankings", raw).success  # the id string 'i000034' is raw
+    raw = RawPii(None, ("age",), frozenset({"34"}))
+    assert validate_table(warehouse, "global_rankings", raw).success  # rank 34 and score 34.0 are numbers
+    warehouse.execute(
+        "CREATE TABLE user_rankings AS SELECT 'u1' AS user_id, "
+        "MAP {'Omar Haddad': 1, 'news': 2} AS tags, ['+44 20 7946 0958'] AS notes"
+    )
+    result = validate_table(warehouse, "user_rankings", RawPii(None, ("full_name",), frozenset({"omar haddad"})))
+    assert {(f.column, f.check) for f in result.failures} == {("tags", "raw PII value"), ("notes", "phone pattern")}
+    assert all("haddad" not in e and "7946" not in e for f in result.failures for e in f.examples)
