@@ -49,6 +49,12 @@ def run_job(job_name: str, settings: Settings, run_config: dict | None = None) -
         while info is not None and info.cause is not None:  # the root cause names the file and column
             info = info.cause
         error = f"step {failures[0].step_key}: {info.message.strip() if info else 'failed'}"
+        failed_checks = [
+            f"{check.asset_key.to_user_string()}.{check.check_name}: {check.description or 'failed'}"
+            for check in result.get_asset_check_evaluations()
+            if not check.passed
+        ]
+        error = "\n".join([error, *failed_checks])
     metadata = {
         event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
         for event in result.get_asset_materialization_events()

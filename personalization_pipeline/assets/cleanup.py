@@ -22,8 +22,8 @@ def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseR
     now = datetime.now(UTC)
     served = purge_expired(
         serving_db.get_url(),
-        feature_retention_days=settings.feature_retention_days,
-        eval_retention_days=settings.eval_retention_days,
+        feature_retention_days=settings.feature_retention_days or None,  # 0 keeps everything
+        eval_retention_days=settings.eval_retention_days or None,
         now=now,
     )
     with warehouse.connect() as con:

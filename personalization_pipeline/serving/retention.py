@@ -20,19 +20,21 @@ _STATEMENTS: dict[str, str] = {
 
 def purge_expired(
     url: str,
-    feature_retention_days: float = 30,
-    eval_retention_days: float = 365,
+    feature_retention_days: float | None = 30,
+    eval_retention_days: float | None = 365,
     now: datetime | None = None,
 ) -> dict[str, int]:
     """Delete expired rankings (and their rationale), old features and old evaluation rows.
 
-    Returns the number of rows deleted per table name used in :class:`publish.Snapshot`.
+    A retention of ``None`` keeps that table's rows. Returns the number of rows deleted
+    per table name used in :class:`publish.Snapshot`.
     """
     now = now or datetime.now(timezone.utc)
+    keep_all = datetime.min.replace(tzinfo=timezone.utc)
     params = {
         "now": now,
-        "features_before": now - timedelta(days=feature_retention_days),
-        "evals_before": now - timedelta(days=eval_retention_days),
+        "features_before": now - timedelta(days=feature_retention_days) if feature_retention_days else keep_all,
+        "evals_before": now - timedelta(days=eval_retention_days) if eval_retention_days else keep_all,
     }
     deleted: dict[str, int] = {}
     with psycopg.connect(url) as conn:

@@ -24,6 +24,7 @@ from personalization_pipeline.definitions import build_definitions
 from personalization_pipeline.privacy.gx_suites import validate_table
 from personalization_pipeline.privacy.pii import RawPii, normalise, pii_kinds
 from personalization_pipeline.synth.generator import generate
+from personalization_pipeline_tests.pipeline_support import pipeline_env
 
 PII_COLUMNS = ("email", "full_name", "phone", "ip_address", "birth_date", "postal_code", "age", "gender", "occupation")
 OCCUPATIONS = ("nurse", "teacher", "accountant", "software developer", "electrician", "chef", "retired")
@@ -115,10 +116,7 @@ def gate(tmp_path_factory, reset_pg) -> Gate:
     users["gender"] = rng.choice(["female", "male", "non-binary"], len(users))
     users["occupation"] = rng.choice(OCCUPATIONS, len(users))
     users.to_csv(raw / "users.csv", index=False)
-    url = reset_pg()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PERSONALIZATION_RUNTIME_DIR", str(root))
-        env.setenv("PERSONALIZATION_DATABASE_URL", url)
+    with pipeline_env(root, reset_pg()) as env:
         settings = Settings.from_env()
         result, _ = _nightly(settings)
         assert result.success

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -19,6 +20,7 @@ from personalization_pipeline.serving.database import (
     with_database,
     with_user,
 )
+from personalization_pipeline.serving.retention import purge_expired
 from personalization_pipeline.serving.schema import API_ROLE, SERVING_TABLES, ensure_schema
 
 
@@ -97,3 +99,13 @@ def test_embedded_server_with_a_long_data_dir_is_started_and_reused(tmp_path: Pa
     finally:
         stop_embedded_server(deep)
     assert not (deep / "postmaster.pid").exists()
+
+
+def test_purge_with_retention_off_keeps_old_features_and_evals(clean_pg: str) -> None:
+    old = datetime.now(timezone.utc) - timedelta(days=4000)
+    with psycopg.connect(clean_pg) as conn:
+        conn.execute("INSERT INTO personalization_features VALUES ('u1', '{}', %s)", (old,))
+        conn.execute("INSERT INTO personalization_eval VALUES ('r', 'als', 'ndcg', 10, 0.1, %s)", (old,))
+    assert purge_expired(clean_pg, feature_retention_days=None, eval_retention_days=None)["features"] == 0
+    counts = purge_expired(clean_pg, feature_retention_days=30, eval_retention_days=365)
+    assert (counts["features"], counts["evals"]) == (1, 1)
