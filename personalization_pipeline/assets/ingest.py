@@ -1,4 +1,5 @@
-"""[ingest] Raw files into the warehouse; consent from the serving database wins over the file."""
+"""[ingest] Raw files into the warehouse; consent from the serving database wins over the file,
+which only seeds it."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -7,7 +8,7 @@ import dagster as dg
 from ..config import Settings
 from ..ingest import IngestOptions, load_mapping, load_raw_tables
 from ..resources import ServingDatabaseResource, WarehouseResource
-from ..serving.settings_store import read_settings
+from ..serving.settings_store import read_settings, seed_settings
 
 RAW_TABLES = ("interactions", "items", "users", "settings")
 
@@ -44,6 +45,7 @@ def raw_tables(
             raw_retention=timedelta(days=settings.raw_retention_days) if settings.raw_retention_days > 0 else None,
         )
         report = load_raw_tables(con, data_dir, mapping, options, settings_override=consent)
+        seeded = seed_settings(serving_db.get_url(), con.execute("SELECT * FROM raw_settings").df())
     context.log.info(f"quarantined {report.quarantined_total} rows in batch {report.batch_id}")
     for name in RAW_TABLES:
         quarantined = report.quarantined.get(name, {})
@@ -56,6 +58,7 @@ def raw_tables(
                 "quarantined_by_reason": quarantined,
                 "dropped_columns": report.dropped_columns.get(name, []),
                 **({"expired_by_retention": report.expired} if name == "interactions" else {}),
+                **({"seeded_into_serving_database": seeded} if name == "settings" else {}),
                 "batch_id": report.batch_id,
             },
         )

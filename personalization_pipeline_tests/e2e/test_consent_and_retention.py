@@ -54,6 +54,11 @@ def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
     target = next(u for u in opted_out if (interactions["user_id"] == u).sum() >= 5)
 
     meta = _run(settings)
+    assert meta["raw_settings"]["seeded_into_serving_database"] == len(file_settings)
+    with psycopg.connect(settings.database_url) as conn:
+        stored_out = {r[0] for r in conn.execute(
+            "SELECT user_id FROM personalization_settings WHERE NOT personalization_enabled").fetchall()}
+    assert stored_out == set(opted_out)  # the file seeded the source of truth
     with_them = _latest_als(settings)
     rankings_with = _warehouse(settings, "SELECT * FROM user_rankings ORDER BY user_id, scope, rank")
     report = meta["privacy_report"]
@@ -107,7 +112,8 @@ def test_live_opt_out_then_opt_in_after_the_next_run(world):
     with TestClient(create_app(settings.database_url, settings)) as client:
         put = client.put("/v1/settings", headers=headers, json={"personalization_enabled": True})
         assert put.status_code == 200, put.text
-    _run(settings)
+    meta = _run(settings)
+    assert meta["raw_settings"]["seeded_into_serving_database"] == 0  # the file never overwrites the database
     assert user in set(served_ranks(settings)["user_id"])
 
 
