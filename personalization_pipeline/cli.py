@@ -66,7 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.job == "cleanup":
         summary = {f"deleted: {k}": v for k, v in result.metadata["retention_cleanup"].items()}
     else:
-        summary = {**summarize(settings), "job log": str(log_path)}
+        passed = sum(result.checks.values())
+        summary = {**summarize(settings), "asset checks passed": f"{passed}/{len(result.checks)}",
+                   "job log": str(log_path)}
     table = Table(title=f"{args.job} run {result.run_id}")
     table.add_column("what")
     table.add_column("value", overflow="fold")

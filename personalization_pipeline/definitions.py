@@ -34,8 +34,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     weekly_job = dg.define_asset_job(
         "weekly",
-        selection=dg.AssetSelection.groups("models", "rankings", "evaluation", "serving"),
-        description="Retrain the models, full offline evaluation, re-rank and publish.",
+        selection=dg.AssetSelection.groups("features", "models", "rankings", "evaluation", "serving"),
+        description="Rebuild features, retrain the models, full offline evaluation, re-rank and publish.",
     )
     cleanup_job = dg.define_asset_job(
         "cleanup",

@@ -24,15 +24,17 @@ from .serving.database import resolve_database_url
 
 @dataclass(frozen=True)
 class JobResult:
-    """Outcome of one in-process run: the first failure's message and each asset's metadata."""
+    """Outcome of one in-process run: the first failure's message, each asset's metadata and
+    whether each asset check passed (``"asset.check"``)."""
 
     success: bool
     run_id: str
     error: str | None
     metadata: dict[str, dict[str, object]]
+    checks: dict[str, bool]
 
 
-def run_job(job_name: str, settings: Settings, run_config: dict | None = None) -> JobResult:
+def run_job(job_name: str, settings: Settings) -> JobResult:
     """Execute ``job_name`` in this process (persistent instance when DAGSTER_HOME is set)."""
     from .definitions import build_definitions
 
@@ -40,26 +42,27 @@ def run_job(job_name: str, settings: Settings, run_config: dict | None = None) -
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, run_config={**quiet, **(run_config or {})}
+        instance=instance, raise_on_error=False, run_config=quiet
     )
+    evaluations = result.get_asset_check_evaluations()
+    checks = {f"{c.asset_key.to_user_string()}.{c.check_name}": c.passed for c in evaluations}
     failures = result.get_step_failure_events()
     error = None
     if failures:
         info = failures[0].step_failure_data.error
         while info is not None and info.cause is not None:  # the root cause names the file and column
             info = info.cause
-        error = f"step {failures[0].step_key}: {info.message.strip() if info else 'failed'}"
         failed_checks = [
-            f"{check.asset_key.to_user_string()}.{check.check_name}: {check.description or 'failed'}"
-            for check in result.get_asset_check_evaluations()
-            if not check.passed
+            f"{c.asset_key.to_user_string()}.{c.check_name}: {c.description or 'failed'}"
+            for c in evaluations
+            if not c.passed
         ]
-        error = "\n".join([error, *failed_checks])
+        error = "\n".join([f"step {failures[0].step_key}: {info.message.strip() if info else 'failed'}", *failed_checks])
     metadata = {
         event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
         for event in result.get_asset_materialization_events()
     }
-    return JobResult(result.success, result.run_id, error, metadata)
+    return JobResult(result.success, result.run_id, error, metadata, checks)
 
 
 def summarize(settings: Settings) -> dict[str, object]:

@@ -14,10 +14,9 @@ RAW_TABLES = ("interactions", "items", "users", "settings")
 
 
 class IngestConfig(dg.Config):
-    """Run config for ingest; empty values fall back to the environment settings."""
+    """Run config for ingest. Paths come from the environment only, so that every step of a
+    run (the privacy checks re-read the raw users file) sees the same input."""
 
-    data_dir: str = ""
-    mapping_path: str = ""
     strict_items: bool = False
 
 
@@ -34,8 +33,8 @@ def raw_tables(
 ):
     """Load the raw files, quarantining malformed rows with a reason."""
     settings = Settings.from_env()
-    data_dir = config.data_dir or settings.data_dir
-    mapping = load_mapping(config.mapping_path or settings.mapping_path)
+    data_dir = settings.data_dir
+    mapping = load_mapping(settings.mapping_path)
     consent = read_settings(serving_db.get_url())
     with warehouse.connect() as con:
         options = IngestOptions(

@@ -81,6 +81,13 @@ def test_opted_out_users_get_no_features_and_no_rankings(pipeline):
     assert not (opted_out & ranked) and not (opted_out & featured)
 
 
+def test_every_asset_check_passes_on_clean_input(pipeline):
+    _, result, *_ = pipeline
+    assert len(result.checks) >= 25  # dbt tests and privacy checks
+    assert all(result.checks.values()), [name for name, ok in result.checks.items() if not ok]
+    assert result.checks["mart_user_item_signals.no_opted_out_user_in_marts"]
+
+
 def test_quarantine_counts_are_reported_in_asset_metadata(pipeline):
     _, result, _, natural_duplicates = pipeline
     meta = result.metadata["raw_interactions"]
@@ -126,6 +133,19 @@ def test_run_command_sample_lookup_goes_over_real_http(pipeline):
     first = served_ranks(settings).sort_values(["user_id", "scope"]).iloc[0]
     assert lookup["request"] == f"GET /v1/rankings/{first.scope}?limit=5 as user {first.user_id} -> 200"
     assert lookup["response"]["items"] == first["items"][:5] and lookup["response"]["personalized"] is True
+
+
+def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
+    settings, *_ = pipeline
+    before = served_ranks(settings)
+    weekly = run_job("weekly", settings)
+    assert weekly.success, weekly.error
+    assert {"user_features", "als_model", "offline_eval", "serving_tables"} <= set(weekly.metadata)
+    assert "raw_interactions" not in weekly.metadata  # no re-ingest
+    assert weekly.checks["user_features.pii_free"] and weekly.checks["user_rankings.pii_free"]
+    after = served_ranks(settings)
+    assert after["generated_at"].min() > before["generated_at"].max()
+    assert after[["user_id", "scope", "items"]].equals(before[["user_id", "scope", "items"]])  # same inputs
 
 
 def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_path):
