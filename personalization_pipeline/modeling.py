@@ -17,6 +17,7 @@ import pandas as pd
 
 from .config import Settings
 from .recsys.als import ALSModel, ALSParams, train_als
+from .recsys.beyond_accuracy import intra_list_diversity, novelty
 from .recsys.matrices import IdIndex, InteractionMatrix
 from .recsys.metrics import evaluate
 from .recsys.popularity import PopularityModel
@@ -121,7 +122,8 @@ def write_global_rankings(con: duckdb.DuckDBPyConnection, n: int) -> int:
 def evaluate_models(
     con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, computed_at: datetime
 ) -> pd.DataFrame:
-    """Temporal holdout: train ALS and popularity on the past, score their top-K on the future.
+    """Temporal holdout: train ALS and popularity on the past, score their top-K on the future
+    (accuracy and coverage from :func:`evaluate`, plus intra-list diversity and novelty).
 
     Appends one row per (model, metric) to ``eval_history`` and returns this run's rows.
     """
@@ -130,6 +132,10 @@ def evaluate_models(
     truth = test[test["weight"] > 0][["user_id", "item_id"]]
     history = InteractionMatrix.from_frame(train)
     items = con.execute(ITEM_SCOPES_SQL).df().assign(scope=EVAL_SCOPE).drop_duplicates("item_id")
+    categories = con.execute("SELECT item_id, category FROM stg_items").df().set_index("item_id")["category"]
+    item_users = pd.Series(
+        np.asarray((history.weights > 0).sum(axis=0)).ravel(), index=history.items.ids
+    )
     models = {
         "als": train_als(history, als_params(settings)),
         "popularity": PopularityModel.fit(history),
@@ -140,6 +146,8 @@ def evaluate_models(
     for name, model in models.items():
         recs = user_rankings(model, users, items, history, k)
         metrics = evaluate(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))
+        metrics["intra_list_diversity"] = intra_list_diversity(recs, categories, k)
+        metrics["novelty"] = novelty(recs, item_users, len(history.users), k)
         rows += [{"run_id": run_id, "model_name": name, "metric": metric, "k": k, "value": float(value),
                   "computed_at": computed_at} for metric, value in metrics.items()]
     result = pd.DataFrame(rows)
