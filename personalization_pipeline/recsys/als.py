@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
 
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 
@@ -80,15 +81,16 @@ def train_als(interactions: InteractionMatrix, params: ALSParams = ALSParams()) 
     """
     if interactions.weights.nnz == 0:
         raise ValueError("no positive interactions to train ALS on")
-    model = AlternatingLeastSquares(
-        factors=params.factors,
-        iterations=params.iterations,
-        regularization=params.regularization,
-        alpha=params.alpha,
-        num_threads=params.num_threads,
-        random_state=params.seed,
-    )
-    model.fit(interactions.weights, show_progress=False)
+    with threadpool_limits(1, "blas"):  # implicit threads itself; a BLAS thread pool under it only slows it
+        model = AlternatingLeastSquares(
+            factors=params.factors,
+            iterations=params.iterations,
+            regularization=params.regularization,
+            alpha=params.alpha,
+            num_threads=params.num_threads,
+            random_state=params.seed,
+        )
+        model.fit(interactions.weights, show_progress=False)
     user_keep = np.diff(interactions.weights.indptr) > 0
     item_keep = np.bincount(interactions.weights.indices, minlength=len(interactions.items)) > 0
     return ALSModel(
