@@ -88,6 +88,17 @@ def test_every_asset_check_passes_on_clean_input(pipeline):
     assert result.checks["mart_user_item_signals.no_opted_out_user_in_marts"]
 
 
+def test_features_are_k_anonymous_per_quasi_identifier(pipeline):
+    settings, result, *_ = pipeline
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        for column in ("country", "timezone", "device_type"):
+            groups = dict(con.execute(f"SELECT {column}, count(*) FROM user_features GROUP BY 1").fetchall())
+            assert min(groups.values()) >= settings.k_anonymity, (column, groups)
+        # the generator plants rare countries, so some users really were generalised
+        assert con.execute("SELECT count(*) FROM user_features WHERE country = 'other'").fetchall()[0][0] > 0
+    assert result.metadata["user_features"]["generalised_country"] > 0
+
+
 def test_quarantine_counts_are_reported_in_asset_metadata(pipeline):
     _, result, _, natural_duplicates = pipeline
     meta = result.metadata["raw_interactions"]

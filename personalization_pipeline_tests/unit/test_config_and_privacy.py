@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from personalization_pipeline.config import Settings
-from personalization_pipeline.privacy.k_anonymity import generalised
+from personalization_pipeline.privacy.k_anonymity import generalised_sql, kept_values
 
 
 def test_settings_read_typed_overrides_and_keep_defaults(monkeypatch, tmp_path):
@@ -30,15 +30,33 @@ def test_bad_numbers_name_the_variable(monkeypatch):
 
 
 def test_values_held_by_fewer_than_k_users_become_other():
+    counts = {"DE": 3, "FR": 2, "IS": 1, "unknown": 1}
+    # k=2: IS and unknown (1 each) form an 'other' group of 2 >= k; DE and FR stay.
+    assert kept_values(counts, 2) == {"DE", "FR"}
+    # k=3: FR, IS, unknown -> 'other' of 4; DE (3) stays.
+    assert kept_values(counts, 3) == {"DE"}
+    with pytest.raises(ValueError):
+        kept_values(counts, 0)
+
+
+def test_the_other_group_is_never_smaller_than_k():
+    # k=2: only C is rare, so 'other' would hold 1 user; the rarest kept value (B) joins it.
+    assert kept_values({"A": 5, "B": 3, "C": 1}, 2) == {"A"}
+    # ties among the rarest kept values go by value: B before D
+    assert kept_values({"A": 5, "B": 3, "D": 3, "C": 1}, 2) == {"A", "D"}
+    # nothing rare: nothing generalised
+    assert kept_values({"A": 5, "B": 3}, 2) == {"A", "B"}
+    # everything rare and 'other' still below k: everyone is 'other'
+    assert kept_values({"A": 1}, 2) == set()
+
+
+def test_generalised_sql_on_real_duckdb():
     con = duckdb.connect()
     con.execute(
-        "CREATE TABLE u AS SELECT * FROM (VALUES ('a', 'DE'), ('b', 'DE'), ('c', 'DE'), ('d', 'FR'), "
-        "('e', 'FR'), ('f', 'IS'), ('g', NULL)) t(user_id, country)"
+        "CREATE TABLE u AS SELECT * FROM (VALUES ('a', 'DE'), ('b', 'DE'), ('c', 'FR'), ('d', NULL), "
+        "('e', 'O''Neil')) t(user_id, country)"
     )
-    rows = con.execute(f"SELECT user_id, {generalised('country', 2)} FROM u ORDER BY user_id").fetchall()
-    # DE x3 and FR x2 reach k=2; IS x1 and the single unknown do not.
-    assert rows == [("a", "DE"), ("b", "DE"), ("c", "DE"), ("d", "FR"), ("e", "FR"), ("f", "other"), ("g", "other")]
-    rows = con.execute(f"SELECT user_id, {generalised('country', 3)} FROM u ORDER BY user_id").fetchall()
-    assert [r[1] for r in rows] == ["DE", "DE", "DE", "other", "other", "other", "other"]
-    with pytest.raises(ValueError):
-        generalised("country", 0)
+    sql = generalised_sql("country", {"DE", "unknown", "O'Neil"})
+    rows = con.execute(f"SELECT user_id, {sql} FROM u ORDER BY user_id").fetchall()
+    assert rows == [("a", "DE"), ("b", "DE"), ("c", "other"), ("d", "unknown"), ("e", "O'Neil")]
+    assert con.execute(f"SELECT DISTINCT {generalised_sql('country', set())} FROM u").fetchall() == [("other",)]
