@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .config import Settings
 
-console = Console(file=sys.stdout)  # bound now: job output is redirected to a log file
+console = Console()
 
 SAMPLE_USERS = 1000
 SAMPLE_ITEMS = 400
@@ -54,10 +54,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _ensure_sample_data(settings)
     log_path = settings.runtime_dir / "logs" / f"{args.job}-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    terminal = Console(file=sys.stdout)  # bound before the job's own output is redirected to the log
     with (
         log_path.open("w") as log,
+        terminal.status(f"running the {args.job} job (data: {settings.data_dir}; log: {log_path}) ..."),
         contextlib.redirect_stdout(log),
-        console.status(f"running the {args.job} job (data: {settings.data_dir}; log: {log_path}) ..."),
     ):
         result = run_job(args.job, settings)
     if not result.success:
@@ -110,6 +111,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop_db(args: argparse.Namespace) -> int:
+    from .serving.database import stop_embedded_server
+
+    settings = Settings.from_env()
+    stop_embedded_server(settings.embedded_pg_dir)
+    console.print(f"embedded PostgreSQL in {settings.embedded_pg_dir} is stopped")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="personalization-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", default="client", choices=["client", "reader", "monitor", "admin", "superadmin"])
     token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry")
     token.set_defaults(func=cmd_token)
+
+    stop = sub.add_parser("stop-db", help="stop the embedded PostgreSQL that run and serve leave running")
+    stop.set_defaults(func=cmd_stop_db)
     return parser
 
 

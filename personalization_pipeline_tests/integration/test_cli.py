@@ -1,0 +1,45 @@
+"""The console script: token, generate, stop-db, and a failing run's exit code and message."""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+import pytest
+
+from personalization_pipeline.cli import main
+from personalization_pipeline.config import Settings
+from personalization_pipeline.serving.auth import decode_token
+from personalization_pipeline.serving.database import start_embedded_server
+from personalization_pipeline_tests.pipeline_support import pipeline_env
+
+
+def test_token_prints_a_token_the_endpoint_accepts(capsys):
+    assert main(["token", "--user", "u42", "--role", "admin", "--ttl", "60"]) == 0
+    principal = decode_token(capsys.readouterr().out.strip(), Settings.from_env().jwt_secret)
+    assert (principal.user_id, principal.role) == ("u42", "admin")
+
+
+def test_generate_writes_every_table(tmp_path):
+    assert main(["generate", "--users", "20", "--items", "10", "--seed", "3", "--out", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"users.csv", "items.csv", "interactions.csv", "settings.csv"}
+    assert len(pd.read_csv(tmp_path / "users.csv")) == 20
+
+
+def test_stop_db_stops_the_embedded_server(tmp_path, monkeypatch):
+    pg_dir = tmp_path / "pg"
+    url = start_embedded_server(pg_dir)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    monkeypatch.setenv("PERSONALIZATION_EMBEDDED_PG_DIR", str(pg_dir))
+    assert main(["stop-db"]) == 0
+    assert not (pg_dir / "postmaster.pid").exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=3)
+
+
+def test_failed_run_exits_non_zero_and_names_the_file(tmp_path, pg_url, capfd):
+    (tmp_path / "raw").mkdir()
+    with pipeline_env(tmp_path, pg_url):
+        assert main(["run", "--no-sample"]) == 1
+    out = capfd.readouterr().out  # the console writes to the process's stdout
+    assert "failed" in out and "interactions" in out and str(tmp_path / "raw") in out.replace("\n", "")
