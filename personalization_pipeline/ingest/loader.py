@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..sqlutil import scalar
+from ..sqlutil import quote_ident, scalar
 import pandas as pd
 
 from .contract import CONTRACTS, SUPPORTED_EXTENSIONS, TableContract
@@ -89,7 +89,7 @@ def _read_source(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                 params=[str(path)],
             )
         columns = relation.columns
-        casts = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in columns)
+        casts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
         relation.project(casts).create_view("src_rel", replace=True)
         con.execute("CREATE TEMP TABLE src AS SELECT row_number() OVER () AS src_row, * FROM src_rel")
         con.execute("DROP VIEW src_rel")
@@ -114,7 +114,7 @@ def _select_contract_columns(
     selects = ["src_row"]
     for column in contract.columns:
         if column in by_target:
-            selects.append(f'NULLIF(trim("{by_target[column]}"), \'\') AS {column}')
+            selects.append(f"NULLIF(trim({quote_ident(by_target[column])}), '') AS {column}")
         elif column in mapping.defaults:
             selects.append(f"{_quote(mapping.defaults[column])} AS {column}")
         else:
@@ -137,9 +137,9 @@ def _quarantine_malformed_lines(con, batch_id: str, table: str, path: Path, now:
     if not exists:
         return 0
     con.execute(
-        "INSERT INTO quarantine SELECT ?, ?, ?, 'malformed_line', "
-        "to_json({line: line, error: error, csv_line: csv_line}), ? FROM (SELECT line, "
-        "string_agg(DISTINCT error_message, '; ' ORDER BY error_message) AS error, min(csv_line) AS csv_line "
+        # The line's text is not kept: it may hold values of columns the allowlist drops (PII).
+        "INSERT INTO quarantine SELECT ?, ?, ?, 'malformed_line', to_json({line: line, error: error}), ? "
+        "FROM (SELECT line, string_agg(DISTINCT error_message, '; ' ORDER BY error_message) AS error "
         "FROM reject_errors GROUP BY line ORDER BY line)",
         [batch_id, table, str(path), now],
     )

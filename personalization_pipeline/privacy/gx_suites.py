@@ -24,7 +24,7 @@ import pandas as pd
 from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from ..sqlutil import scalar
+from ..sqlutil import quote_ident, scalar
 from .allowlist import FEATURE_COLUMNS
 from .pii import PII_PATTERNS, RawPii, mask, normalise
 
@@ -81,15 +81,17 @@ def _is_nested(duckdb_type: str) -> bool:
 
 def text_surface(con: duckdb.DuckDBPyConnection, table: str) -> tuple[pd.DataFrame, list[str]]:
     """The table's text surface (see module doc) and the names of its text and nested columns."""
-    columns = con.execute(f'SELECT column_name, column_type FROM (DESCRIBE "{table}")').fetchall()
+    source = quote_ident(table)
+    columns = con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {source})").fetchall()
     values: dict[str, list[str]] = {}
     for name, duckdb_type in columns:
+        column = quote_ident(name)
         if duckdb_type == "VARCHAR":
-            sql = f'SELECT DISTINCT "{name}" FROM "{table}" WHERE "{name}" IS NOT NULL'
+            sql = f"SELECT DISTINCT {column} FROM {source} WHERE {column} IS NOT NULL"
         elif _is_nested(duckdb_type):
             sql = (
                 f'SELECT DISTINCT CASE WHEN j.type = \'VARCHAR\' THEN j.atom ->> \'$\' ELSE j.key END '
-                f'FROM "{table}", json_tree(to_json("{name}")) j '
+                f"FROM {source}, json_tree(to_json({column})) j "
                 f"WHERE j.type = 'VARCHAR' OR (j.key IS NOT NULL AND NOT suffix(j.fullkey, ']'))"
             )
         else:
@@ -161,5 +163,5 @@ def validate_table(con: duckdb.DuckDBPyConnection, table: str, raw: RawPii) -> S
     surface, text_columns = text_surface(con, table)
     suite = build_suite(table, surface, text_columns, raw, PUBLISHED_TABLES[table])
     failures = run_suite(suite, surface)
-    rows = scalar(con, f'SELECT count(*) FROM "{table}"')
+    rows = scalar(con, f"SELECT count(*) FROM {quote_ident(table)}")
     return SuiteResult(table, rows, int(surface[text_columns].count().sum()), failures)

@@ -39,6 +39,7 @@ import duckdb
 from ..ingest.contract import USERS
 from ..ingest.loader import find_source
 from ..ingest.mapping import TableMapping
+from ..sqlutil import quote_ident
 from .k_anonymity import OTHER, UNKNOWN
 
 _EMAIL = (
@@ -164,8 +165,7 @@ def collect_raw_pii(data_dir: Path, mapping: dict[str, TableMapping], k: int) ->
             return RawPii(path, (), frozenset())
         id_column = next((c for c in relation.columns if table_mapping.columns.get(c, c) == "user_id"), None)
         wanted = [*dropped, *([id_column] if id_column else [])]
-        quoted = ('"' + c.replace('"', '""') + '"' for c in wanted)
-        rows = relation.project(", ".join(f"CAST({q} AS VARCHAR)" for q in quoted)).fetchall()
+        rows = relation.project(", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in wanted)).fetchall()
     columns = list(zip(*rows)) or [()] * len(wanted)
     user_ids = columns[len(dropped)] if id_column else ()
     return RawPii(path, dropped, identifying_values(columns[: len(dropped)], user_ids, k))

@@ -30,6 +30,7 @@ import pyarrow.csv as pa_csv
 from psycopg import sql
 
 from personalization_pipeline.serving import schema
+from personalization_pipeline.sqlutil import quote_ident
 
 COPY_CHUNK_ROWS = 10_000
 
@@ -208,7 +209,7 @@ def items_json_sql(table: str, keys: Sequence[str]) -> str:
     scores keep 7 significant digits (the float32 precision models score in, whatever the
     magnitude) and confidence 4 decimals. Rows are sorted by ``keys``.
     """
-    key_list = _duck_identifiers(keys)
+    key_list = ", ".join(map(quote_ident, keys))
     return f"""
         SELECT {key_list},
                CAST(to_json(list(struct_pack(id := item_id::VARCHAR, score := {_SIGNIFICANT_SCORE},
@@ -230,8 +231,3 @@ def items_frame(long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope")) 
     with duckdb.connect() as con:
         con.register("long_rows", long[needed])
         return con.execute(items_json_sql("long_rows", keys)).df()
-
-
-def _duck_identifiers(names: Sequence[str]) -> str:
-    """Comma-separated, double-quoted identifiers for DuckDB SQL."""
-    return ", ".join('"' + name.replace('"', '""') + '"' for name in names)

@@ -188,3 +188,24 @@ def test_events_older_than_raw_retention_are_not_loaded_and_are_counted(tmp_path
     assert con.execute("SELECT min(occurred_at) FROM raw_interactions").fetchall() == [(datetime(2024, 5, 1),)]
     logged = con.execute("SELECT table_name, rows, expired FROM ingest_batches ORDER BY table_name").fetchall()
     assert ("interactions", 2, 1) in logged
+
+
+def test_hostile_column_names_are_data_not_sql(tmp_path):
+    header = 'user_id" AS VARCHAR) AS "zz", (SELECT 42) AS "session_id" --'
+    (tmp_path / "interactions.csv").write_text(
+        f'"{header.replace(chr(34), chr(34) * 2)}",user_id,item_id,occurred_at\nx,u1,i1,2024-01-01\n'
+    )
+    con, report = _load(tmp_path)
+    assert report.rows["interactions"] == 1
+    assert report.dropped_columns["interactions"] == [header]
+    assert con.execute("SELECT user_id, session_id FROM raw_interactions").fetchall() == [("u1", None)]
+
+
+def test_malformed_lines_are_quarantined_without_their_text(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
+    _write(tmp_path / "users.csv", "user_id,email,country_code\nu1,ann@example.com,DE\nu2,bob@example.org,FR,extra")
+    con, report = _load(tmp_path)
+    assert report.quarantined["users"] == {"malformed_line": 1}
+    stored = con.execute("SELECT row_json FROM quarantine WHERE reason = 'malformed_line'").fetchall()
+    assert json.loads(stored[0][0])["line"] == 3
+    assert "bob@example.org" not in str(stored) and "FR" not in str(stored)
