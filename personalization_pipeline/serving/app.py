@@ -153,10 +153,11 @@ async def _read_ranking(
     _require(caller, READ_OWN_ROLES, "read rankings")
     if not caller.can_read_user(user_id):
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
+    scope = scope.lower()  # ingest stores scopes in lower case
     async with caller_transaction(pool, caller) as conn:
         ranking = await lookup.fetch_ranking(conn, user_id, scope, limit)
     if ranking is None:
-        raise HTTPException(HTTPStatus.NOT_FOUND, f"no current ranking for scope {scope!r}")
+        raise HTTPException(HTTPStatus.NOT_FOUND, f"unknown scope {scope!r}")
     return asdict(ranking)
 
 

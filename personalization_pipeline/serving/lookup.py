@@ -21,7 +21,7 @@ WHERE r.user_id = %(user_id)s AND r.scope = %(scope)s AND r.valid_until > now()
 UNION ALL
 SELECT false, g.items, g.model_version, g.generated_at, g.valid_until
 FROM {GLOBAL_RANKS} AS g
-WHERE g.scope = %(scope)s AND g.valid_until > now()
+WHERE g.scope = %(scope)s
 ORDER BY personalized DESC
 LIMIT 1
 """
@@ -61,15 +61,19 @@ class EvalRun:
 
 
 async def fetch_ranking(conn: AsyncConnection, user_id: str, scope: str, limit: int) -> Ranking | None:
-    """The user's current ranking unless expired or opted out, else the global one; ``None``
-    when the scope has neither. Items are cut to ``limit`` and to id, score and confidence."""
+    """The user's current ranking unless expired or opted out, else the scope's global one; ``None``
+    when the scope has no global ranking. Items are cut to ``limit`` and to id, score and confidence.
+
+    Global rankings hold no personal data and are replaced by every publish; they are served
+    whatever their ``valid_until``, so a late or blocked nightly run degrades users to the
+    fallback instead of failing every read."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(_RANKING_SQL, {"user_id": user_id, "scope": scope})
     row = await cur.fetchone()
     if row is None:
         return None
     items = [
-        {"id": str(item["id"]), "score": item.get("score"), "confidence": item.get("confidence")}
+        {"id": str(item["id"]), "score": item["score"], "confidence": item["confidence"]}
         for item in row["items"][:limit]
     ]
     return Ranking(

@@ -10,7 +10,6 @@ from personalization_pipeline.serving import schema
 
 _STATEMENTS: dict[str, str] = {
     "ranks": f"DELETE FROM {schema.RANKS} WHERE valid_until <= %(now)s",
-    "global_ranks": f"DELETE FROM {schema.GLOBAL_RANKS} WHERE valid_until <= %(now)s",
     "rationale": f"""DELETE FROM {schema.RATIONALE} AS x WHERE NOT EXISTS (
         SELECT 1 FROM {schema.RANKS} AS r WHERE r.user_id = x.user_id AND r.scope = x.scope)""",
     "features": f"DELETE FROM {schema.FEATURES} WHERE computed_at < %(features_before)s",
@@ -26,6 +25,8 @@ def purge_expired(
 ) -> dict[str, int]:
     """Delete expired rankings (and their rationale), old features and old evaluation rows.
 
+    Global rankings are kept: they hold no personal data, each publish replaces them, and
+    they are the fallback when personal rankings have expired.
     A retention of ``None`` keeps that table's rows. Returns the number of rows deleted
     per table name used in :class:`publish.Snapshot`.
     """

@@ -184,6 +184,23 @@ def test_invalid_limit_is_422(client: TestClient, limit: str) -> None:
     assert "limit" in body["detail"]
 
 
+def test_scope_is_case_insensitive(client: TestClient) -> None:
+    body = client.get("/v1/rankings/NEWS?limit=2", headers=auth("u1")).json()
+    assert body["scope"] == "news" and body["personalized"] is True
+
+
+def test_global_fallback_outlives_its_valid_until(client: TestClient, pg_url: str) -> None:
+    """A late or blocked nightly run must degrade reads to the fallback, not fail them."""
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE personalization_global_ranks SET valid_until = now() - interval '1 hour'")
+    try:
+        body = client.get("/v1/rankings/news?limit=3", headers=auth("expired")).json()
+        assert (body["personalized"], [i["id"] for i in body["items"]]) == (False, ["g0", "g1", "g2"])
+    finally:
+        with psycopg.connect(pg_url) as conn:
+            conn.execute("UPDATE personalization_global_ranks SET valid_until = now() + interval '24 hours'")
+
+
 def test_unknown_scope_and_route_are_404(client: TestClient) -> None:
     body = assert_error(client.get("/v1/rankings/sports", headers=auth("u1")), 404, "not_found")
     assert "sports" in body["detail"]
