@@ -66,8 +66,16 @@ def record_model_version(con: duckdb.DuckDBPyConnection, name: str, version: str
     con.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?)", [name, version, trained_at])
 
 
-def model_versions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    return dict(con.execute("SELECT model_name, model_version FROM model_versions ORDER BY model_name").fetchall())
+@dataclass(frozen=True)
+class TrainedModel:
+    version: str
+    trained_at: datetime
+
+
+def model_versions(con: duckdb.DuckDBPyConnection) -> dict[str, TrainedModel]:
+    """The latest trained version of each model and when it was trained."""
+    rows = con.execute("SELECT model_name, model_version, trained_at FROM model_versions ORDER BY model_name")
+    return {name: TrainedModel(version, trained_at) for name, version, trained_at in rows.fetchall()}
 
 
 def train_popularity(con: duckdb.DuckDBPyConnection) -> tuple[str, int]:

@@ -19,7 +19,7 @@ import uvicorn
 from .config import Settings
 from .serving.app import create_app
 from .serving.auth import mint_token
-from .serving.database import resolve_database_url
+from .serving.database import login_summary, resolve_database_url
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def summarize(settings: Settings) -> dict[str, object]:
             "SELECT count(*) FROM personalization_ranks"
         ).fetchone()[0]
     summary["warehouse (DuckDB)"] = str(settings.warehouse_path)
-    summary["serving database (PostgreSQL)"] = url
+    summary["serving database (PostgreSQL)"] = login_summary(url)
     return summary
 
 

@@ -29,7 +29,8 @@ def normalize_url(url: str) -> str:
             return "postgresql://" + url[len(scheme) :]
     if "://" not in url and "=" in url:
         return url
-    raise ValueError(f"not a PostgreSQL URL (expected postgresql://...): {url!r}")
+    scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+    raise ValueError(f"not a PostgreSQL URL (expected postgresql://..., got {scheme}://...)")  # no password echoed
 
 
 def with_database(url: str, dbname: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -11,25 +12,28 @@ import pandas as pd
 from ..privacy.allowlist import FEATURE_COLUMNS
 from .publish import Snapshot, items_json_sql
 
+if TYPE_CHECKING:
+    from ..modeling import TrainedModel
+
 
 def build_snapshot(
     con: duckdb.DuckDBPyConnection,
     *,
     generated_at: datetime,
     ttl: timedelta,
-    versions: dict[str, str],
+    versions: dict[str, TrainedModel],
 ) -> Snapshot:
     """Rankings, fallbacks, features, model registry rows and the latest metrics, ready to publish.
 
-    ``versions`` maps model name to its trained version (``als``, ``popularity``).
+    ``versions`` maps model name (``als``, ``popularity``) to its trained version.
     """
     valid_until = generated_at + ttl
     stamp = {"generated_at": generated_at, "valid_until": valid_until}
     ranks = con.execute(items_json_sql("user_rankings", ("user_id", "scope"))).df().assign(
-        model_version=versions["als"], variant="als", **stamp
+        model_version=versions["als"].version, variant="als", **stamp
     )
     global_ranks = con.execute(items_json_sql("global_rankings", ("scope",))).df().assign(
-        model_version=versions["popularity"], **stamp
+        model_version=versions["popularity"].version, **stamp
     )
     features = con.execute(
         f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features "
@@ -43,12 +47,12 @@ def build_snapshot(
         [
             {
                 "model_name": name,
-                "model_version": version,
+                "model_version": model.version,
                 "metrics": json.dumps(_metrics_of(evals, name)),
-                "trained_at": generated_at,
+                "trained_at": model.trained_at,
                 "active": True,
             }
-            for name, version in sorted(versions.items())
+            for name, model in sorted(versions.items())
         ]
     )
     return Snapshot(ranks=ranks, global_ranks=global_ranks, features=features, models=models, evals=evals)

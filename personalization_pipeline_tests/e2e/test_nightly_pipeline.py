@@ -69,6 +69,20 @@ def test_rankings_are_published_complete_and_exclude_seen_items(pipeline):
     assert (served["valid_until"] > served["generated_at"]).all()
 
 
+def test_model_registry_rows_carry_training_time_and_metrics(pipeline):
+    settings, *_ = pipeline
+    with psycopg.connect(settings.database_url) as conn:
+        models = conn.execute(
+            "SELECT model_name, model_version, trained_at, metrics FROM personalization_models WHERE active "
+            "ORDER BY model_name"
+        ).fetchall()
+    published = served_ranks(settings)["generated_at"].min()
+    assert [m[0] for m in models] == ["als", "popularity"]
+    assert models[0][1] == served_ranks(settings)["model_version"].iloc[0]
+    assert all(m[2] < published for m in models)  # trained before the publish, not stamped with it
+    assert models[0][3]["ndcg@10"] > 0
+
+
 def test_opted_out_users_get_no_features_and_no_rankings(pipeline):
     settings, *_ = pipeline
     opted_out = pd.read_csv(settings.data_dir / "settings.csv", dtype=str)
