@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .config import Settings
+from .config import DEV_JWT_SECRET, Settings
 
 console = Console()
 
@@ -32,8 +34,9 @@ def _generate(out: Path, users: int, items: int, seed: int, fmt: str = "csv") ->
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    counts = _generate(Path(args.out), args.users, args.items, args.seed, args.format)
-    console.print(f"wrote {json.dumps(counts)} to {args.out}")
+    out = Path(args.out) if args.out else Settings.from_env().data_dir
+    counts = _generate(out, args.users, args.items, args.seed, args.format)
+    console.print(f"wrote {json.dumps(counts)} to {out}")
     return 0
 
 
@@ -97,8 +100,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serving.database import resolve_database_url
 
     settings = Settings.from_env()
+    host = args.host or settings.api_host
+    if settings.jwt_secret == DEV_JWT_SECRET and not ipaddress.ip_address(
+        socket.gethostbyname(host)
+    ).is_loopback:
+        console.print(
+            f"[red bold]Refusing to serve on {host} with the development JWT secret[/]: anyone could mint "
+            "admin tokens. Set PERSONALIZATION_JWT_SECRET (or serve on 127.0.0.1)."
+        )
+        return 2
     app = create_app(resolve_database_url(settings), settings)
-    uvicorn.run(app, host=args.host or settings.api_host, port=args.port or settings.api_port)
+    uvicorn.run(app, host=host, port=args.port or settings.api_port)
     return 0
 
 
@@ -128,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--users", type=int, default=SAMPLE_USERS)
     gen.add_argument("--items", type=int, default=SAMPLE_ITEMS)
     gen.add_argument("--seed", type=int, default=42)
-    gen.add_argument("--out", default="data/raw")
+    gen.add_argument("--out", help="output directory (default: PERSONALIZATION_DATA_DIR, i.e. data/raw)")
     gen.add_argument("--format", choices=["csv", "parquet"], default="csv")
     gen.set_defaults(func=cmd_generate)
 

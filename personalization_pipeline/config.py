@@ -89,6 +89,7 @@ class Settings:
     future_tolerance_minutes: float = 60.0
     strict_items: bool = False
     eval_k: int = 10
+    eval_split: str = "temporal"  # or "random": per-user stratified random holdout
     holdout_fraction: float = 0.2
     als_factors: int = 16
     als_iterations: int = 20

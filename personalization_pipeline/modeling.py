@@ -22,7 +22,7 @@ from .recsys.matrices import IdIndex, InteractionMatrix
 from .recsys.metrics import evaluate
 from .recsys.popularity import PopularityModel
 from .recsys.ranking import global_rankings, iter_user_rankings, user_rankings
-from .recsys.splits import temporal_holdout
+from .recsys.splits import stratified_random_split, temporal_holdout
 from .sqlutil import scalar
 
 SIGNALS_SQL = "SELECT user_id, item_id, weight, last_at AS occurred_at FROM mart_user_item_signals ORDER BY user_id, item_id"
@@ -127,16 +127,24 @@ def write_global_rankings(con: duckdb.DuckDBPyConnection, n: int) -> int:
     return scalar(con, "SELECT count(DISTINCT scope) FROM global_rankings")
 
 
+def split_for_evaluation(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The configured split: per-user temporal holdout (default) or per-user stratified random."""
+    if settings.eval_split == "temporal":
+        return temporal_holdout(frame, fraction=settings.holdout_fraction)
+    if settings.eval_split == "random":
+        return stratified_random_split(frame, fraction=settings.holdout_fraction, seed=settings.seed)
+    raise ValueError(f"PERSONALIZATION_EVAL_SPLIT must be 'temporal' or 'random', not {settings.eval_split!r}")
+
+
 def evaluate_models(
     con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, computed_at: datetime
 ) -> pd.DataFrame:
-    """Temporal holdout: train ALS and popularity on the past, score their top-K on the future
+    """Train ALS and popularity on the split's train part and score their top-K on its test part
     (accuracy and coverage from :func:`evaluate`, plus intra-list diversity and novelty).
 
     Appends one row per (model, metric) to ``eval_history`` and returns this run's rows.
     """
-    frame = read_signals(con)
-    train, test = temporal_holdout(frame, fraction=settings.holdout_fraction)
+    train, test = split_for_evaluation(read_signals(con), settings)
     truth = test[test["weight"] > 0][["user_id", "item_id"]]
     history = InteractionMatrix.from_frame(train)
     items = con.execute(ITEM_SCOPES_SQL).df().assign(scope=EVAL_SCOPE).drop_duplicates("item_id")

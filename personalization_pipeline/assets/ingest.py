@@ -8,7 +8,7 @@ import dagster as dg
 from ..config import Settings
 from ..ingest import IngestOptions, load_mapping, load_raw_tables
 from ..resources import ServingDatabaseResource, WarehouseResource
-from ..serving.settings_store import read_settings, seed_settings
+from ..serving.user_settings import read_settings, seed_settings
 
 RAW_TABLES = ("interactions", "items", "users", "settings")
 

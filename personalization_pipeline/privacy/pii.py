@@ -137,10 +137,6 @@ class RawPii:
     columns: tuple[str, ...]
     values: frozenset[str] = field(repr=False)
 
-    def matches(self, text: str) -> bool:
-        """Whether ``text`` equals a raw PII value after normalisation."""
-        return normalise(text) in self.values
-
 
 def dropped_user_columns(present: Iterable[str], mapping: TableMapping) -> tuple[str, ...]:
     """Columns of a users file that the contract allowlist drops, after the column mapping."""

@@ -5,8 +5,8 @@ The per-user splits work on a user's distinct items: every row of a held-out
 A user takes part only with at least 2 distinct items; of n items,
 ``max(1, round_half_up(fraction * n))`` are held out, capped so that at least
 ``min_train`` stay in train (users who cannot spare one keep everything in train).
-Every split returns ``(train, test)`` with the input's columns, rows in input order,
-and drops from test any (user, item) pair that also occurs in train ("seen").
+Every split returns ``(train, test)`` with the input's columns, rows in input order;
+no (user, item) pair is in both ("seen" items are never test items).
 Weights are not interpreted here: callers decide which test rows count as relevant.
 """
 
@@ -28,10 +28,6 @@ def _split_by_pairs(
     """Rows whose (user, item) is in ``test_pairs`` go to test, the rest to train."""
     held = _pair_keys(frame).isin(_pair_keys(test_pairs))
     return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
-
-
-def _drop_seen(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
-    return test[~_pair_keys(test).isin(_pair_keys(train))].reset_index(drop=True)
 
 
 def _held_out(ordered: pd.DataFrame, fraction: float, min_train: int) -> pd.DataFrame:
@@ -84,15 +80,3 @@ def stratified_random_split(
     pairs = pairs.assign(_key=np.random.default_rng(seed).random(len(pairs)))
     ordered = pairs.sort_values([USER, "_key"], kind="stable")
     return _split_by_pairs(frame, _held_out(ordered, fraction, min_train))
-
-
-def time_cutoff_split(
-    frame: pd.DataFrame, cutoff: pd.Timestamp | str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows before ``cutoff`` train, rows at or after it test (seen pairs dropped).
-
-    Users who only appear after the cutoff stay in test: they are cold users.
-    """
-    after = _with_str_ids(frame, TIME)[TIME] >= pd.Timestamp(cutoff)
-    train = frame[~after].reset_index(drop=True)
-    return train, _drop_seen(train, frame[after])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dagster as dg
-import psycopg
 
 from ..config import Settings
 from ..serving.database import normalize_url, start_embedded_server
@@ -17,9 +16,6 @@ class ServingDatabaseResource(dg.ConfigurableResource):
 
     def get_url(self) -> str:
         return normalize_url(self.url) if self.url else start_embedded_server(self.embedded_dir)
-
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.get_url())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServingDatabaseResource:

@@ -5,7 +5,7 @@
 
 from personalization_pipeline.serving.auth import Principal, decode_token, mint_token
 from personalization_pipeline.serving.database import resolve_database_url
-from personalization_pipeline.serving.publish import Snapshot, items_frame, publish_snapshot
+from personalization_pipeline.serving.publish import Snapshot, publish_snapshot
 from personalization_pipeline.serving.retention import purge_expired
 from personalization_pipeline.serving.schema import ensure_schema
 
@@ -14,7 +14,6 @@ __all__ = [
     "Snapshot",
     "decode_token",
     "ensure_schema",
-    "items_frame",
     "mint_token",
     "publish_snapshot",
     "purge_expired",

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import psycopg
@@ -133,7 +132,7 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> dict[str, int]:
                         " ON COMMIT DROP"
                     ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
                 )
-                _copy_frame(cur, target.stage, _to_arrow(frame, columns[name], target.json_columns))
+                copy_arrow(cur, target.stage, _to_arrow(frame, columns[name], target.json_columns))
                 counts[name] = len(frame)
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK_KEY,))
             for name in frames:
@@ -183,7 +182,8 @@ def _to_arrow(frame: pd.DataFrame, columns: list[str], json_columns: tuple[str, 
     return pa.Table.from_pandas(data, preserve_index=False)
 
 
-def _copy_frame(cur: psycopg.Cursor, stage: str, table: pa.Table) -> None:
+def copy_arrow(cur: psycopg.Cursor, stage: str, table: pa.Table) -> None:
+    """Bulk-load ``table`` into the PostgreSQL table ``stage`` with ``COPY`` (CSV written by pyarrow)."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
     )
@@ -217,17 +217,3 @@ def items_json_sql(table: str, keys: Sequence[str]) -> str:
                                  ORDER BY "rank", item_id::VARCHAR)) AS VARCHAR) AS items
         FROM {table} GROUP BY {key_list} ORDER BY {key_list}
     """
-
-
-def items_frame(long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope")) -> pd.DataFrame:
-    """:func:`items_json_sql` over an in-memory frame of ``keys``, rank, item_id, score, confidence."""
-    needed = [*keys, "rank", "item_id", "score", "confidence"]
-    missing = [c for c in needed if c not in long.columns]
-    if missing:
-        raise ValueError(f"long rankings frame lacks column(s) {missing}")
-    values = long[["score", "confidence"]].to_numpy(dtype="float64")
-    if not np.isfinite(values).all():
-        raise ValueError("score and confidence must be finite numbers")
-    with duckdb.connect() as con:
-        con.register("long_rows", long[needed])
-        return con.execute(items_json_sql("long_rows", keys)).df()

@@ -1,7 +1,8 @@
-"""The lookup API's reads and writes of ``personalization_settings`` (opt-out, consent).
+"""``personalization_settings`` (opt-out, consent): the source of truth for consent.
 
-Writes take effect for rankings reads at once. A user without a row is opted in.
-Ingest reads the whole table through :mod:`settings_store`.
+The lookup API reads and writes one user's row; writes take effect for rankings reads at
+once. A user without a row is opted in. The pipeline reads the whole table at ingest and
+seeds rows from the settings file for users the table does not know yet.
 """
 
 from __future__ import annotations
@@ -9,10 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import pandas as pd
+import psycopg
+import pyarrow as pa
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from personalization_pipeline.serving.schema import SETTINGS
+from personalization_pipeline.serving.publish import copy_arrow
+from personalization_pipeline.serving.schema import SETTINGS, ensure_schema
 
 SETTINGS_COLUMNS = ("user_id", "personalization_enabled", "data_sharing_consent", "updated_at")
 _SELECT = f"SELECT {', '.join(SETTINGS_COLUMNS)} FROM {SETTINGS}"
@@ -56,3 +61,38 @@ async def put_user_settings(
     assert row is not None
     return UserSettings(**row)
 
+
+def read_settings(url: str) -> pd.DataFrame:
+    """All rows of ``personalization_settings``; an empty frame when the table does not exist yet."""
+    with psycopg.connect(url) as conn:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SETTINGS,)).fetchone()[0]
+        if not exists:
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in SETTINGS_COLUMNS})
+        rows = conn.execute(
+            "SELECT user_id, personalization_enabled, data_sharing_consent, "
+            f"updated_at AT TIME ZONE 'UTC' FROM {SETTINGS} ORDER BY user_id"
+        ).fetchall()
+    return pd.DataFrame(rows, columns=list(SETTINGS_COLUMNS))
+
+
+def seed_settings(url: str, frame: pd.DataFrame) -> int:
+    """Insert settings rows (``SETTINGS_COLUMNS``) for users the database does not know yet; return how many.
+
+    The database is the source of truth once a user has a row there (the endpoint writes
+    it); files only seed it, so existing rows are never overwritten.
+    """
+    with psycopg.connect(url) as conn:
+        ensure_schema(conn)
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")  # naive timestamps are UTC
+            cur.execute(
+                "CREATE TEMP TABLE settings_seed (user_id text, personalization_enabled boolean, "
+                "data_sharing_consent boolean, updated_at timestamptz) ON COMMIT DROP"
+            )
+            copy_arrow(cur, "settings_seed", pa.Table.from_pandas(frame[list(SETTINGS_COLUMNS)], preserve_index=False))
+            cur.execute(
+                f"INSERT INTO {SETTINGS} (user_id, personalization_enabled, data_sharing_consent, updated_at) "
+                "SELECT user_id, personalization_enabled, data_sharing_consent, coalesce(updated_at, now()) "
+                "FROM settings_seed ON CONFLICT (user_id) DO NOTHING"
+            )
+            return cur.rowcount

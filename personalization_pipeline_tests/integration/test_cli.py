@@ -43,3 +43,9 @@ def test_failed_run_exits_non_zero_and_names_the_file(tmp_path, pg_url, capfd):
         assert main(["run", "--no-sample"]) == 1
     out = capfd.readouterr().out  # the console writes to the process's stdout
     assert "failed" in out and "interactions" in out and str(tmp_path / "raw") in out.replace("\n", "")
+
+
+def test_serve_refuses_a_public_host_with_the_development_secret(capfd, monkeypatch):
+    monkeypatch.delenv("PERSONALIZATION_JWT_SECRET", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "PERSONALIZATION_JWT_SECRET" in capfd.readouterr().out

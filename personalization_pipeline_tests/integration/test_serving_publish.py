@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
+import duckdb
 import numpy as np
 import pandas as pd
 import psycopg
 import pytest
 
-from personalization_pipeline.serving.publish import Snapshot, items_frame, publish_snapshot
+from personalization_pipeline.serving.publish import Snapshot, items_json_sql, publish_snapshot
 from personalization_pipeline.serving.retention import purge_expired
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
+
+
+def items_frame(long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope")) -> pd.DataFrame:
+    """The serving items JSON (:func:`items_json_sql`, as the pipeline builds it) over an in-memory frame of ``keys``, rank, item_id, score, confidence."""
+    needed = [*keys, "rank", "item_id", "score", "confidence"]
+    missing = [c for c in needed if c not in long.columns]
+    if missing:
+        raise ValueError(f"long rankings frame lacks column(s) {missing}")
+    values = long[["score", "confidence"]].to_numpy(dtype="float64")
+    if not np.isfinite(values).all():
+        raise ValueError("score and confidence must be finite numbers")
+    with duckdb.connect() as con:
+        con.register("long_rows", long[needed])
+        return con.execute(items_json_sql("long_rows", keys)).df()
 
 def long_rankings(n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:
     """Long rows (user_id, scope, rank, item_id, score, confidence), shuffled."""

@@ -1,11 +1,15 @@
-"""Settings from the environment, and k-anonymity generalisation on real DuckDB."""
+"""Settings from the environment, the evaluation split, and k-anonymity on real DuckDB."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import duckdb
+import pandas as pd
 import pytest
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.modeling import split_for_evaluation
 from personalization_pipeline.privacy.k_anonymity import generalised_sql, kept_values
 
 
@@ -60,3 +64,17 @@ def test_generalised_sql_on_real_duckdb():
     rows = con.execute(f"SELECT user_id, {sql} FROM u ORDER BY user_id").fetchall()
     assert rows == [("a", "DE"), ("b", "DE"), ("c", "other"), ("d", "unknown"), ("e", "O'Neil")]
     assert con.execute(f"SELECT DISTINCT {generalised_sql('country', set())} FROM u").fetchall() == [("other",)]
+
+
+def test_evaluation_split_is_configurable():
+    frame = pd.DataFrame({
+        "user_id": ["u"] * 5, "item_id": list("abcde"), "weight": 1.0,
+        "occurred_at": pd.date_range("2024-01-01", periods=5, freq="D"),
+    })
+    settings = dataclasses.replace(Settings.from_env(), holdout_fraction=0.4)
+    _, temporal = split_for_evaluation(frame, settings)
+    assert sorted(temporal["item_id"]) == ["d", "e"]  # the two latest of five
+    _, random = split_for_evaluation(frame, dataclasses.replace(settings, eval_split="random"))
+    assert len(random) == 2 and random["item_id"].isin(list("abcde")).all()
+    with pytest.raises(ValueError, match="PERSONALIZATION_EVAL_SPLIT"):
+        split_for_evaluation(frame, dataclasses.replace(settings, eval_split="weekly"))

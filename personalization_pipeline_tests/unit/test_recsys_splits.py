@@ -9,7 +9,6 @@ import pytest
 from personalization_pipeline.recsys.splits import (
     stratified_random_split,
     temporal_holdout,
-    time_cutoff_split,
 )
 
 T0 = pd.Timestamp("2025-01-01T00:00:00Z")
@@ -103,12 +102,3 @@ def test_stratified_random_split_counts_and_determinism():
     assert pairs(again_test) == pairs(test) and pairs(again_train) == pairs(train)
     _, other = stratified_random_split(history, fraction=0.3, seed=2)
     assert pairs(other) != pairs(test)
-
-
-def test_time_cutoff_split_drops_seen_pairs_and_keeps_cold_users():
-    history = frame([("u1", "a", 1), ("u1", "b", 2), ("u1", "a", 5), ("u1", "c", 6), ("u9", "q", 7)])
-    train, test = time_cutoff_split(history, T0 + pd.Timedelta(days=5))
-    assert pairs(train) == {("u1", "a"), ("u1", "b")}
-    # (u1, a) at day 5 is at the cutoff but already seen in train: dropped
-    assert pairs(test) == {("u1", "c"), ("u9", "q")}
-    assert len(test) == 2
