@@ -1,17 +1,13 @@
 """[maintenance] Retention: nothing is kept or served past its retention period."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from ..config import Settings
-from ..privacy.retention import log_retention, purge_warehouse
+from ..privacy.retention import log_retention, purge_warehouse, retention_period
 from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.retention import purge_expired
-
-
-def _days(value: float) -> timedelta | None:
-    return timedelta(days=value) if value > 0 else None
 
 
 @dg.asset(group_name="maintenance", pool="warehouse")
@@ -22,8 +18,8 @@ def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseR
     now = datetime.now(UTC)
     served = purge_expired(
         serving_db.get_url(),
-        feature_retention_days=settings.feature_retention_days or None,  # 0 keeps everything
-        eval_retention_days=settings.eval_retention_days or None,
+        feature_retention=retention_period(settings.feature_retention_days),
+        eval_retention=retention_period(settings.eval_retention_days),
         now=now,
     )
     with warehouse.connect() as con:
@@ -31,9 +27,9 @@ def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseR
             con,
             now.replace(tzinfo=None),
             {
-                "quarantine": _days(settings.quarantine_retention_days),
-                "raw_interactions": _days(settings.raw_retention_days),
-                "eval_history": _days(settings.eval_retention_days),
+                "quarantine": retention_period(settings.quarantine_retention_days),
+                "raw_interactions": retention_period(settings.raw_retention_days),
+                "eval_history": retention_period(settings.eval_retention_days),
             },
         )
         deleted = {**{f"serving.{k}": v for k, v in served.items()}, **{f"warehouse.{k}": v for k, v in kept.items()}}

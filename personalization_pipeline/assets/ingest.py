@@ -7,6 +7,7 @@ import dagster as dg
 
 from ..config import Settings
 from ..ingest import IngestOptions, load_mapping, load_raw_tables
+from ..privacy.retention import retention_period
 from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.user_settings import read_settings, seed_settings
 
@@ -41,7 +42,7 @@ def raw_tables(
             now=datetime.now(UTC).replace(tzinfo=None),
             future_tolerance=timedelta(minutes=settings.future_tolerance_minutes),
             strict_items=config.strict_items or settings.strict_items,
-            raw_retention=timedelta(days=settings.raw_retention_days) if settings.raw_retention_days > 0 else None,
+            raw_retention=retention_period(settings.raw_retention_days),
         )
         report = load_raw_tables(con, data_dir, mapping, options, settings_override=consent)
         seeded = seed_settings(serving_db.get_url(), con.execute("SELECT * FROM raw_settings").df())

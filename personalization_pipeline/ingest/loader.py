@@ -218,10 +218,8 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, se
     if settings_override is not None and len(settings_override):
         _apply_settings_override(con, settings_override)
     if name == "interactions" and options.raw_retention is not None:
-        report.expired = scalar(
-            con, "SELECT count(*) FROM raw_interactions WHERE occurred_at < ?", [now - options.raw_retention]
-        )
-        con.execute("DELETE FROM raw_interactions WHERE occurred_at < ?", [now - options.raw_retention])
+        cutoff = now - options.raw_retention
+        report.expired = scalar(con, "DELETE FROM raw_interactions WHERE occurred_at < ?", [cutoff])  # the count
     report.quarantined[name] = counts
     report.rows[name] = scalar(con, f"SELECT count(*) FROM raw_{name}")
     con.execute(

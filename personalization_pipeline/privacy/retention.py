@@ -16,6 +16,11 @@ AGED_TABLES: dict[str, str] = {
 }
 
 
+def retention_period(days: float) -> timedelta | None:
+    """A configured retention in days as a period; 0 (or less) means keep everything (``None``)."""
+    return timedelta(days=days) if days > 0 else None
+
+
 def purge_warehouse(
     con: duckdb.DuckDBPyConnection, now: datetime, keep: dict[str, timedelta | None]
 ) -> dict[str, int]:
@@ -27,9 +32,7 @@ def purge_warehouse(
         if age is None or table not in existing:
             deleted[table] = 0
             continue
-        cutoff = now - age
-        deleted[table] = scalar(con, f"SELECT count(*) FROM {table} WHERE {column} < ?", [cutoff])
-        con.execute(f"DELETE FROM {table} WHERE {column} < ?", [cutoff])
+        deleted[table] = scalar(con, f"DELETE FROM {table} WHERE {column} < ?", [now - age])  # returns the count
     return deleted
 
 

@@ -19,8 +19,8 @@ _STATEMENTS: dict[str, str] = {
 
 def purge_expired(
     url: str,
-    feature_retention_days: float | None = 30,
-    eval_retention_days: float | None = 365,
+    feature_retention: timedelta | None = timedelta(days=30),
+    eval_retention: timedelta | None = timedelta(days=365),
     now: datetime | None = None,
 ) -> dict[str, int]:
     """Delete expired rankings (and their rationale), old features and old evaluation rows.
@@ -34,8 +34,8 @@ def purge_expired(
     keep_all = datetime.min.replace(tzinfo=timezone.utc)
     params = {
         "now": now,
-        "features_before": now - timedelta(days=feature_retention_days) if feature_retention_days else keep_all,
-        "evals_before": now - timedelta(days=eval_retention_days) if eval_retention_days else keep_all,
+        "features_before": now - feature_retention if feature_retention else keep_all,
+        "evals_before": now - eval_retention if eval_retention else keep_all,
     }
     deleted: dict[str, int] = {}
     with psycopg.connect(url) as conn:

@@ -39,22 +39,25 @@ def _latest_als(settings: Settings) -> ALSModel:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, reset_pg):
-    """A generated data set (with opted-out users in its settings file) and an empty serving database."""
+    """A generated data set (with opted-out users in its settings file), published once into an
+    empty serving database: (settings, environment, the first run's metadata)."""
     root = tmp_path_factory.mktemp("consent")
     generate(root / "raw", users=300, items=120, seed=5)
     with pipeline_env(root, reset_pg(), top_n=10) as env:
-        yield Settings.from_env(), env
+        settings = Settings.from_env()
+        yield settings, env, _run(settings)
 
 
 def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
-    settings, env = world
+    settings, env, first = world
     file_settings = pd.read_csv(settings.data_dir / "settings.csv", dtype=str)
     opted_out = file_settings.loc[file_settings["personalization_enabled"].str.lower() == "false", "user_id"]
     interactions = pd.read_csv(settings.data_dir / "interactions.csv", dtype=str)
     target = next(u for u in opted_out if (interactions["user_id"] == u).sum() >= 5)
 
+    assert first["raw_settings"]["seeded_into_serving_database"] == len(file_settings)
     meta = _run(settings)
-    assert meta["raw_settings"]["seeded_into_serving_database"] == len(file_settings)
+    assert meta["raw_settings"]["seeded_into_serving_database"] == 0
     with psycopg.connect(settings.database_url) as conn:
         stored_out = {r[0] for r in conn.execute(
             "SELECT user_id FROM personalization_settings WHERE NOT personalization_enabled").fetchall()}
@@ -93,8 +96,7 @@ def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
 
 
 def test_live_opt_out_then_opt_in_after_the_next_run(world):
-    settings, _ = world
-    _run(settings)
+    settings, *_ = world
     user, scope = served_ranks(settings).iloc[0][["user_id", "scope"]]
     headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, user)}"}
     with TestClient(create_app(settings.database_url, settings)) as client:
@@ -118,9 +120,7 @@ def test_live_opt_out_then_opt_in_after_the_next_run(world):
 
 
 def test_cleanup_job_deletes_expired_and_aged_rows_and_reports_counts(world):
-    settings, _ = world
-    if served_ranks(settings).empty:
-        _run(settings)
+    settings, *_ = world
     expired_users = list(served_ranks(settings)["user_id"].drop_duplicates()[:3])
     with psycopg.connect(settings.database_url) as conn:
         expired_rows = conn.execute(

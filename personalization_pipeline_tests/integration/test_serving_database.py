@@ -106,6 +106,6 @@ def test_purge_with_retention_off_keeps_old_features_and_evals(clean_pg: str) ->
     with psycopg.connect(clean_pg) as conn:
         conn.execute("INSERT INTO personalization_features VALUES ('u1', '{}', %s)", (old,))
         conn.execute("INSERT INTO personalization_eval VALUES ('r', 'als', 'ndcg', 10, 0.1, %s)", (old,))
-    assert purge_expired(clean_pg, feature_retention_days=None, eval_retention_days=None)["features"] == 0
-    counts = purge_expired(clean_pg, feature_retention_days=30, eval_retention_days=365)
+    assert purge_expired(clean_pg, feature_retention=None, eval_retention=None)["features"] == 0
+    counts = purge_expired(clean_pg, feature_retention=timedelta(days=30), eval_retention=timedelta(days=365))
     assert (counts["features"], counts["evals"]) == (1, 1)
