@@ -109,7 +109,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "admin tokens. Set PERSONALIZATION_JWT_SECRET (or serve on 127.0.0.1)."
         )
         return 2
-    app = create_app(resolve_database_url(settings), settings)
+    # With its own login configured, the endpoint never holds the pipeline's (owner) login.
+    app = create_app(settings.api_database_url or resolve_database_url(settings), settings)
     uvicorn.run(app, host=host, port=args.port or settings.api_port)
     return 0
 

@@ -37,6 +37,7 @@ from personalization_pipeline.serving.schema import (
     SETTINGS,
     SIMILAR_USERS,
 )
+from personalization_pipeline_tests.conftest import API_SETTINGS
 
 INSUFFICIENT_PRIVILEGE = "42501"
 INTERNAL_TABLES = (RATIONALE, FEATURES, SIMILAR_USERS)
@@ -303,3 +304,13 @@ def test_an_api_login_that_cannot_become_the_role_is_refused(served) -> None:
     finally:
         with psycopg.connect(served.url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_app_given_only_the_api_login_serves_without_the_owner_login(served, bearer) -> None:
+    """What `serve` does when PERSONALIZATION_API_DATABASE_URL is set: no owner credentials."""
+    api_url = with_user(served.url, API_ROLE)
+    settings = dataclasses.replace(API_SETTINGS, api_database_url=api_url)
+    with TestClient(create_app(api_url, settings)) as client:
+        body = client.get("/v1/rankings/news", headers=bearer("alice")).json()
+        assert body["personalized"] is True and body["items"][0]["id"] == "alice-news-0"
+        assert client.get("/readyz").status_code == 200
