@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         terminal.status(f"running the {args.job} job (data: {settings.data_dir}; log: {log_path}) ..."),
         contextlib.redirect_stdout(log),
     ):
-        result = run_job(args.job, settings)
+        result = run_job(args.job)
     if not result.success:
         console.print(f"[red bold]The {args.job} job failed[/]: {result.error}\nlog: {log_path}")
         return 1

@@ -25,8 +25,13 @@ all_assets = [
 ]
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    """Definitions wired to ``settings`` (paths, database, schedules)."""
+def build_definitions() -> dg.Definitions:
+    """Definitions wired to the environment's settings (paths, database, schedules).
+
+    Assets read the same settings (``Settings.from_env()``) when they run, so the
+    environment is the one source of configuration for a run.
+    """
+    settings = Settings.from_env()
     nightly_job = dg.define_asset_job(
         "nightly",
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance"),
@@ -63,4 +68,4 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_definitions(Settings.from_env())
+defs = build_definitions()

@@ -34,11 +34,12 @@ class JobResult:
     checks: dict[str, bool]
 
 
-def run_job(job_name: str, settings: Settings) -> JobResult:
-    """Execute ``job_name`` in this process (persistent instance when DAGSTER_HOME is set)."""
+def run_job(job_name: str) -> JobResult:
+    """Execute ``job_name`` in this process on the environment's settings (persistent instance
+    when DAGSTER_HOME is set)."""
     from .definitions import build_definitions
 
-    defs = build_definitions(settings)
+    defs = build_definitions()
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = defs.resolve_job_def(job_name).execute_in_process(

@@ -21,8 +21,8 @@ from personalization_pipeline.synth.generator import generate
 from personalization_pipeline_tests.pipeline_support import pipeline_env, served_ranks
 
 
-def _run(settings: Settings) -> dict:
-    result = run_job("nightly", settings)
+def _run() -> dict:
+    result = run_job("nightly")
     assert result.success, result.error
     return result.metadata
 
@@ -44,8 +44,7 @@ def world(tmp_path_factory, reset_pg):
     root = tmp_path_factory.mktemp("consent")
     generate(root / "raw", users=300, items=120, seed=5)
     with pipeline_env(root, reset_pg(), top_n=10) as env:
-        settings = Settings.from_env()
-        yield settings, env, _run(settings)
+        yield Settings.from_env(), env, _run()
 
 
 def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
@@ -56,7 +55,7 @@ def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
     target = next(u for u in opted_out if (interactions["user_id"] == u).sum() >= 5)
 
     assert first["raw_settings"]["seeded_into_serving_database"] == len(file_settings)
-    meta = _run(settings)
+    meta = _run()
     assert meta["raw_settings"]["seeded_into_serving_database"] == 0
     with psycopg.connect(settings.database_url) as conn:
         stored_out = {r[0] for r in conn.execute(
@@ -77,7 +76,7 @@ def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
         frame.to_csv(erased / f"{name}.csv", index=False)
     env.setenv("PERSONALIZATION_DATA_DIR", str(erased))
     try:
-        _run(Settings.from_env())
+        _run()
     finally:
         env.delenv("PERSONALIZATION_DATA_DIR")
     without_them = _latest_als(settings)
@@ -106,7 +105,7 @@ def test_live_opt_out_then_opt_in_after_the_next_run(world):
         read = client.get(f"/v1/rankings/{scope}", headers=headers).json()  # no pipeline run in between
         assert read["personalized"] is False
 
-    _run(settings)  # the run reads consent from the serving database
+    _run()  # the run reads consent from the serving database
     assert user not in set(served_ranks(settings)["user_id"])
     assert user not in set(_latest_als(settings).users.ids)  # their events left the training data
     assert _warehouse(settings, f"SELECT count(*) AS n FROM user_features WHERE user_id = '{user}'")["n"][0] == 0
@@ -114,7 +113,7 @@ def test_live_opt_out_then_opt_in_after_the_next_run(world):
     with TestClient(create_app(settings.database_url, settings)) as client:
         put = client.put("/v1/settings", headers=headers, json={"personalization_enabled": True})
         assert put.status_code == 200, put.text
-    meta = _run(settings)
+    meta = _run()
     assert meta["raw_settings"]["seeded_into_serving_database"] == 0  # the file never overwrites the database
     assert user in set(served_ranks(settings)["user_id"])
 
@@ -138,7 +137,7 @@ def test_cleanup_job_deletes_expired_and_aged_rows_and_reports_counts(world):
         old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=45)
         con.execute("INSERT INTO quarantine VALUES ('old', 'interactions', NULL, 'null_user_id', '{}', ?)", [old])
 
-    result = run_job("cleanup", settings)
+    result = run_job("cleanup")
     assert result.success, result.error
     counts = result.metadata["retention_cleanup"]
     assert counts["serving.ranks"] == expired_rows

@@ -44,7 +44,7 @@ def pipeline(tmp_path_factory, reset_pg):
         handle.write("\n".join([first, *BAD_ROWS]) + "\n")  # `first` again: an exact duplicate
     with pipeline_env(root, reset_pg(), top_n=TOP_N) as env:
         settings = Settings.from_env()
-        result = run_job("nightly", settings)
+        result = run_job("nightly")
         assert result.success, result.error
         yield settings, result, env, int(natural.sum())
 
@@ -163,7 +163,7 @@ def test_run_command_sample_lookup_goes_over_real_http(pipeline):
 def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
     settings, *_ = pipeline
     before = served_ranks(settings)
-    weekly = run_job("weekly", settings)
+    weekly = run_job("weekly")
     assert weekly.success, weekly.error
     assert {"user_features", "als_model", "offline_eval", "serving_tables"} <= set(weekly.metadata)
     assert "raw_interactions" not in weekly.metadata  # no re-ingest
@@ -182,7 +182,7 @@ def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_pat
     frame.to_csv(broken / "interactions.csv", index=False)
     env.setenv("PERSONALIZATION_DATA_DIR", str(broken))
     try:
-        failed = run_job("nightly", Settings.from_env())
+        failed = run_job("nightly")
     finally:
         env.delenv("PERSONALIZATION_DATA_DIR")
     assert not failed.success

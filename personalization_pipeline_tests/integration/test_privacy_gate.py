@@ -33,10 +33,10 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 LEAKED_EMAIL = "leak.test@example.org"
 
 
-def _nightly(settings: Settings) -> tuple[dg.ExecuteInProcessResult, list[str]]:
+def _nightly() -> tuple[dg.ExecuteInProcessResult, list[str]]:
     """Run the nightly job in this process, as ``runner.run_job`` does; the result and the run's log lines."""
     instance = dg.DagsterInstance.ephemeral()
-    result = build_definitions(settings).resolve_job_def("nightly").execute_in_process(
+    result = build_definitions().resolve_job_def("nightly").execute_in_process(
         instance=instance, raise_on_error=False, run_config=QUIET
     )
     return result, [entry.user_message for entry in instance.all_logs(result.run_id)]
@@ -118,7 +118,7 @@ def gate(tmp_path_factory, reset_pg) -> Gate:
     users.to_csv(raw / "users.csv", index=False)
     with pipeline_env(root, reset_pg()) as env:
         settings = Settings.from_env()
-        result, _ = _nightly(settings)
+        result, _ = _nightly()
         assert result.success
         yield Gate(settings, env, result, users, _feature_strings(settings.warehouse_path))
 
@@ -136,7 +136,7 @@ def _broken_catalog(settings: Settings, target: Path, column: str, value: str) -
 def _run_on(env: pytest.MonkeyPatch, data_dir: Path) -> tuple[dg.ExecuteInProcessResult, list[str]]:
     env.setenv("PERSONALIZATION_DATA_DIR", str(data_dir))
     try:
-        return _nightly(Settings.from_env())
+        return _nightly()
     finally:
         env.delenv("PERSONALIZATION_DATA_DIR")
 
