@@ -147,8 +147,9 @@ def evaluate_models(
     train, test = split_for_evaluation(read_signals(con), settings)
     truth = test[test["weight"] > 0][["user_id", "item_id"]]
     history = InteractionMatrix.from_frame(train)
-    items = con.execute(ITEM_SCOPES_SQL).df().assign(scope=EVAL_SCOPE).drop_duplicates("item_id")
-    categories = con.execute("SELECT item_id, category FROM stg_items").df().set_index("item_id")["category"]
+    catalog = con.execute("SELECT item_id, category FROM stg_items ORDER BY item_id").df()
+    items = catalog[["item_id"]].assign(scope=EVAL_SCOPE)  # one list over the whole catalog
+    categories = catalog.set_index("item_id")["category"]
     item_users = pd.Series(
         np.asarray((history.weights > 0).sum(axis=0)).ravel(), index=history.items.ids
     )
