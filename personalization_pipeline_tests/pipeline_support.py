@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.sqlutil import quote_ident
 
 
 @contextmanager
@@ -32,3 +33,33 @@ def served_ranks(settings: Settings) -> pd.DataFrame:
             "ORDER BY user_id, scope"
         ).fetchall()
     return pd.DataFrame(rows, columns=["user_id", "scope", "items", "model_version", "generated_at", "valid_until"])
+
+
+def json_strings(value: object) -> list[str]:
+    """Every string in a decoded JSON value: object keys and string values, never numbers."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *json_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in json_strings(v)]
+    return []
+
+
+def served_strings(url: str, exclude: tuple[str, ...] = ()) -> set[str]:
+    """Every text value, JSON key and JSON string of every text/json column of every public table
+    but ``exclude``."""
+    found: set[str] = set()
+    with psycopg.connect(url) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'json', 'jsonb')"
+        ).fetchall()
+        assert {"personalization_ranks", "personalization_features"} <= {t for t, _, _ in columns}
+        for table, column, _ in columns:
+            if table in exclude:
+                continue
+            query = f"SELECT {quote_ident(column)} FROM {quote_ident(table)} WHERE {quote_ident(column)} IS NOT NULL"
+            for (value,) in conn.execute(query):
+                found.update(json_strings(value))
+    return found

@@ -24,7 +24,7 @@ from personalization_pipeline.definitions import build_definitions
 from personalization_pipeline.privacy.gx_suites import validate_table
 from personalization_pipeline.privacy.pii import RawPii, normalise, pii_kinds
 from personalization_pipeline.synth.generator import generate
-from personalization_pipeline_tests.pipeline_support import pipeline_env
+from personalization_pipeline_tests.pipeline_support import json_strings, pipeline_env, served_strings
 
 PII_COLUMNS = ("email", "full_name", "phone", "ip_address", "birth_date", "postal_code", "age", "gender", "occupation")
 OCCUPATIONS = ("nurse", "teacher", "accountant", "software developer", "electrician", "chef", "retired")
@@ -47,39 +47,13 @@ def _pii_checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEva
     return {e.asset_key.to_user_string(): e for e in evaluations if e.check_name == "pii_free"}
 
 
-def _strings(value: object) -> list[str]:
-    """Every string in a decoded JSON value: object keys and string values, never numbers."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in [k, *_strings(v)]]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-def _served_strings(url: str) -> set[str]:
-    """Every text value, JSON key and JSON string of every text/json column of every public table."""
-    found: set[str] = set()
-    with psycopg.connect(url) as conn:
-        columns = conn.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'json', 'jsonb')"
-        ).fetchall()
-        assert {"personalization_ranks", "personalization_features"} <= {t for t, _, _ in columns}
-        for table, column, _ in columns:
-            for (value,) in conn.execute(f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL'):
-                found.update(_strings(value))
-    return found
-
-
 def _feature_strings(warehouse: Path) -> set[str]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.execute(
             "SELECT user_id, device_type, country, timezone, CAST(to_json(category_preferences) AS VARCHAR) "
             "FROM user_features"
         ).fetchall()
-    return {s for *text, prefs in rows for s in [*text, *_strings(json.loads(prefs))] if s is not None}
+    return {s for *text, prefs in rows for s in [*text, *json_strings(json.loads(prefs))] if s is not None}
 
 
 def _published(url: str) -> tuple[list, list]:
@@ -167,7 +141,7 @@ def test_clean_run_passes_every_privacy_check_and_publishes(gate):
 
 def test_no_raw_pii_value_reaches_any_serving_table_or_the_features(gate):
     raw_values = {normalise(v) for column in PII_COLUMNS for v in gate.users[column] if v}
-    served = {normalise(s) for s in _served_strings(gate.settings.database_url)}
+    served = {normalise(s) for s in served_strings(gate.settings.database_url)}
     features = {normalise(s) for s in gate.feature_strings}
     assert len(served) > 300 and len(features) > 300
     assert not raw_values & served
