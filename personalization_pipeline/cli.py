@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .config import DEV_JWT_SECRET, Settings
+from .config import DEV_JWT_SECRET, Settings, project_root
 
 console = Console()
 
@@ -28,8 +28,9 @@ def _generate(out: Path, users: int, items: int, seed: int, fmt: str = "csv") ->
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"generating {users} users into {out}", total=users)
-        counts = generate(out, users=users, items=items, seed=seed, fmt=fmt,
-                          progress=lambda n: progress.advance(task, n))
+        counts = generate(
+            out, users=users, items=items, seed=seed, fmt=fmt, progress=lambda n: progress.advance(task, n)
+        )
     return counts
 
 
@@ -44,8 +45,10 @@ def _ensure_sample_data(settings: Settings) -> None:
     """On a fresh checkout the default data directory is empty: generate the sample there."""
     if any(settings.data_dir.glob("interactions.*")) or settings.mapping_path:
         return
-    console.print(f"[bold]No raw data in {settings.data_dir}: generating the sample "
-                  f"({SAMPLE_USERS} users, {SAMPLE_ITEMS} items, seed {settings.seed}).")
+    console.print(
+        f"[bold]No raw data in {settings.data_dir}: generating the sample "
+        f"({SAMPLE_USERS} users, {SAMPLE_ITEMS} items, seed {settings.seed})."
+    )
     _generate(settings.data_dir, SAMPLE_USERS, SAMPLE_ITEMS, settings.seed)
 
 
@@ -71,8 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = {f"deleted: {k}": v for k, v in result.metadata["retention_cleanup"].items()}
     else:
         passed = sum(result.checks.values())
-        summary = {**summarize(settings), "asset checks passed": f"{passed}/{len(result.checks)}",
-                   "job log": str(log_path)}
+        summary = {
+            **summarize(settings),
+            "asset checks passed": f"{passed}/{len(result.checks)}",
+            "job log": str(log_path),
+        }
     table = Table(title=f"{args.job} run {result.run_id}")
     table.add_column("what")
     table.add_column("value", overflow="fold")
@@ -81,9 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(table)
     lookup = sample_lookup(settings)
     if lookup:
-        console.print("[bold]Sample lookup over HTTP[/] " + lookup["request"])
-        console.print_json(data=lookup["response"])
-        user, scope = lookup["response"]["user_id"], lookup["response"]["scope"]
+        console.print("[bold]Sample lookup over HTTP[/] " + lookup.request)
+        console.print_json(data=lookup.response)
+        user, scope = lookup.response["user_id"], lookup.response["scope"]
         console.print(
             "Try it yourself: [bold]personalization-pipeline serve[/] and, in another shell,\n"
             f'  curl -H "Authorization: Bearer $(personalization-pipeline token --user {user})" '
@@ -98,17 +104,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .serving.app import create_app
     from .serving.database import resolve_database_url
+    from .serving.secrets import secret_problem
 
     settings = Settings.from_env()
     host = args.host or settings.api_host
-    if settings.jwt_secret == DEV_JWT_SECRET and not ipaddress.ip_address(
-        socket.gethostbyname(host)
-    ).is_loopback:
-        console.print(
-            f"[red bold]Refusing to serve on {host} with the development JWT secret[/]: anyone could mint "
-            "admin tokens. Set PERSONALIZATION_JWT_SECRET (or serve on 127.0.0.1)."
-        )
-        return 2
+    loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    # The built-in development secret is only good for a loopback endpoint; any other must be strong.
+    if not (loopback and settings.jwt_secret == DEV_JWT_SECRET):
+        problem = secret_problem(settings.jwt_secret, project_root())
+        if problem:
+            console.print(
+                f"[red bold]Refusing to serve on {host}[/]: the JWT secret cannot be trusted ({problem}); anyone "
+                "could mint admin tokens. Set PERSONALIZATION_JWT_SECRET to a random string of 32+ characters, "
+                "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+            )
+            return 2
     # With its own login configured, the endpoint never holds the pipeline's (owner) login.
     app = create_app(settings.api_database_url or resolve_database_url(settings), settings)
     uvicorn.run(app, host=host, port=args.port or settings.api_port)
@@ -119,8 +129,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     from .serving.auth import mint_token
 
     settings = Settings.from_env()
-    print(mint_token(settings.jwt_secret, args.user, role=args.role, ttl_seconds=args.ttl,
-                     issuer=settings.jwt_issuer, audience=settings.jwt_audience))
+    print(
+        mint_token(
+            settings.jwt_secret,
+            args.user,
+            role=args.role,
+            ttl_seconds=args.ttl,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    )
     return 0
 
 
@@ -147,8 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="materialize a job in-process and print a summary (default: nightly)")
     run.add_argument("--job", default="nightly", choices=["nightly", "weekly", "cleanup"])
-    run.add_argument("--no-sample", action="store_true",
-                     help="fail instead of generating sample data into an empty data directory")
+    run.add_argument(
+        "--no-sample", action="store_true", help="fail instead of generating sample data into an empty data directory"
+    )
     run.set_defaults(func=cmd_run)
 
     serve = sub.add_parser("serve", help="start the lookup endpoint")

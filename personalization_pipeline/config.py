@@ -1,15 +1,19 @@
 """Settings from environment variables: the only place the environment is read.
 
 Every variable is prefixed ``PERSONALIZATION_`` and has a working default for the
-embedded setup (DuckDB file and pgserver PostgreSQL under ``data/``).
+embedded setup (DuckDB file and pgserver PostgreSQL under ``data/``). Values are typed
+and validated (pydantic-settings): a boolean, number or JSON value that does not parse
+stops with a message naming the variable, instead of being ignored.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "PERSONALIZATION_"
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789"
@@ -24,63 +28,41 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "dismiss": -3.0,
 }
 
+_RUNTIME_PATHS = {
+    "data_dir": "raw",
+    "warehouse_path": "warehouse.duckdb",
+    "embedded_pg_dir": "pgserver",
+    "model_dir": "models",
+}
+"""Paths that default to a place under the runtime directory."""
+
 
 def project_root() -> Path:
     """Directory holding ``pyproject.toml``, ``dbt_project/`` and ``data/``."""
     return Path(__file__).resolve().parent.parent
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(PREFIX + name)
-    return default if value in (None, "") else value
-
-
-def _path(name: str, default: Path) -> Path:
-    value = _env(name)
-    return Path(value).expanduser().resolve() if value else default
-
-
-def _number(name: str, default: float, cast=float):
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return cast(raw)
-    except ValueError as exc:
-        raise ValueError(f"{PREFIX}{name}={raw!r} is not a valid {cast.__name__}") from exc
-
-
-_CASTS = {"int": int, "float": float}
-
-
-def _json(name: str, default):
-    raw = _env(name)
-    if raw is None:
-        return default
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{PREFIX}{name} is not valid JSON: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """All runtime settings; build with :meth:`from_env`."""
 
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore")
+
+    runtime_dir: Path = Field(default_factory=lambda: project_root() / "data")
     data_dir: Path
-    runtime_dir: Path
     warehouse_path: Path
-    database_url: str | None
     embedded_pg_dir: Path
     model_dir: Path
-    mapping_path: Path | None
-    jwt_secret: str
-    jwt_issuer: str | None
-    jwt_audience: str | None
+    database_url: str | None = None
+    mapping_path: Path | None = None
+    input_encoding: str = "utf-8"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_max_lifetime_seconds: int = Field(86_400, gt=0)
     api_database_url: str | None = None  # the lookup API's own login; unset: derived from database_url
-    top_n: int = 50
-    k_anonymity: int = 10
-    ranking_ttl_hours: float = 24.0
+    top_n: int = Field(50, gt=0)
+    k_anonymity: int = Field(10, gt=0)
+    ranking_ttl_hours: float = Field(24.0, gt=0)
     feature_retention_days: float = 30.0
     eval_retention_days: float = 365.0
     quarantine_retention_days: float = 30.0
@@ -88,45 +70,72 @@ class Settings:
     half_life_days: float = 30.0
     future_tolerance_minutes: float = 60.0
     strict_items: bool = False
-    eval_k: int = 10
-    eval_split: str = "temporal"  # or "random": per-user stratified random holdout
-    holdout_fraction: float = 0.2
-    als_factors: int = 16
-    als_iterations: int = 20
-    als_regularization: float = 10.0
-    als_alpha: float = 3.0
+    run_lock_timeout_seconds: float = Field(600.0, ge=0)
+    eval_k: int = Field(10, gt=0)
+    eval_split: Literal["temporal", "random"] = "temporal"
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    als_factors: int = Field(16, gt=0)
+    als_iterations: int = Field(20, gt=0)
+    als_regularization: float = Field(10.0, ge=0)
+    als_alpha: float = Field(3.0, gt=0)
     seed: int = 42
-    event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    event_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     nightly_cron: str = "0 2 * * *"
     weekly_cron: str = "0 4 * * 0"
     cleanup_cron: str = "0 3 * * *"
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: int = Field(8000, gt=0, lt=65536)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _runtime_defaults(cls, data: Any) -> Any:
+        """Unset paths default to their place under the runtime directory."""
+        if isinstance(data, dict):
+            runtime = Path(data.get("runtime_dir") or project_root() / "data")
+            data = {**{name: runtime / leaf for name, leaf in _RUNTIME_PATHS.items()}, **data}
+            data["runtime_dir"] = runtime
+        return data
+
+    @field_validator("runtime_dir", *_RUNTIME_PATHS, "mapping_path")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        return path.expanduser().resolve() if path is not None else None
+
+    @field_validator("event_weights", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        """JSON settings arrive as text; a parse error becomes a validation error naming the variable."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc})") from exc
+        return value
+
+    @field_validator("event_weights")
+    @classmethod
+    def _over_default_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        """Configured weights override the defaults type by type; unnamed types keep theirs."""
+        return {**DEFAULT_EVENT_WEIGHTS, **weights}
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Settings from ``PERSONALIZATION_<FIELD>`` variables; unset ones keep their default."""
-        runtime = _path("RUNTIME_DIR", project_root() / "data")
-        mapping = _env("MAPPING_PATH")
-        scalars = {}
-        for f in fields(cls):
-            if f.type in _CASTS and f.default is not MISSING:
-                scalars[f.name] = _number(f.name.upper(), f.default, _CASTS[f.type])
-            elif f.type == "str" and f.default is not MISSING:
-                scalars[f.name] = _env(f.name.upper(), f.default)
-        return cls(
-            data_dir=_path("DATA_DIR", runtime / "raw"),
-            runtime_dir=runtime,
-            warehouse_path=_path("WAREHOUSE_PATH", runtime / "warehouse.duckdb"),
-            database_url=_env("DATABASE_URL"),
-            embedded_pg_dir=_path("EMBEDDED_PG_DIR", runtime / "pgserver"),
-            model_dir=_path("MODEL_DIR", runtime / "models"),
-            mapping_path=Path(mapping).expanduser().resolve() if mapping else None,
-            jwt_secret=_env("JWT_SECRET", DEV_JWT_SECRET),
-            jwt_issuer=_env("JWT_ISSUER"),
-            jwt_audience=_env("JWT_AUDIENCE"),
-            api_database_url=_env("API_DATABASE_URL"),
-            strict_items=_env("STRICT_ITEMS", "false").lower() in {"1", "true", "yes"},
-            event_weights={**DEFAULT_EVENT_WEIGHTS, **_json("EVENT_WEIGHTS", {})},
-            **scalars,
-        )
+        """Settings from ``PERSONALIZATION_<FIELD>`` variables; unset ones keep their default.
+
+        Raises ``ValueError`` naming every variable that does not parse.
+        """
+        try:
+            return cls()  # type: ignore[call-arg]  # paths are filled in by _runtime_defaults
+        except ValidationError as exc:
+            problems = "; ".join(_describe(e) for e in exc.errors())
+            raise ValueError(f"invalid configuration: {problems}") from None
+
+
+_SECRET_FIELDS = ("jwt_secret", "database_url", "api_database_url")
+
+
+def _describe(error: Any) -> str:
+    """One validation error as ``PERSONALIZATION_NAME: message (got value)``; secrets never echoed."""
+    name = "_".join(map(str, error["loc"]))
+    shown = "" if name in _SECRET_FIELDS else f" (got {error.get('input')!r})"
+    return f"{PREFIX}{name.upper()}: {error['msg']}{shown}"

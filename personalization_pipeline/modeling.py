@@ -21,11 +21,13 @@ from .recsys.beyond_accuracy import intra_list_diversity, novelty
 from .recsys.matrices import IdIndex, InteractionMatrix
 from .recsys.metrics import evaluate
 from .recsys.popularity import PopularityModel
-from .recsys.ranking import global_rankings, iter_user_rankings, user_rankings
+from .recsys.ranking import Scorer, global_rankings, iter_user_rankings, user_rankings
 from .recsys.splits import stratified_random_split, temporal_holdout
 from .sqlutil import scalar
 
-SIGNALS_SQL = "SELECT user_id, item_id, weight, last_at AS occurred_at FROM mart_user_item_signals ORDER BY user_id, item_id"
+SIGNALS_SQL = (
+    "SELECT user_id, item_id, weight, last_at AS occurred_at FROM mart_user_item_signals ORDER BY user_id, item_id"
+)
 ITEM_SCOPES_SQL = "SELECT item_id, scope FROM stg_items ORDER BY item_id"
 EVAL_SCOPE = "all"
 
@@ -99,9 +101,7 @@ class RankingCounts:
     rows: int
 
 
-def write_user_rankings(
-    con: duckdb.DuckDBPyConnection, model: ALSModel, n: int
-) -> RankingCounts:
+def write_user_rankings(con: duckdb.DuckDBPyConnection, model: ALSModel, n: int) -> RankingCounts:
     """Top-``n`` per opted-in user and scope into ``user_rankings``, seen items removed."""
     history = InteractionMatrix.from_frame(read_signals(con))
     item_scopes = con.execute(ITEM_SCOPES_SQL).df()
@@ -129,11 +129,9 @@ def write_global_rankings(con: duckdb.DuckDBPyConnection, n: int) -> int:
 
 def split_for_evaluation(frame: pd.DataFrame, settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The configured split: per-user temporal holdout (default) or per-user stratified random."""
-    if settings.eval_split == "temporal":
-        return temporal_holdout(frame, fraction=settings.holdout_fraction)
     if settings.eval_split == "random":
         return stratified_random_split(frame, fraction=settings.holdout_fraction, seed=settings.seed)
-    raise ValueError(f"PERSONALIZATION_EVAL_SPLIT must be 'temporal' or 'random', not {settings.eval_split!r}")
+    return temporal_holdout(frame, fraction=settings.holdout_fraction)
 
 
 def evaluate_models(
@@ -150,10 +148,8 @@ def evaluate_models(
     catalog = con.execute("SELECT item_id, category FROM stg_items ORDER BY item_id").df()
     items = catalog[["item_id"]].assign(scope=EVAL_SCOPE)  # one list over the whole catalog
     categories = catalog.set_index("item_id")["category"]
-    item_users = pd.Series(
-        np.asarray((history.weights > 0).sum(axis=0)).ravel(), index=history.items.ids
-    )
-    models = {
+    item_users = pd.Series(np.asarray((history.weights > 0).sum(axis=0)).ravel(), index=history.items.ids)
+    models: dict[str, Scorer] = {
         "als": train_als(history, als_params(settings)),
         "popularity": PopularityModel.fit(history),
     }
@@ -165,8 +161,17 @@ def evaluate_models(
         metrics = evaluate(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))
         metrics["intra_list_diversity"] = intra_list_diversity(recs, categories, k)
         metrics["novelty"] = novelty(recs, item_users, len(history.users), k)
-        rows += [{"run_id": run_id, "model_name": name, "metric": metric, "k": k, "value": float(value),
-                  "computed_at": computed_at} for metric, value in metrics.items()]
+        rows += [
+            {
+                "run_id": run_id,
+                "model_name": name,
+                "metric": metric,
+                "k": k,
+                "value": float(value),
+                "computed_at": computed_at,
+            }
+            for metric, value in metrics.items()
+        ]
     result = pd.DataFrame(rows)
     con.execute(
         "CREATE TABLE IF NOT EXISTS eval_history (run_id VARCHAR, model_name VARCHAR, metric VARCHAR, "

@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -20,6 +21,7 @@ from .config import Settings
 from .serving.app import create_app
 from .serving.auth import mint_token
 from .serving.database import login_summary, resolve_database_url
+from .sqlutil import scalar
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class JobResult:
     success: bool
     run_id: str
     error: str | None
-    metadata: dict[str, dict[str, object]]
+    metadata: dict[str, dict[str, Any]]
     checks: dict[str, bool]
 
 
@@ -58,11 +60,13 @@ def run_job(job_name: str) -> JobResult:
             for c in evaluations
             if not c.passed
         ]
-        error = "\n".join([f"step {failures[0].step_key}: {info.message.strip() if info else 'failed'}", *failed_checks])
-    metadata = {
-        event.asset_key.to_user_string(): {k: v.value for k, v in event.materialization.metadata.items()}
-        for event in result.get_asset_materialization_events()
-    }
+        error = "\n".join(
+            [f"step {failures[0].step_key}: {info.message.strip() if info else 'failed'}", *failed_checks]
+        )
+    metadata: dict[str, dict[str, Any]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        metadata[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
     return JobResult(result.success, result.run_id, error, metadata, checks)
 
 
@@ -83,9 +87,7 @@ def summarize(settings: Settings) -> dict[str, object]:
         ).fetchall():
             summary[f"{model} {metric}@{k}"] = round(value, 4)
     with psycopg.connect(url) as conn:
-        summary["served rankings (personalization_ranks)"] = conn.execute(
-            "SELECT count(*) FROM personalization_ranks"
-        ).fetchone()[0]
+        summary["served rankings (personalization_ranks)"] = scalar(conn, "SELECT count(*) FROM personalization_ranks")
     summary["warehouse (DuckDB)"] = str(settings.warehouse_path)
     summary["serving database (PostgreSQL)"] = login_summary(url)
     return summary
@@ -110,7 +112,15 @@ def serving_in_background(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def sample_lookup(settings: Settings) -> dict[str, object] | None:
+@dataclass(frozen=True)
+class SampleLookup:
+    """One ranking read over HTTP: the request line with its status, and the decoded body."""
+
+    request: str
+    response: dict[str, Any]
+
+
+def sample_lookup(settings: Settings) -> SampleLookup | None:
     """Read one user's ranking over HTTP from the lookup endpoint, as a downstream app would."""
     url = resolve_database_url(settings)
     with psycopg.connect(url) as conn:
@@ -126,4 +136,4 @@ def sample_lookup(settings: Settings) -> dict[str, object] | None:
         request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             status, body = response.status, json.loads(response.read())
-    return {"request": f"GET {path} as user {user_id} -> {status}", "response": body}
+    return SampleLookup(f"GET {path} as user {user_id} -> {status}", body)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import psycopg
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
-    """First column of the first row of ``sql`` (the whole result is consumed)."""
+def scalar(con: duckdb.DuckDBPyConnection | psycopg.Connection, sql: str, params: Any = None) -> Any:
+    """First column of the first row of ``sql`` on DuckDB or PostgreSQL (the whole result is consumed)."""
     rows = con.execute(sql, params).fetchall()
     return rows[0][0] if rows else None
 

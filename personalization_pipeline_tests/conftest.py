@@ -10,12 +10,11 @@ shared by concurrent runs and never dropped; anything else a test creates is rem
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import psycopg
@@ -98,31 +97,57 @@ def _ranked(prefix: str, n: int = 5) -> list[dict]:
 def served(reset_pg: Callable[[], str]) -> ServedData:
     """A fresh serving database holding every table's data for several users."""
     data = ServedData(reset_pg())
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stamps = {"model_version": "als-v1", "generated_at": now, "valid_until": now + timedelta(hours=24)}
     ranks = pd.DataFrame(
-        [{"user_id": u, "scope": s, "items": _ranked(f"{u}-{s}"), "variant": "als", **stamps}
-         for u in data.users for s in data.scopes]
-        + [{"user_id": data.expired_user, "scope": "news", "items": _ranked(f"{data.expired_user}-news"),
-            "variant": "als", **stamps, "valid_until": now - timedelta(minutes=1)}]
+        [
+            {"user_id": u, "scope": s, "items": _ranked(f"{u}-{s}"), "variant": "als", **stamps}
+            for u in data.users
+            for s in data.scopes
+        ]
+        + [
+            {
+                "user_id": data.expired_user,
+                "scope": "news",
+                "items": _ranked(f"{data.expired_user}-news"),
+                "variant": "als",
+                **stamps,
+                "valid_until": now - timedelta(minutes=1),
+            }
+        ]
     )
     global_ranks = pd.DataFrame(
         [{"scope": s, "items": _ranked(f"g-{s}"), **stamps, "model_version": "pop-v1"} for s in data.scopes]
     )
     users = list(data.users)
-    publish_snapshot(data.url, Snapshot(
-        ranks,
-        global_ranks,
-        features=pd.DataFrame({"user_id": users, "features": [{"engagement": 1.0}] * 3, "computed_at": now}),
-        models=pd.DataFrame(
-            [{"model_name": "als", "model_version": "als-v1", "trained_at": now, "active": True}]
+    publish_snapshot(
+        data.url,
+        Snapshot(
+            ranks,
+            global_ranks,
+            features=pd.DataFrame({"user_id": users, "features": [{"engagement": 1.0}] * 3, "computed_at": now}),
+            models=pd.DataFrame([{"model_name": "als", "model_version": "als-v1", "trained_at": now, "active": True}]),
+            evals=pd.DataFrame(
+                {
+                    "run_id": "r1",
+                    "model_name": "als",
+                    "metric": ["ndcg", "recall"],
+                    "k": 10,
+                    "value": [0.3, 0.2],
+                    "computed_at": now,
+                }
+            ),
+            rationale=ranks[["user_id", "scope"]].assign(tags=[["because-you-viewed"]] * len(ranks)),
+            similar_users=pd.DataFrame(
+                {
+                    "user_id": users,
+                    "similar_user_id": users[1:] + users[:1],
+                    "similarity_score": 0.5,
+                    "calculated_at": now,
+                }
+            ),
         ),
-        evals=pd.DataFrame({"run_id": "r1", "model_name": "als", "metric": ["ndcg", "recall"], "k": 10,
-                            "value": [0.3, 0.2], "computed_at": now}),
-        rationale=ranks[["user_id", "scope"]].assign(tags=[["because-you-viewed"]] * len(ranks)),
-        similar_users=pd.DataFrame({"user_id": users, "similar_user_id": users[1:] + users[:1],
-                                    "similarity_score": 0.5, "calculated_at": now}),
-    ))
+    )
     with psycopg.connect(data.url) as conn:
         conn.execute(
             "INSERT INTO personalization_settings (user_id, personalization_enabled, data_sharing_consent)"
@@ -132,12 +157,13 @@ def served(reset_pg: Callable[[], str]) -> ServedData:
     return data
 
 
-API_SETTINGS = dataclasses.replace(
-    Settings.from_env(),
-    jwt_secret="security-test-secret-" + "0123456789abcdef" * 4,
-    jwt_issuer="pp-tests",
-    jwt_audience="pp-apps",
-    api_database_url=None,
+API_SETTINGS = Settings.from_env().model_copy(
+    update={
+        "jwt_secret": "security-test-secret-" + "0123456789abcdef" * 4,
+        "jwt_issuer": "pp-tests",
+        "jwt_audience": "pp-apps",
+        "api_database_url": None,
+    }
 )
 
 
@@ -153,8 +179,13 @@ def bearer() -> Callable[..., dict[str, str]]:
     """``bearer(user, role)``: an Authorization header the :func:`api_client` accepts."""
 
     def headers(user_id: str, role: str = "client") -> dict[str, str]:
-        token = mint_token(API_SETTINGS.jwt_secret, user_id, role=role,
-                           issuer=API_SETTINGS.jwt_issuer, audience=API_SETTINGS.jwt_audience)
+        token = mint_token(
+            API_SETTINGS.jwt_secret,
+            user_id,
+            role=role,
+            issuer=API_SETTINGS.jwt_issuer,
+            audience=API_SETTINGS.jwt_audience,
+        )
         return {"Authorization": f"Bearer {token}"}
 
     return headers

@@ -31,7 +31,11 @@ def manifest_is_stale() -> bool:
     if not dbt_project.manifest_path.exists():
         return True
     built = dbt_project.manifest_path.stat().st_mtime
-    files = [p for name in DBT_SOURCES for p in [dbt_project.project_dir / name, *(dbt_project.project_dir / name).rglob("*")]]
+    files = [
+        p
+        for name in DBT_SOURCES
+        for p in [dbt_project.project_dir / name, *(dbt_project.project_dir / name).rglob("*")]
+    ]
     return any(p.is_file() and p.stat().st_mtime > built for p in files)
 
 
@@ -53,8 +57,9 @@ def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
     }
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=_Translator(),
-            pool="warehouse")
+@dbt_assets(
+    manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=_Translator(), pool="warehouse"
+)
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Build the staging and mart models and run their tests."""
     args = ["build", "--vars", json.dumps(dbt_vars(Settings.from_env(), warehouse.path))]

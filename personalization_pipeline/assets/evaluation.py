@@ -15,6 +15,4 @@ def offline_eval(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     with warehouse.connect() as con:
         result = evaluate_models(con, Settings.from_env(), context.run_id, datetime.now(UTC).replace(tzinfo=None))
     values = {f"{r.model_name}/{r.metric}@{r.k}": r.value for r in result.itertuples()}
-    return dg.MaterializeResult(
-        metadata={"metrics": dg.MetadataValue.md(metrics_markdown(result)), **values}
-    )
+    return dg.MaterializeResult(metadata={"metrics": dg.MetadataValue.md(metrics_markdown(result)), **values})

@@ -22,8 +22,10 @@ class IngestConfig(dg.Config):
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(f"raw_{name}", group_name="ingest", description=f"Raw {name}, contract columns only.")
-           for name in RAW_TABLES],
+    specs=[
+        dg.AssetSpec(f"raw_{name}", group_name="ingest", description=f"Raw {name}, contract columns only.")
+        for name in RAW_TABLES
+    ],
     pool="warehouse",
 )
 def raw_tables(

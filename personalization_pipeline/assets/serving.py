@@ -26,5 +26,8 @@ def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseReso
         )
     counts = publish_snapshot(serving_db.get_url(), snapshot)
     return dg.MaterializeResult(
-        metadata={**{f"rows/{table}": n for table, n in counts.items()}, "valid_until": str(snapshot.ranks["valid_until"].max())}
+        metadata={
+            **{f"rows/{table}": n for table, n in counts.items()},
+            "valid_until": str(snapshot.ranks["valid_until"].max()),
+        }
     )

@@ -51,7 +51,9 @@ def build_user_features(con: duckdb.DuckDBPyConnection, k: int) -> dict[str, int
         counts = dict(con.execute(f"SELECT {name}, count(*) FROM feature_base GROUP BY {name}").fetchall())
         final[name] = generalised_sql(name, kept_values(counts, k))
     columns = ", ".join(f"{final[name]} AS {name}" for name in FEATURE_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TABLE user_features AS SELECT user_id, {columns} FROM feature_base ORDER BY user_id")
+    con.execute(
+        f"CREATE OR REPLACE TABLE user_features AS SELECT user_id, {columns} FROM feature_base ORDER BY user_id"
+    )
     con.execute("DROP TABLE feature_base")
     counts = {"users": scalar(con, "SELECT count(*) FROM user_features")}
     for name in QUASI_IDENTIFIERS:

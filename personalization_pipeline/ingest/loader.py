@@ -12,10 +12,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
-
-from ..sqlutil import quote_ident, scalar
 import pandas as pd
 
+from ..sqlutil import quote_ident, scalar
 from .contract import CONTRACTS, SUPPORTED_EXTENSIONS, TableContract
 from .errors import InputError
 from .mapping import TableMapping
@@ -177,8 +176,15 @@ def load_raw_tables(
     con.execute("BEGIN TRANSACTION")
     try:
         for name in order:
-            _load_one(con, report, name, sources[name], mapping.get(name, TableMapping()), options,
-                      settings_override if name == "settings" else None)
+            _load_one(
+                con,
+                report,
+                name,
+                sources[name],
+                mapping.get(name, TableMapping()),
+                options,
+                settings_override if name == "settings" else None,
+            )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -208,9 +214,11 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, se
         "WHERE reason IS NOT NULL ORDER BY src_row",
         [report.batch_id, name, str(path) if path else None, now],
     )
-    counts = dict(con.execute(
-        "SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason"
-    ).fetchall())
+    counts = dict(
+        con.execute(
+            "SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY reason ORDER BY reason"
+        ).fetchall()
+    )
     if path is not None and path.suffix == ".csv":
         malformed = _quarantine_malformed_lines(con, report.batch_id, name, path, now)
         if malformed:
@@ -224,8 +232,16 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, se
     report.rows[name] = scalar(con, f"SELECT count(*) FROM raw_{name}")
     con.execute(
         "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [report.batch_id, name, str(path) if path else None, report.rows[name], sum(counts.values()),
-         report.expired if name == "interactions" else 0, report.dropped_columns.get(name, []), now],
+        [
+            report.batch_id,
+            name,
+            str(path) if path else None,
+            report.rows[name],
+            sum(counts.values()),
+            report.expired if name == "interactions" else 0,
+            report.dropped_columns.get(name, []),
+            now,
+        ],
     )
     con.execute("DROP TABLE IF EXISTS checked; DROP TABLE IF EXISTS src; DROP TABLE IF EXISTS src_contract")
 

@@ -90,7 +90,7 @@ def text_surface(con: duckdb.DuckDBPyConnection, table: str) -> tuple[pd.DataFra
             sql = f"SELECT DISTINCT {column} FROM {source} WHERE {column} IS NOT NULL"
         elif _is_nested(duckdb_type):
             sql = (
-                f'SELECT DISTINCT CASE WHEN j.type = \'VARCHAR\' THEN j.atom ->> \'$\' ELSE j.key END '
+                f"SELECT DISTINCT CASE WHEN j.type = 'VARCHAR' THEN j.atom ->> '$' ELSE j.key END "
                 f"FROM {source}, json_tree(to_json({column})) j "
                 f"WHERE j.type = 'VARCHAR' OR (j.key IS NOT NULL AND NOT suffix(j.fullkey, ']'))"
             )
@@ -108,9 +108,11 @@ def build_suite(
     """The privacy suite for one table's text surface."""
     expectations: list[gx.expectations.Expectation] = []
     if exact_columns is not None:
-        expectations.append(gx.expectations.ExpectTableColumnsToMatchSet(
-            column_set=list(exact_columns), exact_match=True, meta={"check": "columns equal the allowlist"}
-        ))
+        expectations.append(
+            gx.expectations.ExpectTableColumnsToMatchSet(
+                column_set=list(exact_columns), exact_match=True, meta={"check": "columns equal the allowlist"}
+            )
+        )
     for column in text_columns:
         expectations.extend(
             gx.expectations.ExpectColumnValuesToNotMatchRegex(
@@ -121,9 +123,11 @@ def build_suite(
         # Only raw values present in the column can be unexpected, so the set is cut to those:
         # same outcome, and the expectation stays small however large the users file is.
         present = sorted(raw.values.intersection(surface[column].dropna()))
-        expectations.append(gx.expectations.ExpectColumnValuesToNotBeInSet(
-            column=column, value_set=present, meta={"check": "raw PII value"}
-        ))
+        expectations.append(
+            gx.expectations.ExpectColumnValuesToNotBeInSet(
+                column=column, value_set=present, meta={"check": "raw PII value"}
+            )
+        )
     return gx.ExpectationSuite(name=f"privacy_{name}", expectations=expectations)
 
 
@@ -142,6 +146,7 @@ def run_suite(suite: gx.ExpectationSuite, frame: pd.DataFrame) -> tuple[Failure,
 
 def _failure(result: ExpectationValidationResult) -> Failure:
     config = result.expectation_config
+    assert config is not None  # GX sets it on every result of a suite run
     check = (config.meta or {}).get("check", config.type)
     column = config.kwargs.get("column", "(columns)")
     details = result.result or {}

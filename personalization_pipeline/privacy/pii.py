@@ -48,16 +48,16 @@ _EMAIL = (
 )
 # +CC or 00CC, then 7-14 more digits with at most two separators between digits; the whole run
 # of digits and separators must hold 8-15 digits (E.164 allows at most 15).
-_PHONE_INTERNATIONAL = (
-    r"(?<![\w+])(?:\+|00(?=[1-9]\d{0,2}[ .\-/(]))[1-9](?:[ .\-/()]{0,2}\d){7,14}(?![ .\-/()]{0,2}\d)"
-)
+_PHONE_INTERNATIONAL = r"(?<![\w+])(?:\+|00(?=[1-9]\d{0,2}[ .\-/(]))[1-9](?:[ .\-/()]{0,2}\d){7,14}(?![ .\-/()]{0,2}\d)"
 _PHONE_NORTH_AMERICAN = r"(?<![\w.+\-/:])(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d{4}(?![\w\-/]|\.\d)"
 # Trunk prefix 0, groups split by one consistent separator, 9-12 digits in the whole run
 # (so dd.mm.yyyy dates, with 8 digits, and "dd.mm.yyyy hh:mm" never qualify). One alternative
 # per separator: no capturing group, which pandas' str.contains (used by GX) warns about.
 _PHONE_NATIONAL = (
     r"(?<![\w.+\-/:])(?=(?:[ .\-/]?\d){9,12}(?![ .\-/]?\d))0[1-9]\d{0,4}"
-    + "(?:" + "|".join(rf"(?:{re.escape(sep)}\d{{2,8}}){{1,5}}" for sep in " .-/") + r")(?![\w]|[ .\-/:]\d)"
+    + "(?:"
+    + "|".join(rf"(?:{re.escape(sep)}\d{{2,8}}){{1,5}}" for sep in " .-/")
+    + r")(?![\w]|[ .\-/:]\d)"
 )
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.\d)"
@@ -162,6 +162,6 @@ def collect_raw_pii(data_dir: Path, mapping: dict[str, TableMapping], k: int) ->
         id_column = next((c for c in relation.columns if table_mapping.columns.get(c, c) == "user_id"), None)
         wanted = [*dropped, *([id_column] if id_column else [])]
         rows = relation.project(", ".join(f"CAST({quote_ident(c)} AS VARCHAR)" for c in wanted)).fetchall()
-    columns = list(zip(*rows)) or [()] * len(wanted)
+    columns = list(zip(*rows, strict=True)) or [()] * len(wanted)
     user_ids = columns[len(dropped)] if id_column else ()
     return RawPii(path, dropped, identifying_values(columns[: len(dropped)], user_ids, k))

@@ -31,8 +31,7 @@ def privacy_report(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     report["columns_dropped_at_ingest"] = {table: list(columns) for table, columns in dropped if columns}
     report["columns_dropped_count"] = sum(len(columns) for _, columns in dropped)
     report["generalised_to_other"] = {
-        name: scalar(con, f"SELECT count(*) FROM user_features WHERE {name} = ?", [OTHER])
-        for name in QUASI_IDENTIFIERS
+        name: scalar(con, f"SELECT count(*) FROM user_features WHERE {name} = ?", [OTHER]) for name in QUASI_IDENTIFIERS
     }
     if _exists(con, "retention_log"):
         rows = con.execute(

@@ -21,9 +21,7 @@ def retention_period(days: float) -> timedelta | None:
     return timedelta(days=days) if days > 0 else None
 
 
-def purge_warehouse(
-    con: duckdb.DuckDBPyConnection, now: datetime, keep: dict[str, timedelta | None]
-) -> dict[str, int]:
+def purge_warehouse(con: duckdb.DuckDBPyConnection, now: datetime, keep: dict[str, timedelta | None]) -> dict[str, int]:
     """Delete rows older than ``now - keep[table]`` (``None`` keeps all); return rows deleted per table."""
     existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     deleted: dict[str, int] = {}

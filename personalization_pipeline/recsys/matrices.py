@@ -84,9 +84,7 @@ class InteractionMatrix:
             (weight[positive].astype(np.float32), (user_codes[positive], item_codes[positive])),
             shape=shape,
         )
-        seen = sp.csr_matrix(
-            (np.ones(len(frame), dtype=np.bool_), (user_codes, item_codes)), shape=shape
-        )
+        seen = sp.csr_matrix((np.ones(len(frame), dtype=np.bool_), (user_codes, item_codes)), shape=shape)
         for matrix in (weights, seen):
             matrix.sum_duplicates()
             matrix.sort_indices()

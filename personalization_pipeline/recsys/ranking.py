@@ -125,9 +125,7 @@ def _rank_scopes(scores: np.ndarray, scopes: _Scopes, n: int) -> _Picks:
     return _Picks.concat(parts or [_pick_top(scores, n, no_columns, 0)])
 
 
-def _mask_seen(
-    scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray
-) -> None:
+def _mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray) -> None:
     """Set the scores of items each user has seen to -inf, in place."""
     rows = history.users.positions(user_ids)
     known = np.flatnonzero(rows >= 0)
@@ -165,7 +163,7 @@ def iter_user_rankings(
     users = IdIndex.from_values(user_ids).ids
     positive = np.append(history.positive_counts, 0).astype(np.float64)
     for start in range(0, len(users), batch_size):
-        batch = users[start:start + batch_size]
+        batch = users[start : start + batch_size]
         scores = np.array(model.score(batch), copy=True)
         scores[np.isnan(scores)] = -np.inf
         _mask_seen(scores, batch, history, to_model)

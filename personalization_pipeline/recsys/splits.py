@@ -22,9 +22,7 @@ def _pair_keys(frame: pd.DataFrame) -> pd.MultiIndex:
     return pd.MultiIndex.from_frame(frame[[USER, ITEM]].astype(str))
 
 
-def _split_by_pairs(
-    frame: pd.DataFrame, test_pairs: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split_by_pairs(frame: pd.DataFrame, test_pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows whose (user, item) is in ``test_pairs`` go to test, the rest to train."""
     held = _pair_keys(frame).isin(_pair_keys(test_pairs))
     return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from ..config import Settings
@@ -15,7 +17,7 @@ class ServingDatabaseResource(dg.ConfigurableResource):
     embedded_dir: str
 
     def get_url(self) -> str:
-        return normalize_url(self.url) if self.url else start_embedded_server(self.embedded_dir)
+        return normalize_url(self.url) if self.url else start_embedded_server(Path(self.embedded_dir))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServingDatabaseResource:

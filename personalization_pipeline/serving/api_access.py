@@ -31,12 +31,8 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
 
 _SET_ROLE = sql.SQL("SET ROLE {}").format(sql.Identifier(API_ROLE))
-_CURRENT_ROLE_SQL = (
-    "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
-)
-_SET_CALLER_SQL = (
-    f"SELECT set_config('{CALLER_USER_SETTING}', %s, true), set_config('{CALLER_ROLE_SETTING}', %s, true)"
-)
+_CURRENT_ROLE_SQL = "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+_SET_CALLER_SQL = f"SELECT set_config('{CALLER_USER_SETTING}', %s, true), set_config('{CALLER_ROLE_SETTING}', %s, true)"
 
 
 class ApiRoleError(RuntimeError):
@@ -84,7 +80,10 @@ def resolve_api_login(
         "lookup API cannot log in as %s (%s); it logs in as %s and uses SET ROLE, which a"
         " compromised session could undo with RESET ROLE: give %s a login"
         " (PERSONALIZATION_API_DATABASE_URL)",
-        API_ROLE, refused, login_summary(main), API_ROLE,
+        API_ROLE,
+        refused,
+        login_summary(main),
+        API_ROLE,
     )
     return ApiLogin(main, set_role=True)
 
@@ -125,9 +124,7 @@ class ApiConnector:
 
 
 @asynccontextmanager
-async def caller_transaction(
-    pool: AsyncConnectionPool, caller: Principal
-) -> AsyncIterator[psycopg.AsyncConnection]:
+async def caller_transaction(pool: AsyncConnectionPool, caller: Principal) -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection in a transaction whose row-level security caller is ``caller``."""
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))

@@ -58,11 +58,11 @@ POOL_TIMEOUT_SECONDS = 5.0
 READY_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 5
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody}
     for status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY)
 }
-_NOT_FOUND = {HTTPStatus.NOT_FOUND: {"model": ErrorBody}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {HTTPStatus.NOT_FOUND: {"model": ErrorBody}}
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Number of items to return (1-100).")]
 Scope = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
@@ -89,13 +89,12 @@ def _prepare_schema(url: str) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), exc.headers)
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
         ]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         body = {"error": "validation_error", "detail": detail, "errors": jsonable_encoder(errors)}
@@ -125,9 +124,7 @@ async def _principal(
         raise HTTPException(HTTPStatus.UNAUTHORIZED, "missing bearer token", headers=challenge)
     settings: Settings = request.app.state.settings
     try:
-        return decode_token(
-            credentials.credentials, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience
-        )
+        return decode_token(credentials.credentials, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience)
     except AuthError as exc:
         challenge["WWW-Authenticate"] += ', error="invalid_token"'
         raise HTTPException(HTTPStatus.UNAUTHORIZED, str(exc), headers=challenge) from exc
@@ -167,7 +164,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", tags=["health"], summary="Readiness: the serving database answers.",
+    "/readyz",
+    tags=["health"],
+    summary="Readiness: the serving database answers.",
     responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody}},
 )
 async def readyz(pool: Pool) -> dict[str, str]:
@@ -177,26 +176,33 @@ async def readyz(pool: Pool) -> dict[str, str]:
 
 
 @router.get(
-    "/v1/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
-    summary="The caller's ranking for a scope.", responses=_ERRORS | _NOT_FOUND,
+    "/v1/rankings/{scope}",
+    response_model=RankingBody,
+    tags=["rankings"],
+    summary="The caller's ranking for a scope.",
+    responses=_ERRORS | _NOT_FOUND,
 )
 async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> dict[str, Any]:
     return await _read_ranking(pool, caller, caller.user_id, scope, limit)
 
 
 @router.get(
-    "/v1/users/{user_id}/rankings/{scope}", response_model=RankingBody, tags=["rankings"],
-    summary="A user's ranking for a scope (own, or any for admins).", responses=_ERRORS | _NOT_FOUND,
+    "/v1/users/{user_id}/rankings/{scope}",
+    response_model=RankingBody,
+    tags=["rankings"],
+    summary="A user's ranking for a scope (own, or any for admins).",
+    responses=_ERRORS | _NOT_FOUND,
 )
-async def user_ranking(
-    user_id: UserId, scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10
-) -> dict[str, Any]:
+async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> dict[str, Any]:
     return await _read_ranking(pool, caller, user_id, scope, limit)
 
 
 @router.get(
-    "/v1/settings", response_model=SettingsBody, tags=["settings"],
-    summary="The caller's personalization settings.", responses=_ERRORS,
+    "/v1/settings",
+    response_model=SettingsBody,
+    tags=["settings"],
+    summary="The caller's personalization settings.",
+    responses=_ERRORS,
 )
 async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, READ_OWN_ROLES, "read settings")
@@ -205,8 +211,11 @@ async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
 
 
 @router.put(
-    "/v1/settings", response_model=SettingsBody, tags=["settings"],
-    summary="Opt the caller in or out of personalization (effective at once).", responses=_ERRORS,
+    "/v1/settings",
+    response_model=SettingsBody,
+    tags=["settings"],
+    summary="Opt the caller in or out of personalization (effective at once).",
+    responses=_ERRORS,
 )
 async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, WRITE_OWN_ROLES, "change settings")
@@ -218,8 +227,11 @@ async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> 
 
 
 @router.get(
-    "/v1/admin/metrics", response_model=MetricsBody, tags=["admin"],
-    summary="Metrics of the latest offline evaluation run.", responses=_ERRORS | _NOT_FOUND,
+    "/v1/admin/metrics",
+    response_model=MetricsBody,
+    tags=["admin"],
+    summary="Metrics of the latest offline evaluation run.",
+    responses=_ERRORS | _NOT_FOUND,
 )
 async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, ADMIN_ROLES, "read metrics")

@@ -67,7 +67,10 @@ def mint_token(
     """Return a signed HS256 token for user ``sub`` with ``role``, expiring after ``ttl_seconds``."""
     now = int(time.time())
     claims: dict[str, object] = {
-        "sub": str(sub), "role": _check_role(role), "iat": now, "exp": now + int(ttl_seconds),
+        "sub": str(sub),
+        "role": _check_role(role),
+        "iat": now,
+        "exp": now + int(ttl_seconds),
     }
     if issuer:
         claims["iss"] = issuer
@@ -76,9 +79,7 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_token(
-    token: str, secret: str, issuer: str | None = None, audience: str | None = None
-) -> Principal:
+def decode_token(token: str, secret: str, issuer: str | None = None, audience: str | None = None) -> Principal:
     """Verify ``token`` (signature, ``exp``, ``sub``, optional ``iss``/``aud``) and return its principal.
 
     A token without a ``role`` claim gets the end-user role, ``client``.
@@ -100,8 +101,7 @@ def decode_token(
     user_id = claims["sub"]
     if not isinstance(user_id, str) or not is_valid_id(user_id):
         raise AuthError(
-            f"invalid token: 'sub' must be a string of 1-{MAX_ID_LENGTH} characters"
-            " without control characters"
+            f"invalid token: 'sub' must be a string of 1-{MAX_ID_LENGTH} characters without control characters"
         )
     return Principal(user_id=user_id, role=_check_role(claims.get("role", DEFAULT_ROLE)))
 

@@ -49,7 +49,7 @@ def with_user(url: str, user: str) -> str:
     """
     params = conninfo_to_dict(normalize_url(url))
     params.pop("password", None)
-    return make_conninfo(**{**params, "user": user})
+    return make_conninfo("", **{**params, "user": user})
 
 
 def login_summary(url: str) -> str:

@@ -85,30 +85,50 @@ _TARGETS: dict[str, _Target] = {
     "ranks": _Target(
         schema.RANKS,
         ("user_id", "scope", "items", "model_version", "generated_at", "valid_until"),
-        ("variant",), ("items",), _REPLACE,
+        ("variant",),
+        ("items",),
+        _REPLACE,
     ),
     "global_ranks": _Target(
         schema.GLOBAL_RANKS,
         ("scope", "items", "model_version", "generated_at", "valid_until"),
-        ("variant",), ("items",), _REPLACE,
+        ("variant",),
+        ("items",),
+        _REPLACE,
     ),
     "rationale": _Target(
-        schema.RATIONALE, ("user_id", "scope", "tags"), ("generated_at",), ("tags",), _REPLACE,
+        schema.RATIONALE,
+        ("user_id", "scope", "tags"),
+        ("generated_at",),
+        ("tags",),
+        _REPLACE,
     ),
     "features": _Target(
-        schema.FEATURES, ("user_id", "features", "computed_at"), (), ("features",), _REPLACE,
+        schema.FEATURES,
+        ("user_id", "features", "computed_at"),
+        (),
+        ("features",),
+        _REPLACE,
     ),
     "similar_users": _Target(
         schema.SIMILAR_USERS,
         ("user_id", "similar_user_id", "similarity_score", "calculated_at"),
-        ("common_attributes",), ("common_attributes",), _REPLACE,
+        ("common_attributes",),
+        ("common_attributes",),
+        _REPLACE,
     ),
     "models": _Target(
-        schema.MODELS, ("model_name", "model_version", "trained_at"), ("metrics", "active"),
-        ("metrics",), _UPSERT_MODELS,
+        schema.MODELS,
+        ("model_name", "model_version", "trained_at"),
+        ("metrics", "active"),
+        ("metrics",),
+        _UPSERT_MODELS,
     ),
     "evals": _Target(
-        schema.EVAL, ("run_id", "model_name", "metric", "k", "value", "computed_at"), (), (),
+        schema.EVAL,
+        ("run_id", "model_name", "metric", "k", "value", "computed_at"),
+        (),
+        (),
         _UPSERT_EVALS,
     ),
 }
@@ -128,8 +148,7 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> dict[str, int]:
                 target = _TARGETS[name]
                 cur.execute(
                     sql.SQL(
-                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-                        " ON COMMIT DROP"
+                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
                     ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
                 )
                 copy_arrow(cur, target.stage, _to_arrow(frame, columns[name], target.json_columns))
@@ -139,9 +158,7 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> dict[str, int]:
                 target = _TARGETS[name]
                 for statement in target.apply:
                     cur.execute(
-                        sql.SQL(statement).format(
-                            t=sql.Identifier(target.table), s=sql.Identifier(target.stage)
-                        )
+                        sql.SQL(statement).format(t=sql.Identifier(target.table), s=sql.Identifier(target.stage))
                     )
     return counts
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -30,8 +30,8 @@ def purge_expired(
     A retention of ``None`` keeps that table's rows. Returns the number of rows deleted
     per table name used in :class:`publish.Snapshot`.
     """
-    now = now or datetime.now(timezone.utc)
-    keep_all = datetime.min.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(UTC)
+    keep_all = datetime.min.replace(tzinfo=UTC)
     params = {
         "now": now,
         "features_before": now - feature_retention if feature_retention else keep_all,

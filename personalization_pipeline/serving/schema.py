@@ -92,7 +92,14 @@ DDL: tuple[str, ...] = (
 )
 
 SERVING_TABLES: tuple[str, ...] = (
-    RANKS, GLOBAL_RANKS, RATIONALE, FEATURES, SIMILAR_USERS, MODELS, EVAL, SETTINGS,
+    RANKS,
+    GLOBAL_RANKS,
+    RATIONALE,
+    FEATURES,
+    SIMILAR_USERS,
+    MODELS,
+    EVAL,
+    SETTINGS,
 )
 
 _ROLE_DDL = f"""DO $$ BEGIN
@@ -150,9 +157,7 @@ def ensure_schema(conn: psycopg.Connection) -> None:
             conn.execute(statement)
         conn.execute(_ROLE_DDL)
         _enable_row_security(conn)
-        role_exists = conn.execute(
-            "SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)
-        ).fetchone()
+        role_exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone()
         if role_exists:
             for statement in _GRANTS:
                 conn.execute(statement)
@@ -166,13 +171,10 @@ def _enable_row_security(conn: psycopg.Connection) -> None:
     for (table,) in unsecured:
         conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(sql.Identifier(table)))
     existing = set(
-        conn.execute(
-            "SELECT tablename, policyname FROM pg_policies WHERE schemaname = current_schema()"
-        ).fetchall()
+        conn.execute("SELECT tablename, policyname FROM pg_policies WHERE schemaname = current_schema()").fetchall()
     )
     for table, name, body in POLICIES:
         if (table, name) not in existing:
             conn.execute(
-                sql.SQL("CREATE POLICY {} ON {} ").format(sql.Identifier(name), sql.Identifier(table))
-                + sql.SQL(body)
+                sql.SQL("CREATE POLICY {} ON {} ").format(sql.Identifier(name), sql.Identifier(table)) + sql.SQL(body)
             )

@@ -29,16 +29,24 @@ def build_snapshot(
     """
     valid_until = generated_at + ttl
     stamp = {"generated_at": generated_at, "valid_until": valid_until}
-    ranks = con.execute(items_json_sql("user_rankings", ("user_id", "scope"))).df().assign(
-        model_version=versions["als"].version, variant="als", **stamp
+    ranks = (
+        con.execute(items_json_sql("user_rankings", ("user_id", "scope")))
+        .df()
+        .assign(model_version=versions["als"].version, variant="als", **stamp)
     )
-    global_ranks = con.execute(items_json_sql("global_rankings", ("scope",))).df().assign(
-        model_version=versions["popularity"].version, **stamp
+    global_ranks = (
+        con.execute(items_json_sql("global_rankings", ("scope",)))
+        .df()
+        .assign(model_version=versions["popularity"].version, **stamp)
     )
-    features = con.execute(
-        f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features "
-        "FROM user_features ORDER BY user_id"
-    ).df().assign(computed_at=generated_at)
+    features = (
+        con.execute(
+            f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features "
+            "FROM user_features ORDER BY user_id"
+        )
+        .df()
+        .assign(computed_at=generated_at)
+    )
     evals = con.execute(
         "SELECT run_id, model_name, metric, k, value, computed_at FROM eval_history "
         "WHERE run_id = (SELECT arg_max(run_id, computed_at) FROM eval_history) ORDER BY model_name, metric"

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 
 from personalization_pipeline.serving.publish import copy_arrow
 from personalization_pipeline.serving.schema import SETTINGS, ensure_schema
+from personalization_pipeline.sqlutil import scalar
 
 SETTINGS_COLUMNS = ("user_id", "personalization_enabled", "data_sharing_consent", "updated_at")
 _SELECT = f"SELECT {', '.join(SETTINGS_COLUMNS)} FROM {SETTINGS}"
@@ -29,7 +30,7 @@ ON CONFLICT (user_id) DO UPDATE SET
     personalization_enabled = EXCLUDED.personalization_enabled,
     data_sharing_consent = COALESCE(EXCLUDED.data_sharing_consent, s.data_sharing_consent),
     updated_at = now()
-RETURNING {', '.join(SETTINGS_COLUMNS)}
+RETURNING {", ".join(SETTINGS_COLUMNS)}
 """
 
 
@@ -51,9 +52,7 @@ async def get_user_settings(conn: AsyncConnection, user_id: str) -> UserSettings
     return UserSettings(**row) if row else UserSettings(user_id=user_id)
 
 
-async def put_user_settings(
-    conn: AsyncConnection, user_id: str, enabled: bool, consent: bool | None
-) -> UserSettings:
+async def put_user_settings(conn: AsyncConnection, user_id: str, enabled: bool, consent: bool | None) -> UserSettings:
     """Store the user's opt-out flag (and consent, kept as is when ``None``)."""
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(_UPSERT_SQL, {"user_id": user_id, "enabled": enabled, "consent": consent})
@@ -65,7 +64,7 @@ async def put_user_settings(
 def read_settings(url: str) -> pd.DataFrame:
     """All rows of ``personalization_settings``; an empty frame when the table does not exist yet."""
     with psycopg.connect(url) as conn:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SETTINGS,)).fetchone()[0]
+        exists = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (SETTINGS,))
         if not exists:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in SETTINGS_COLUMNS})
         rows = conn.execute(

@@ -64,9 +64,7 @@ def _views_per_user(rng: np.random.Generator, n: int, events_per_user: float) ->
     return np.maximum(1, np.rint(rng.lognormal(mu, ACTIVITY_SIGMA, n))).astype(np.int64)
 
 
-def _sessions(
-    rng: np.random.Generator, cohort: Cohort, owner: np.ndarray, window: Window
-) -> _Sessions:
+def _sessions(rng: np.random.Generator, cohort: Cohort, owner: np.ndarray, window: Window) -> _Sessions:
     """Session starts (sorted within each user) and devices."""
     count = owner.size
     first_day = np.clip(-((window.start - cohort.signup) // DAY), 0, window.days - 1)[owner]
@@ -140,9 +138,9 @@ def simulate(
     view = np.concatenate([np.flatnonzero(mask) for _, mask, _, _ in parts])
     kind = np.concatenate([np.full(mask.sum(), _KIND[name]) for name, mask, _, _ in parts])
     at = np.concatenate([t[mask] for _, mask, t, _ in parts]).astype(np.int64)
-    value = np.concatenate(
-        [(v[mask] if v is not None else np.zeros(mask.sum())) for _, mask, _, v in parts]
-    ).astype(np.int64)
+    value = np.concatenate([(v[mask] if v is not None else np.zeros(mask.sum())) for _, mask, _, v in parts]).astype(
+        np.int64
+    )
     has_value = np.concatenate([np.full(mask.sum(), v is not None) for _, mask, _, v in parts])
 
     # Sessions running past the end of the window move back whole days.

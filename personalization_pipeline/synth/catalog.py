@@ -32,10 +32,7 @@ def build_catalog(rng: np.random.Generator, n_items: int, window: Window) -> Cat
     """Items spread over scopes and categories, all approved before the window opens."""
     per_scope = [len(cats) for cats in SCOPES.values()]
     category_share = np.concatenate(
-        [
-            share * rng.dirichlet(np.full(n, 4.0))
-            for share, n in zip(SCOPE_SHARES, per_scope, strict=True)
-        ]
+        [share * rng.dirichlet(np.full(n, 4.0)) for share, n in zip(SCOPE_SHARES, per_scope, strict=True)]
     )
     category = rng.choice(len(CATEGORY_NAMES), size=n_items, p=category_share)
     space = latent.item_space(rng, category, len(CATEGORY_NAMES))

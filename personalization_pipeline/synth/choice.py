@@ -50,9 +50,7 @@ def _power_law_ranks(uniforms: np.ndarray, size: np.ndarray) -> tuple[np.ndarray
     return rank, np.log(probability)
 
 
-def exposure(
-    rng: np.random.Generator, space: ItemSpace, taste: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def exposure(rng: np.random.Generator, space: ItemSpace, taste: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Candidate items per user and their log proposal probability (up to a constant)."""
     n_users = len(taste)
     if space.size <= EXPOSED_ITEMS:

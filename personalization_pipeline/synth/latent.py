@@ -81,9 +81,7 @@ def item_space(rng: np.random.Generator, category: np.ndarray, n_categories: int
     )
 
 
-def tastes(
-    rng: np.random.Generator, cluster: np.ndarray, cluster_centres: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def tastes(rng: np.random.Generator, cluster: np.ndarray, cluster_centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and end taste vectors (unit rows) for users in the given clusters."""
     start = _jitter(rng, cluster_centres[cluster], TASTE_SPREAD)
     end = _jitter(rng, start, DRIFT)

@@ -55,9 +55,7 @@ class Cohort:
         return len(self.ids)
 
 
-def _fake_pii(
-    rng: np.random.Generator, n: int, country: np.ndarray, end: int
-) -> dict[str, pa.Array]:
+def _fake_pii(rng: np.random.Generator, n: int, country: np.ndarray, end: int) -> dict[str, pa.Array]:
     """Realistic-looking but invented personal data (reserved e-mail domains)."""
     first = pa.array(FIRST_NAMES).take(rng.integers(len(FIRST_NAMES), size=n))
     last = pa.array(LAST_NAMES).take(rng.integers(len(LAST_NAMES), size=n))

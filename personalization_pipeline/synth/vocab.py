@@ -69,36 +69,30 @@ COUNTRIES: tuple[Country, ...] = (
     Country("BT", 0.0003, (360,), "975"),
 )
 
-FIRST_NAMES: tuple[str, ...] = tuple(
-    (
-        "Ada Ali Amara Ana Anders Aoife Bruno Carla Chen Chiara Dario Diego Elena Emeka Emma "
-        "Farah Finn Grace Hana Hugo Ines Ivan Jonas Julia Kai Kenji Lara Leo Lina Lucas Maya "
-        "Mateo Mei Nia Nils Noah Olga Omar Priya Rafael Rosa Sami Sara Tariq Tess Uma Victor "
-        "Yara Yusuf Zoe"
-    ).split()
+# fmt: off
+FIRST_NAMES: tuple[str, ...] = (
+    "Ada", "Ali", "Amara", "Ana", "Anders", "Aoife", "Bruno", "Carla", "Chen", "Chiara", "Dario", "Diego", "Elena",
+    "Emeka", "Emma", "Farah", "Finn", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jonas", "Julia", "Kai", "Kenji",
+    "Lara", "Leo", "Lina", "Lucas", "Maya", "Mateo", "Mei", "Nia", "Nils", "Noah", "Olga", "Omar", "Priya",
+    "Rafael", "Rosa", "Sami", "Sara", "Tariq", "Tess", "Uma", "Victor", "Yara", "Yusuf", "Zoe",
 )
 
-LAST_NAMES: tuple[str, ...] = tuple(
-    (
-        "Adeyemi Andersson Bauer Costa Dubois Eriksen Fischer Garcia Haddad Ito Jansen "
-        "Kowalski Kim Larsen Lopez Mehta Moreau Nakamura Novak Okafor Olsen Patel Petrov "
-        "Quinn Rossi Santos Schmidt Silva Singh Tanaka Torres Urban Varga Walsh Weber Wong "
-        "Yilmaz Zhang Ziegler Murphy"
-    ).split()
+LAST_NAMES: tuple[str, ...] = (
+    "Adeyemi", "Andersson", "Bauer", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito", "Jansen",
+    "Kowalski", "Kim", "Larsen", "Lopez", "Mehta", "Moreau", "Nakamura", "Novak", "Okafor", "Olsen", "Patel",
+    "Petrov", "Quinn", "Rossi", "Santos", "Schmidt", "Silva", "Singh", "Tanaka", "Torres", "Urban", "Varga",
+    "Walsh", "Weber", "Wong", "Yilmaz", "Zhang", "Ziegler", "Murphy",
 )
 
 EMAIL_DOMAINS: tuple[str, ...] = ("example.com", "example.org", "example.net")
 
-TITLE_ADJECTIVES: tuple[str, ...] = tuple(
-    (
-        "Quiet Bright Hidden Modern Simple Bold Gentle Rapid Classic Curious Golden Little "
-        "Northern Open Secret Urban Wild Clever"
-    ).split()
+TITLE_ADJECTIVES: tuple[str, ...] = (
+    "Quiet", "Bright", "Hidden", "Modern", "Simple", "Bold", "Gentle", "Rapid", "Classic", "Curious", "Golden",
+    "Little", "Northern", "Open", "Secret", "Urban", "Wild", "Clever",
 )
 
-TITLE_NOUNS: tuple[str, ...] = tuple(
-    (
-        "Guide Story Collection Notes Journey Handbook Review Moments Edition Basics Secrets "
-        "Essentials Diary Series Picks Lessons"
-    ).split()
+TITLE_NOUNS: tuple[str, ...] = (
+    "Guide", "Story", "Collection", "Notes", "Journey", "Handbook", "Review", "Moments", "Edition", "Basics",
+    "Secrets", "Essentials", "Diary", "Series", "Picks", "Lessons",
 )
+# fmt: on

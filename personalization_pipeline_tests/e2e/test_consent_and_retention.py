@@ -58,8 +58,12 @@ def test_opted_out_user_is_removed_as_if_they_never_existed(world, tmp_path):
     meta = _run()
     assert meta["raw_settings"]["seeded_into_serving_database"] == 0
     with psycopg.connect(settings.database_url) as conn:
-        stored_out = {r[0] for r in conn.execute(
-            "SELECT user_id FROM personalization_settings WHERE NOT personalization_enabled").fetchall()}
+        stored_out = {
+            r[0]
+            for r in conn.execute(
+                "SELECT user_id FROM personalization_settings WHERE NOT personalization_enabled"
+            ).fetchall()
+        }
     assert stored_out == set(opted_out)  # the file seeded the source of truth
     with_them = _latest_als(settings)
     rankings_with = _warehouse(settings, "SELECT * FROM user_rankings ORDER BY user_id, scope, rank")
@@ -127,8 +131,10 @@ def test_cleanup_job_deletes_expired_and_aged_rows_and_reports_counts(world):
             "UPDATE personalization_ranks SET valid_until = now() - interval '1 minute' WHERE user_id = ANY(%s)",
             (expired_users,),
         ).rowcount
-        conn.execute("UPDATE personalization_features SET computed_at = now() - interval '31 days' "
-                     "WHERE user_id = %s", (expired_users[0],))
+        conn.execute(
+            "UPDATE personalization_features SET computed_at = now() - interval '31 days' WHERE user_id = %s",
+            (expired_users[0],),
+        )
     user, scope = expired_users[0], served_ranks(settings).query("user_id == @expired_users[0]")["scope"].iloc[0]
     headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, user)}"}
     with TestClient(create_app(settings.database_url, settings)) as client:
@@ -145,8 +151,9 @@ def test_cleanup_job_deletes_expired_and_aged_rows_and_reports_counts(world):
     assert counts["serving.features"] == 1
     assert counts["warehouse.quarantine"] == 1
     with psycopg.connect(settings.database_url) as conn:
-        left = conn.execute("SELECT count(*) FROM personalization_ranks WHERE user_id = ANY(%s)",
-                            (expired_users,)).fetchone()[0]
+        left = conn.execute(
+            "SELECT count(*) FROM personalization_ranks WHERE user_id = ANY(%s)", (expired_users,)
+        ).fetchone()[0]
     assert left == 0
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert privacy_report(con)["deleted_by_last_retention_cleanup"]["serving.ranks"] == expired_rows

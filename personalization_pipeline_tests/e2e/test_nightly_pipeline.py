@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -53,11 +52,13 @@ def test_rankings_are_published_complete_and_exclude_seen_items(pipeline):
     settings, *_ = pipeline
     served = served_ranks(settings)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        expected = con.execute("SELECT count(*) FROM (SELECT DISTINCT user_id, scope FROM user_rankings)").fetchall()[0][0]
+        expected = con.execute("SELECT count(*) FROM (SELECT DISTINCT user_id, scope FROM user_rankings)").fetchall()[
+            0
+        ][0]
         seen = con.execute("SELECT user_id, item_id FROM mart_user_item_signals").df()
         scopes = dict(con.execute("SELECT item_id, scope FROM stg_items").fetchall())
     assert len(served) == expected > 0
-    seen_pairs = set(zip(seen["user_id"], seen["item_id"]))
+    seen_pairs = set(zip(seen["user_id"], seen["item_id"], strict=True))
     for row in served.itertuples():
         ids = [item["id"] for item in row.items]
         scores = [item["score"] for item in row.items]
@@ -117,7 +118,9 @@ def test_quarantine_counts_are_reported_in_asset_metadata(pipeline):
     _, result, _, natural_duplicates = pipeline
     meta = result.metadata["raw_interactions"]
     assert meta["quarantined_by_reason"] == {
-        "duplicate": natural_duplicates + 1, "future_occurred_at": 1, "null_user_id": 1,
+        "duplicate": natural_duplicates + 1,
+        "future_occurred_at": 1,
+        "null_user_id": 1,
         "unparseable_occurred_at": 1,
     }
     assert meta["quarantined"] == natural_duplicates + 4
@@ -126,12 +129,12 @@ def test_quarantine_counts_are_reported_in_asset_metadata(pipeline):
 def test_als_beats_popularity_on_planted_preferences(pipeline):
     settings, result, *_ = pipeline
     with psycopg.connect(settings.database_url) as conn:
-        metrics = dict(
-            ((model, metric), value)
+        metrics = {
+            (model, metric): value
             for model, metric, value in conn.execute(
                 "SELECT model_name, metric, value FROM personalization_eval WHERE k = 10"
             ).fetchall()
-        )
+        }
     assert metrics[("popularity", "ndcg")] > 0
     assert metrics[("als", "ndcg")] >= 1.25 * metrics[("popularity", "ndcg")]
     assert "| als |" in result.metadata["offline_eval"]["metrics"]
@@ -156,8 +159,9 @@ def test_run_command_sample_lookup_goes_over_real_http(pipeline):
     settings, *_ = pipeline
     lookup = sample_lookup(settings)
     first = served_ranks(settings).sort_values(["user_id", "scope"]).iloc[0]
-    assert lookup["request"] == f"GET /v1/rankings/{first.scope}?limit=5 as user {first.user_id} -> 200"
-    assert lookup["response"]["items"] == first["items"][:5] and lookup["response"]["personalized"] is True
+    assert lookup is not None
+    assert lookup.request == f"GET /v1/rankings/{first.scope}?limit=5 as user {first.user_id} -> 200"
+    assert lookup.response["items"] == first["items"][:5] and lookup.response["personalized"] is True
 
 
 def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):

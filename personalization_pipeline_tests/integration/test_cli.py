@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pandas as pd
 import psycopg
 import pytest
 
 from personalization_pipeline.cli import main
-from personalization_pipeline.config import Settings
+from personalization_pipeline.config import Settings, project_root
 from personalization_pipeline.serving.auth import decode_token
 from personalization_pipeline.serving.database import start_embedded_server
+from personalization_pipeline.serving.secrets import secret_problem
 from personalization_pipeline_tests.pipeline_support import pipeline_env
 
 
@@ -49,3 +52,27 @@ def test_serve_refuses_a_public_host_with_the_development_secret(capfd, monkeypa
     monkeypatch.delenv("PERSONALIZATION_JWT_SECRET", raising=False)
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert "PERSONALIZATION_JWT_SECRET" in capfd.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("short-secret", "shorter than 32"),
+        ("dev-only-insecure-secret-change-me-0123456789", "config.py"),  # the built-in default
+        (secrets.token_urlsafe(40), None),  # random, written nowhere: accepted
+    ],
+)
+def test_short_or_published_secrets_are_refused(secret, reason):
+    problem = secret_problem(secret, project_root())
+    if reason is None:
+        assert problem is None
+    else:
+        assert problem is not None and reason in problem
+
+
+def test_serve_refuses_a_secret_written_in_the_repository(capfd, monkeypatch):
+    compose = (project_root() / "docker-compose.yml").read_text()
+    assert "${PERSONALIZATION_JWT_SECRET:?" in compose  # compose ships no default secret
+    monkeypatch.setenv("PERSONALIZATION_JWT_SECRET", "a-secret-that-is-written-in-this-test-file-0123")
+    assert main(["serve", "--host", "127.0.0.1"]) == 2
+    assert "test_cli.py" in capfd.readouterr().out

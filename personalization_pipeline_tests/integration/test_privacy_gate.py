@@ -36,8 +36,10 @@ LEAKED_EMAIL = "leak.test@example.org"
 def _nightly() -> tuple[dg.ExecuteInProcessResult, list[str]]:
     """Run the nightly job in this process, as ``runner.run_job`` does; the result and the run's log lines."""
     instance = dg.DagsterInstance.ephemeral()
-    result = build_definitions().resolve_job_def("nightly").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET
+    result = (
+        build_definitions()
+        .resolve_job_def("nightly")
+        .execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
     )
     return result, [entry.user_message for entry in instance.all_logs(result.run_id)]
 

@@ -7,7 +7,6 @@ caller is named. The pipeline's superuser login is used only to inspect the cata
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
@@ -54,8 +53,9 @@ EXPECTED_PRIVILEGES = {
 }
 
 
-def on_api_pool(client: TestClient, work: Callable[[psycopg.AsyncConnection], Awaitable[Any]],
-                caller: Principal | None) -> Any:
+def on_api_pool(
+    client: TestClient, work: Callable[[psycopg.AsyncConnection], Awaitable[Any]], caller: Principal | None
+) -> Any:
     """Run ``work`` on an app pool connection: in the app's request transaction for ``caller``,
     or, for ``None``, in a plain transaction where no caller is named."""
     pool = client.app.state.pool
@@ -121,15 +121,17 @@ def test_api_role_is_powerless_and_owns_nothing(served) -> None:
 
 def test_api_role_has_exactly_the_grants_it_needs(served) -> None:
     granted = {
-        table: {p for p in PRIVILEGES if as_superuser(
-            served.url, "SELECT has_table_privilege(%s, %s, %s)", (API_ROLE, table, p))[0][0]}
+        table: {
+            p
+            for p in PRIVILEGES
+            if as_superuser(served.url, "SELECT has_table_privilege(%s, %s, %s)", (API_ROLE, table, p))[0][0]
+        }
         for table in SERVING_TABLES
     }
     assert granted == EXPECTED_PRIVILEGES
     column_access = as_superuser(
         served.url,
-        "SELECT t, has_any_column_privilege(%s, t, 'SELECT, INSERT, UPDATE, REFERENCES')"
-        " FROM unnest(%s::text[]) AS t",
+        "SELECT t, has_any_column_privilege(%s, t, 'SELECT, INSERT, UPDATE, REFERENCES') FROM unnest(%s::text[]) AS t",
         (API_ROLE, list(INTERNAL_TABLES)),
     )
     assert column_access == [(t, False) for t in INTERNAL_TABLES]
@@ -220,9 +222,7 @@ def test_settings_writes_are_limited_to_the_callers_own_row(served, api_client) 
     assert sqlstate(api_client, [insert_bob], Principal("boss", "admin")) == INSUFFICIENT_PRIVILEGE
 
     async def update_bob(conn: psycopg.AsyncConnection) -> int:
-        cur = await conn.execute(
-            f"UPDATE {SETTINGS} SET personalization_enabled = false WHERE user_id = 'bob'"
-        )
+        cur = await conn.execute(f"UPDATE {SETTINGS} SET personalization_enabled = false WHERE user_id = 'bob'")
         return cur.rowcount
 
     assert on_api_pool(api_client, update_bob, alice) == 0
@@ -254,9 +254,7 @@ def member_login(served) -> Iterator[str]:
     """A throw-away login role (dropped afterwards) that may SET ROLE to the API role."""
     name = f"pp_test_login_{secrets.token_hex(4)}"
     with psycopg.connect(served.url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(name), sql.Identifier(API_ROLE))
-        )
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(name), sql.Identifier(API_ROLE)))
     try:
         yield name
     finally:
@@ -264,9 +262,7 @@ def member_login(served) -> Iterator[str]:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def test_set_role_fallback_when_a_direct_login_is_impossible(
-    served, api_client, bearer, member_login, caplog
-) -> None:
+def test_set_role_fallback_when_a_direct_login_is_impossible(served, api_client, bearer, member_login, caplog) -> None:
     """Without a usable API login the app logs in as the main user and SET ROLEs, says so in a
     warning, and still serves through row-level security. Such a session can RESET ROLE back to
     its login (a throw-away non-superuser here): that is why the direct login is the default."""
@@ -275,7 +271,7 @@ def test_set_role_fallback_when_a_direct_login_is_impossible(
     with caplog.at_level(logging.WARNING, logger="personalization_pipeline.serving.api_access"):
         assert resolve_api_login(main_url, api_url) == ApiLogin(main_url, set_role=True)
     assert "uses SET ROLE" in caplog.text and "RESET ROLE" in caplog.text
-    settings = dataclasses.replace(api_client.app.state.settings, api_database_url=api_url)
+    settings = api_client.app.state.settings.model_copy(update={"api_database_url": api_url})
     with TestClient(create_app(main_url, settings)) as client:
         body = client.get("/v1/rankings/news", headers=bearer("alice")).json()
         assert (body["personalized"], body["items"][0]["id"]) == (True, "alice-news-0")
@@ -309,7 +305,7 @@ def test_an_api_login_that_cannot_become_the_role_is_refused(served) -> None:
 def test_app_given_only_the_api_login_serves_without_the_owner_login(served, bearer) -> None:
     """What `serve` does when PERSONALIZATION_API_DATABASE_URL is set: no owner credentials."""
     api_url = with_user(served.url, API_ROLE)
-    settings = dataclasses.replace(API_SETTINGS, api_database_url=api_url)
+    settings = API_SETTINGS.model_copy(update={"api_database_url": api_url})
     with TestClient(create_app(api_url, settings)) as client:
         body = client.get("/v1/rankings/news", headers=bearer("alice")).json()
         assert body["personalized"] is True and body["items"][0]["id"] == "alice-news-0"

@@ -41,8 +41,7 @@ def fingerprint(url: str) -> dict[str, tuple[int, str]]:
     with psycopg.connect(url) as conn:
         return {
             table: conn.execute(
-                f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '')"
-                f" FROM {table} AS t"
+                f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM {table} AS t"
             ).fetchone()
             for table in SERVING_TABLES
         }
@@ -61,8 +60,13 @@ def bearer_of(token: str) -> dict[str, str]:
 
 def claims(settings: Settings, **changes: object) -> dict:
     """Valid claims for alice with ``changes`` applied; a change to ``None`` drops the claim."""
-    good = {"sub": "alice", "role": "client", "iss": settings.jwt_issuer, "aud": settings.jwt_audience,
-            "exp": int(time.time()) + 600}
+    good = {
+        "sub": "alice",
+        "role": "client",
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "exp": int(time.time()) + 600,
+    }
     return {k: v for k, v in {**good, **changes}.items() if v is not None}
 
 
@@ -73,6 +77,7 @@ def signed(settings: Settings, secret: str | None = None, algorithm: str = "HS25
 
 def unsigned(settings: Settings, **changes: object) -> dict[str, str]:
     """An ``alg: none`` token, built by hand."""
+
     def part(data: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
@@ -104,8 +109,9 @@ BAD_CREDENTIALS: dict[str, Callable[[Settings], dict[str, str]]] = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CREDENTIALS))
-@pytest.mark.parametrize("route", ["/v1/rankings/news", "/v1/users/alice/rankings/news", "/v1/settings",
-                                   "/v1/admin/metrics"])
+@pytest.mark.parametrize(
+    "route", ["/v1/rankings/news", "/v1/users/alice/rankings/news", "/v1/settings", "/v1/admin/metrics"]
+)
 def test_bad_credentials_are_401_json(api_client: TestClient, case: str, route: str) -> None:
     response = api_client.get(route, headers=BAD_CREDENTIALS[case](api_client.app.state.settings))
     assert_json_error(response, {401})
@@ -172,7 +178,8 @@ def test_hostile_path_segments(api_client: TestClient, bearer, served, value: st
 
 
 @pytest.mark.parametrize(
-    "limit", [*HOSTILE, "0", "-1", "101", "99999999999999999999999999", "1e3", "10.5", "", "NaN"],
+    "limit",
+    [*HOSTILE, "0", "-1", "101", "99999999999999999999999999", "1e3", "10.5", "", "NaN"],
 )
 def test_hostile_limit(api_client: TestClient, bearer, served, limit: str) -> None:
     before = fingerprint(served.url)
@@ -210,8 +217,17 @@ def test_hostile_settings_bodies_are_422(api_client: TestClient, bearer, served,
     assert fingerprint(served.url) == before
 
 
-@pytest.mark.parametrize("raw", [b"", b"not json", b"{", b'{"personalization_enabled": tru}', b"\x00" * 64,
-                                 b'{"personalization_enabled": false}' + b" " * 100_000 + b"}"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b"{",
+        b'{"personalization_enabled": tru}',
+        b"\x00" * 64,
+        b'{"personalization_enabled": false}' + b" " * 100_000 + b"}",
+    ],
+)
 def test_malformed_settings_bodies_are_422(api_client: TestClient, bearer, served, raw: bytes) -> None:
     before = fingerprint(served.url)
     headers = {**bearer("alice"), "Content-Type": "application/json"}
@@ -220,9 +236,7 @@ def test_malformed_settings_bodies_are_422(api_client: TestClient, bearer, serve
 
 
 @pytest.mark.parametrize("sub", [v for v in HOSTILE if len(v) <= 200 and v.isprintable()])
-def test_injection_in_a_token_subject_is_just_an_unknown_user(
-    api_client: TestClient, bearer, served, sub: str
-) -> None:
+def test_injection_in_a_token_subject_is_just_an_unknown_user(api_client: TestClient, bearer, served, sub: str) -> None:
     before = fingerprint(served.url)
     body = api_client.get("/v1/rankings/news", headers=bearer(sub)).json()
     assert (body["user_id"], body["personalized"], body["items"][0]["id"]) == (sub, False, "g-news-0")
@@ -234,20 +248,21 @@ def test_settings_update_is_audited_with_server_time(api_client: TestClient, bea
     with psycopg.connect(served.url) as conn:
         started = conn.execute("SELECT now()").fetchone()[0]
     headers = bearer("carol")
-    stored = api_client.put("/v1/settings", headers=headers,
-                            json={"personalization_enabled": True, "data_sharing_consent": False}).json()
+    stored = api_client.put(
+        "/v1/settings", headers=headers, json={"personalization_enabled": True, "data_sharing_consent": False}
+    ).json()
     with psycopg.connect(served.url) as conn:
-        row = conn.execute("SELECT personalization_enabled, data_sharing_consent, updated_at, now()"
-                           " FROM personalization_settings WHERE user_id = 'carol'").fetchone()
+        row = conn.execute(
+            "SELECT personalization_enabled, data_sharing_consent, updated_at, now()"
+            " FROM personalization_settings WHERE user_id = 'carol'"
+        ).fetchone()
     assert row[:2] == (True, False)
     assert started <= row[2] <= row[3]
     assert stored["updated_at"] == api_client.get("/v1/settings", headers=headers).json()["updated_at"]
     assert stored["updated_at"].replace("Z", "+00:00") == row[2].isoformat()
 
 
-def test_expired_rankings_are_never_served_and_purge_removes_them(
-    api_client: TestClient, bearer, served
-) -> None:
+def test_expired_rankings_are_never_served_and_purge_removes_them(api_client: TestClient, bearer, served) -> None:
     user = served.expired_user
     for headers in (bearer(user), bearer("boss", "admin")):
         body = api_client.get(f"/v1/users/{user}/rankings/news", headers=headers).json()

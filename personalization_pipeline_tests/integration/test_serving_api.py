@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pandas as pd
@@ -17,25 +16,29 @@ from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
 from personalization_pipeline.serving.publish import Snapshot, publish_snapshot
 
-NOW = datetime.now(timezone.utc)
-SETTINGS = dataclasses.replace(
-    Settings.from_env(), jwt_secret="api-test-secret-0123456789abcdef0123456789", jwt_issuer=None,
-    jwt_audience=None,
+NOW = datetime.now(UTC)
+SETTINGS = Settings.from_env().model_copy(
+    update={"jwt_secret": "api-test-secret-0123456789abcdef0123456789", "jwt_issuer": None, "jwt_audience": None}
 )
 
 
 def items(prefix: str, n: int) -> list[dict]:
     """``n`` items; each carries an internal ``reason`` that must never be served."""
     return [
-        {"id": f"{prefix}{i}", "score": round(1 - i / 100, 2), "confidence": 0.5, "reason": "secret"}
-        for i in range(n)
+        {"id": f"{prefix}{i}", "score": round(1 - i / 100, 2), "confidence": 0.5, "reason": "secret"} for i in range(n)
     ]
 
 
 def user_row(user_id: str, valid_for: timedelta) -> dict:
-    return {"user_id": user_id, "scope": "news", "items": items(f"{user_id}-", 20),
-            "model_version": "als-v3", "variant": "als", "generated_at": NOW,
-            "valid_until": NOW + valid_for}
+    return {
+        "user_id": user_id,
+        "scope": "news",
+        "items": items(f"{user_id}-", 20),
+        "model_version": "als-v3",
+        "variant": "als",
+        "generated_at": NOW,
+        "valid_until": NOW + valid_for,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +46,34 @@ def client(reset_pg: Callable[[], str]) -> Iterator[TestClient]:
     url = reset_pg()
     day = timedelta(hours=24)
     ranks = pd.DataFrame(
-        [user_row("u1", day), user_row("u2", day), user_row("expired", -timedelta(minutes=1)),
-         user_row("optout", day), user_row("toggler", day)]
+        [
+            user_row("u1", day),
+            user_row("u2", day),
+            user_row("expired", -timedelta(minutes=1)),
+            user_row("optout", day),
+            user_row("toggler", day),
+        ]
     )
     global_ranks = pd.DataFrame(
-        [{"scope": "news", "items": items("g", 30), "model_version": "pop-v1", "generated_at": NOW,
-          "valid_until": NOW + day}]
+        [
+            {
+                "scope": "news",
+                "items": items("g", 30),
+                "model_version": "pop-v1",
+                "generated_at": NOW,
+                "valid_until": NOW + day,
+            }
+        ]
     )
     evals = pd.DataFrame(
-        {"run_id": ["old", "old", "new", "new"], "model_name": ["als", "als", "als", "popularity"],
-         "metric": "ndcg", "k": [10, 5, 10, 10], "value": [0.1, 0.2, 0.3, 0.25],
-         "computed_at": [NOW - timedelta(days=7)] * 2 + [NOW] * 2}
+        {
+            "run_id": ["old", "old", "new", "new"],
+            "model_name": ["als", "als", "als", "popularity"],
+            "metric": "ndcg",
+            "k": [10, 5, 10, 10],
+            "value": [0.1, 0.2, 0.3, 0.25],
+            "computed_at": [NOW - timedelta(days=7)] * 2 + [NOW] * 2,
+        }
     )
     rationale = ranks[["user_id", "scope"]].assign(tags=[["because-you-viewed"]] * len(ranks))
     publish_snapshot(url, Snapshot(ranks, global_ranks, evals=evals, rationale=rationale))
@@ -92,10 +112,19 @@ def test_readyz_reports_unreachable_database() -> None:
 def test_own_ranking_is_personalized_and_limited(client: TestClient) -> None:
     body = client.get("/v1/rankings/news", headers=auth("u1")).json()
     assert set(body) == {
-        "user_id", "scope", "items", "personalized", "model_version", "generated_at", "valid_until",
+        "user_id",
+        "scope",
+        "items",
+        "personalized",
+        "model_version",
+        "generated_at",
+        "valid_until",
     }
     assert (body["user_id"], body["scope"], body["personalized"], body["model_version"]) == (
-        "u1", "news", True, "als-v3",
+        "u1",
+        "news",
+        True,
+        "als-v3",
     )
     assert [i["id"] for i in body["items"]] == [f"u1-{i}" for i in range(10)]
     assert body["items"][0] == {"id": "u1-0", "score": 1.0, "confidence": 0.5}
@@ -111,8 +140,10 @@ def test_missing_or_bad_tokens_are_401(client: TestClient) -> None:
         {"Authorization": "Basic dTE6cHc="},
         {"Authorization": f"Bearer {mint_token('another-secret-0123456789abcdef0123456789', 'u1')}"},
         {"Authorization": f"Bearer {mint_token(SETTINGS.jwt_secret, 'u1', ttl_seconds=-1)}"},
-        {"Authorization": "Bearer " + jwt.encode(
-            {"sub": "u1", "role": "owner", "exp": NOW + timedelta(hours=1)}, SETTINGS.jwt_secret)},
+        {
+            "Authorization": "Bearer "
+            + jwt.encode({"sub": "u1", "role": "owner", "exp": NOW + timedelta(hours=1)}, SETTINGS.jwt_secret)
+        },
     ]:
         response = client.get("/v1/rankings/news", headers=headers)
         assert_error(response, 401, "unauthorized")
@@ -152,12 +183,15 @@ def test_opt_out_and_back_take_effect_at_once(client: TestClient) -> None:
     """
     headers = auth("toggler")
     assert client.get("/v1/settings", headers=headers).json() == {
-        "user_id": "toggler", "personalization_enabled": True, "data_sharing_consent": None,
+        "user_id": "toggler",
+        "personalization_enabled": True,
+        "data_sharing_consent": None,
         "updated_at": None,
     }
     assert client.get("/v1/rankings/news", headers=headers).json()["items"][0]["id"] == "toggler-0"
-    stored = client.put("/v1/settings", headers=headers,
-                        json={"personalization_enabled": False, "data_sharing_consent": True}).json()
+    stored = client.put(
+        "/v1/settings", headers=headers, json={"personalization_enabled": False, "data_sharing_consent": True}
+    ).json()
     assert (stored["personalization_enabled"], stored["data_sharing_consent"]) == (False, True)
     opted_out = client.get("/v1/rankings/news", headers=headers).json()
     assert (opted_out["personalized"], opted_out["model_version"]) == (False, "pop-v1")
@@ -169,18 +203,18 @@ def test_opt_out_and_back_take_effect_at_once(client: TestClient) -> None:
 
 
 def test_settings_permissions_and_validation(client: TestClient) -> None:
-    assert_error(client.put("/v1/settings", headers=auth("r", "reader"),
-                            json={"personalization_enabled": False}), 403, "forbidden")
+    assert_error(
+        client.put("/v1/settings", headers=auth("r", "reader"), json={"personalization_enabled": False}),
+        403,
+        "forbidden",
+    )
     assert_error(client.get("/v1/settings", headers=auth("m", "monitor")), 403, "forbidden")
-    assert_error(client.put("/v1/settings", headers=auth("u1"), json={"enabled": False}),
-                 422, "validation_error")
+    assert_error(client.put("/v1/settings", headers=auth("u1"), json={"enabled": False}), 422, "validation_error")
 
 
 @pytest.mark.parametrize("limit", ["0", "101", "ten"])
 def test_invalid_limit_is_422(client: TestClient, limit: str) -> None:
-    body = assert_error(
-        client.get(f"/v1/rankings/news?limit={limit}", headers=auth("u1")), 422, "validation_error"
-    )
+    body = assert_error(client.get(f"/v1/rankings/news?limit={limit}", headers=auth("u1")), 422, "validation_error")
     assert "limit" in body["detail"]
 
 
@@ -237,5 +271,11 @@ def test_api_connections_cannot_read_rationale_or_features(client: TestClient) -
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/rankings/{scope}", "/v1/users/{user_id}/rankings/{scope}", "/v1/settings",
-            "/v1/admin/metrics", "/healthz", "/readyz"} <= set(paths)
+    assert {
+        "/v1/rankings/{scope}",
+        "/v1/users/{user_id}/rankings/{scope}",
+        "/v1/settings",
+        "/v1/admin/metrics",
+        "/healthz",
+        "/readyz",
+    } <= set(paths)

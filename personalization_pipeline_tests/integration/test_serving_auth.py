@@ -76,7 +76,7 @@ def test_rejected_tokens(token: str, message: str) -> None:
 def test_issuer_and_audience_are_enforced_when_configured() -> None:
     with pytest.raises(AuthError, match="iss"):
         decode_token(mint_token(SECRET, "u1"), SECRET, issuer="pp")
-    with pytest.raises(AuthError, match="(?i)audience"):
+    with pytest.raises(AuthError, match=r"(?i)audience"):
         decode_token(mint_token(SECRET, "u1", audience="other"), SECRET, audience="apps")
 
 

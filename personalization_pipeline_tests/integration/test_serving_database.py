@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -25,7 +24,7 @@ from personalization_pipeline.serving.schema import API_ROLE, SERVING_TABLES, en
 
 
 def settings(**changes) -> Settings:
-    return dataclasses.replace(Settings.from_env(), **changes)
+    return Settings.from_env().model_copy(update=changes)
 
 
 @pytest.mark.parametrize(
@@ -55,10 +54,11 @@ def test_with_database_keeps_socket_host() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://pipeline:secret@db:5432/serving?sslmode=require",
-         {"user": "api", "host": "db", "port": "5432", "dbname": "serving", "sslmode": "require"}),
-        ("postgresql://postgres:@/postgres?host=/tmp/sock",
-         {"user": "api", "host": "/tmp/sock", "dbname": "postgres"}),
+        (
+            "postgresql://pipeline:secret@db:5432/serving?sslmode=require",
+            {"user": "api", "host": "db", "port": "5432", "dbname": "serving", "sslmode": "require"},
+        ),
+        ("postgresql://postgres:@/postgres?host=/tmp/sock", {"user": "api", "host": "/tmp/sock", "dbname": "postgres"}),
         ("host=h dbname=a user=x password=y", {"user": "api", "host": "h", "dbname": "a"}),
     ],
 )
@@ -102,7 +102,7 @@ def test_embedded_server_with_a_long_data_dir_is_started_and_reused(tmp_path: Pa
 
 
 def test_purge_with_retention_off_keeps_old_features_and_evals(clean_pg: str) -> None:
-    old = datetime.now(timezone.utc) - timedelta(days=4000)
+    old = datetime.now(UTC) - timedelta(days=4000)
     with psycopg.connect(clean_pg) as conn:
         conn.execute("INSERT INTO personalization_features VALUES ('u1', '{}', %s)", (old,))
         conn.execute("INSERT INTO personalization_eval VALUES ('r', 'als', 'ndcg', 10, 0.1, %s)", (old,))

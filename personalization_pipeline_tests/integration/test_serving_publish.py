@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -16,12 +16,12 @@ import pytest
 from personalization_pipeline.serving.publish import Snapshot, items_json_sql, publish_snapshot
 from personalization_pipeline.serving.retention import purge_expired
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def items_frame(long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope")) -> pd.DataFrame:
-    """The serving items JSON (:func:`items_json_sql`, as the pipeline builds it) over an in-memory frame of ``keys``, rank, item_id, score, confidence."""
+    """The serving items JSON (:func:`items_json_sql`, as the pipeline builds it) over an in-memory
+    frame of ``keys``, rank, item_id, score, confidence."""
     needed = [*keys, "rank", "item_id", "score", "confidence"]
     missing = [c for c in needed if c not in long.columns]
     if missing:
@@ -32,6 +32,7 @@ def items_frame(long: pd.DataFrame, keys: Sequence[str] = ("user_id", "scope")) 
     with duckdb.connect() as con:
         con.register("long_rows", long[needed])
         return con.execute(items_json_sql("long_rows", keys)).df()
+
 
 def long_rankings(n_users: int, n_items: int, seed: int = 0) -> pd.DataFrame:
     """Long rows (user_id, scope, rank, item_id, score, confidence), shuffled."""
@@ -109,9 +110,7 @@ def test_publish_round_trip_keeps_item_order_and_shape(clean_pg: str) -> None:
             "SELECT user_id, scope, items, model_version, variant, valid_until - generated_at"
             " FROM personalization_ranks ORDER BY user_id"
         ).fetchall()
-        global_items = conn.execute(
-            "SELECT items FROM personalization_global_ranks WHERE scope = 'news'"
-        ).fetchone()[0]
+        global_items = conn.execute("SELECT items FROM personalization_global_ranks WHERE scope = 'news'").fetchone()[0]
     assert [r[0] for r in rows] == ["u0", "u1", "u2"]
     for user_id, scope, items, version, variant, ttl in rows:
         expected = long[long["user_id"] == user_id]
@@ -128,15 +127,19 @@ def test_publish_accepts_python_lists_and_naive_utc_times(clean_pg: str) -> None
     items = [{"id": "a", "score": np.float32(0.5), "confidence": 1.0}]
     naive = NOW.replace(tzinfo=None)
     ranks = pd.DataFrame(
-        {"user_id": ["u1"], "scope": ["s"], "items": [items], "model_version": ["v"],
-         "generated_at": [naive], "valid_until": [naive + timedelta(hours=1)]}
+        {
+            "user_id": ["u1"],
+            "scope": ["s"],
+            "items": [items],
+            "model_version": ["v"],
+            "generated_at": [naive],
+            "valid_until": [naive + timedelta(hours=1)],
+        }
     )
     glob = ranks.drop(columns="user_id")
     publish_snapshot(clean_pg, Snapshot(ranks=ranks, global_ranks=glob))
     with psycopg.connect(clean_pg) as conn:
-        row = conn.execute(
-            "SELECT items, generated_at, variant FROM personalization_ranks"
-        ).fetchone()
+        row = conn.execute("SELECT items, generated_at, variant FROM personalization_ranks").fetchone()
     assert row == ([{"id": "a", "score": 0.5, "confidence": 1.0}], NOW, None)
 
 
@@ -174,15 +177,19 @@ def _bad_json(snap: Snapshot) -> Snapshot:
 
 def _duplicate_eval_key(snap: Snapshot) -> Snapshot:
     evals = pd.DataFrame(
-        {"run_id": ["r"] * 2, "model_name": ["als"] * 2, "metric": ["ndcg"] * 2, "k": [10, 10],
-         "value": [0.1, 0.2], "computed_at": [NOW, NOW]}
+        {
+            "run_id": ["r"] * 2,
+            "model_name": ["als"] * 2,
+            "metric": ["ndcg"] * 2,
+            "k": [10, 10],
+            "value": [0.1, 0.2],
+            "computed_at": [NOW, NOW],
+        }
     )
     return Snapshot(ranks=snap.ranks, global_ranks=snap.global_ranks, evals=evals)
 
 
-@pytest.mark.parametrize(
-    "break_snapshot", [_null_key, _duplicate_global_scope, _bad_json, _duplicate_eval_key]
-)
+@pytest.mark.parametrize("break_snapshot", [_null_key, _duplicate_global_scope, _bad_json, _duplicate_eval_key])
 def test_failed_publish_keeps_previous_publish(clean_pg: str, break_snapshot) -> None:
     publish_snapshot(clean_pg, snapshot("v1", n_users=12))
     before = table_state(clean_pg)
@@ -196,7 +203,7 @@ def test_missing_column_is_rejected_before_touching_the_database(clean_pg: str) 
     publish_snapshot(clean_pg, snapshot("v1", n_users=4))
     before = table_state(clean_pg)
     bad = snapshot("v2", n_users=9)
-    with pytest.raises(ValueError, match="'ranks' lacks required column.*valid_until"):
+    with pytest.raises(ValueError, match=r"'ranks' lacks required column.*valid_until"):
         publish_snapshot(clean_pg, Snapshot(bad.ranks.drop(columns="valid_until"), bad.global_ranks))
     assert table_state(clean_pg) == before
 
@@ -269,7 +276,10 @@ def test_models_keep_one_active_version_per_name(clean_pg: str) -> None:
             " ORDER BY model_name, model_version"
         ).fetchall()
     assert [r[:3] for r in rows] == [
-        ("als", "v1", False), ("als", "v2", True), ("popularity", "p1", True), ("ranker", "r1", False),
+        ("als", "v1", False),
+        ("als", "v2", True),
+        ("popularity", "p1", True),
+        ("ranker", "r1", False),
     ]
     assert rows[0][3] == {"ndcg": 0.1}
 
@@ -279,18 +289,26 @@ def test_evals_keep_history_and_user_tables_are_replaced(clean_pg: str) -> None:
 
     def run(run_id: str, value: float, users: list[str]) -> Snapshot:
         evals = pd.DataFrame(
-            {"run_id": run_id, "model_name": "als", "metric": ["ndcg", "recall"], "k": 10,
-             "value": [value, value / 2], "computed_at": NOW}
+            {
+                "run_id": run_id,
+                "model_name": "als",
+                "metric": ["ndcg", "recall"],
+                "k": 10,
+                "value": [value, value / 2],
+                "computed_at": NOW,
+            }
         )
-        features = pd.DataFrame(
-            {"user_id": users, "features": [{"engagement": 1.0}] * len(users), "computed_at": NOW}
-        )
+        features = pd.DataFrame({"user_id": users, "features": [{"engagement": 1.0}] * len(users), "computed_at": NOW})
         similar = pd.DataFrame(
-            {"user_id": users, "similar_user_id": "u0", "similarity_score": 0.5,
-             "common_attributes": [["country"]] * len(users), "calculated_at": NOW}
+            {
+                "user_id": users,
+                "similar_user_id": "u0",
+                "similarity_score": 0.5,
+                "common_attributes": [["country"]] * len(users),
+                "calculated_at": NOW,
+            }
         )
-        return Snapshot(base.ranks, base.global_ranks, features=features, evals=evals,
-                        similar_users=similar)
+        return Snapshot(base.ranks, base.global_ranks, features=features, evals=evals, similar_users=similar)
 
     publish_snapshot(clean_pg, run("r1", 0.2, ["u1", "u2"]))
     publish_snapshot(clean_pg, run("r2", 0.3, ["u3"]))
@@ -301,9 +319,7 @@ def test_evals_keep_history_and_user_tables_are_replaced(clean_pg: str) -> None:
             "SELECT run_id, metric, value FROM personalization_eval ORDER BY run_id, metric"
         ).fetchall()
         features = conn.execute("SELECT user_id, features FROM personalization_features").fetchall()
-        similar = conn.execute(
-            "SELECT user_id, common_attributes FROM personalization_similar_users"
-        ).fetchall()
+        similar = conn.execute("SELECT user_id, common_attributes FROM personalization_similar_users").fetchall()
     assert evals == [("r1", "ndcg", 0.2), ("r1", "recall", 0.1), ("r2", "ndcg", 0.4), ("r2", "recall", 0.2)]
     assert features == [("u3", {"engagement": 1.0})]
     assert similar == [("u3", ["country"])]
@@ -315,12 +331,21 @@ def test_purge_expired_applies_retention(clean_pg: str) -> None:
     ranks.loc[ranks["user_id"] == "u1", "valid_until"] = NOW - timedelta(minutes=1)
     rationale = ranks[["user_id", "scope"]].assign(tags=[["popular"]] * 3)
     features = pd.DataFrame(
-        {"user_id": ["fresh", "old"], "features": ["{}", "{}"],
-         "computed_at": [NOW - timedelta(days=1), NOW - timedelta(days=31)]}
+        {
+            "user_id": ["fresh", "old"],
+            "features": ["{}", "{}"],
+            "computed_at": [NOW - timedelta(days=1), NOW - timedelta(days=31)],
+        }
     )
     evals = pd.DataFrame(
-        {"run_id": ["new", "old"], "model_name": "als", "metric": "ndcg", "k": 10, "value": 0.1,
-         "computed_at": [NOW - timedelta(days=2), NOW - timedelta(days=400)]}
+        {
+            "run_id": ["new", "old"],
+            "model_name": "als",
+            "metric": "ndcg",
+            "k": 10,
+            "value": 0.1,
+            "computed_at": [NOW - timedelta(days=2), NOW - timedelta(days=400)],
+        }
     )
     publish_snapshot(
         clean_pg,
@@ -334,11 +359,13 @@ def test_purge_expired_applies_retention(clean_pg: str) -> None:
     assert users == tagged == [("u0",), ("u2",)]
 
 
-
 def test_items_frame_keeps_seven_significant_digits_at_any_magnitude() -> None:
     long = pd.DataFrame(
         {
-            "user_id": "u", "scope": "s", "rank": [1, 2, 3, 4], "item_id": ["a", "b", "c", "d"],
+            "user_id": "u",
+            "scope": "s",
+            "rank": [1, 2, 3, 4],
+            "item_id": ["a", "b", "c", "d"],
             "score": [0.18230102956295013, 1.234567891e-7, -42.123456789, 0.0],
             "confidence": [0.123456, 1.0, 0.0, 0.5],
         }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import duckdb
 import pandas as pd
 import pytest
@@ -27,10 +25,28 @@ def test_settings_read_typed_overrides_and_keep_defaults(monkeypatch, tmp_path):
     assert settings.eval_k == 10  # untouched default
 
 
-def test_bad_numbers_name_the_variable(monkeypatch):
-    monkeypatch.setenv("PERSONALIZATION_TOP_N", "fifty")
-    with pytest.raises(ValueError, match="PERSONALIZATION_TOP_N"):
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TOP_N", "fifty"),
+        ("STRICT_ITEMS", "maybe"),  # a boolean that does not parse is an error, not False
+        ("EVAL_SPLIT", "weekly"),
+        ("EVENT_WEIGHTS", "{not json"),
+        ("HOLDOUT_FRACTION", "1.5"),
+    ],
+)
+def test_bad_values_name_the_variable(monkeypatch, name, value):
+    monkeypatch.setenv(f"PERSONALIZATION_{name}", value)
+    with pytest.raises(ValueError, match=f"PERSONALIZATION_{name}"):
         Settings.from_env()
+
+
+def test_a_bad_secret_setting_is_named_but_never_echoed(monkeypatch):
+    monkeypatch.setenv("PERSONALIZATION_DATABASE_URL", "postgresql://u:hunter2@h/db")
+    monkeypatch.setenv("PERSONALIZATION_TOP_N", "0")
+    with pytest.raises(ValueError, match="PERSONALIZATION_TOP_N") as info:
+        Settings.from_env()
+    assert "hunter2" not in str(info.value)
 
 
 def test_values_held_by_fewer_than_k_users_become_other():
@@ -67,14 +83,16 @@ def test_generalised_sql_on_real_duckdb():
 
 
 def test_evaluation_split_is_configurable():
-    frame = pd.DataFrame({
-        "user_id": ["u"] * 5, "item_id": list("abcde"), "weight": 1.0,
-        "occurred_at": pd.date_range("2024-01-01", periods=5, freq="D"),
-    })
-    settings = dataclasses.replace(Settings.from_env(), holdout_fraction=0.4)
+    frame = pd.DataFrame(
+        {
+            "user_id": ["u"] * 5,
+            "item_id": list("abcde"),
+            "weight": 1.0,
+            "occurred_at": pd.date_range("2024-01-01", periods=5, freq="D"),
+        }
+    )
+    settings = Settings.from_env().model_copy(update={"holdout_fraction": 0.4})
     _, temporal = split_for_evaluation(frame, settings)
     assert sorted(temporal["item_id"]) == ["d", "e"]  # the two latest of five
-    _, random = split_for_evaluation(frame, dataclasses.replace(settings, eval_split="random"))
+    _, random = split_for_evaluation(frame, settings.model_copy(update={"eval_split": "random"}))
     assert len(random) == 2 and random["item_id"].isin(list("abcde")).all()
-    with pytest.raises(ValueError, match="PERSONALIZATION_EVAL_SPLIT"):
-        split_for_evaluation(frame, dataclasses.replace(settings, eval_split="weekly"))

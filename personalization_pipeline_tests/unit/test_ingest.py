@@ -28,7 +28,9 @@ def _load(data_dir: Path, mapping=None, strict=False, con=None, override=None):
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_good_rows_typed(tmp_path):
-    _write(tmp_path / "interactions.csv", """
+    _write(
+        tmp_path / "interactions.csv",
+        """
 user_id,item_id,occurred_at,event_type,value,session_id
 u1,i1,2024-01-01T10:00:00Z,view,,s1
 u1,i1,2024-01-01T10:00:00Z,view,,s1
@@ -40,7 +42,8 @@ u3,i3,2024-06-01T14:00:00Z,view,,s3
 u4,i1,2024-01-02,rate,five,s4
 u4,i1,2024-01-02,,4.5,s4
 u5,i1,2024-01-02,view,,s5,unexpected,extra
-""")
+""",
+    )
     con, report = _load(tmp_path)
     assert report.quarantined["interactions"] == {
         "duplicate": 1,
@@ -103,7 +106,7 @@ def test_failed_ingest_keeps_previous_raw_tables(tmp_path):
     bad.mkdir()
     _write(bad / "interactions.csv", "user_id,item_id,occurred_at\nu9,i9,2024-01-01")
     _write(bad / "users.csv", "id,email\nu9,x@y.z")  # users without user_id
-    with pytest.raises(InputError, match="users.csv"):
+    with pytest.raises(InputError, match=r"users\.csv"):
         _load(bad, con=con)
     assert con.execute("SELECT user_id FROM raw_interactions ORDER BY 1").fetchall() == [("u1",), ("u2",)]
 
@@ -111,7 +114,9 @@ def test_failed_ingest_keeps_previous_raw_tables(tmp_path):
 def test_column_mapping_reads_an_explicit_ratings_export(tmp_path):
     _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n1,11,2.5,964982224")
     _write(tmp_path / "movies.csv", "movieId,title,genres\n10,Heat (1995),Action|Crime\n11,Up (2009),Animation")
-    mapping_file = _write(tmp_path / "mapping.yaml", """
+    mapping_file = _write(
+        tmp_path / "mapping.yaml",
+        """
 interactions:
   file: ratings.csv
   columns: {userId: user_id, movieId: item_id, timestamp: occurred_at, rating: value}
@@ -119,12 +124,13 @@ interactions:
 items:
   file: movies.csv
   columns: {movieId: item_id, genres: category}
-""")
+""",
+    )
     con, report = _load(tmp_path, mapping=load_mapping(mapping_file))
     assert report.rows == {"items": 2, "interactions": 2, "users": 0, "settings": 0}
-    assert con.execute("SELECT user_id, item_id, event_type, value FROM raw_interactions ORDER BY item_id").fetchall() == [
-        ("1", "10", "rate", 4.0), ("1", "11", "rate", 2.5)
-    ]
+    assert con.execute(
+        "SELECT user_id, item_id, event_type, value FROM raw_interactions ORDER BY item_id"
+    ).fetchall() == [("1", "10", "rate", 4.0), ("1", "11", "rate", 2.5)]
     assert con.execute("SELECT category, title FROM raw_items WHERE item_id = '10'").fetchall() == [
         ("Action|Crime", "Heat (1995)")
     ]
@@ -143,10 +149,13 @@ def test_mapping_errors_name_the_problem(tmp_path):
 
 def test_pii_and_unknown_columns_never_reach_the_warehouse(tmp_path):
     _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
-    _write(tmp_path / "users.csv", """
+    _write(
+        tmp_path / "users.csv",
+        """
 user_id,email,full_name,phone,country_code,birth_date,postal_code
 u1,ann@example.com,Ann Lee,+1 555 0100,de,1990-02-03,10115
-""")
+""",
+    )
     con, report = _load(tmp_path)
     assert report.dropped_columns["users"] == ["birth_date", "email", "full_name", "phone", "postal_code"]
     columns = [r[0] for r in con.execute("SELECT column_name FROM (DESCRIBE raw_users)").fetchall()]
@@ -168,19 +177,27 @@ def test_strict_mode_quarantines_unknown_items(tmp_path):
 def test_database_settings_win_over_the_settings_file(tmp_path):
     _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu2,i1,2024-01-01")
     _write(tmp_path / "settings.csv", "user_id,personalization_enabled\nu1,true\nu2,yes\nu3,maybe")
-    override = pd.DataFrame({
-        "user_id": ["u1"], "personalization_enabled": [False], "data_sharing_consent": [False],
-        "updated_at": [pd.Timestamp("2024-05-01")],
-    })
+    override = pd.DataFrame(
+        {
+            "user_id": ["u1"],
+            "personalization_enabled": [False],
+            "data_sharing_consent": [False],
+            "updated_at": [pd.Timestamp("2024-05-01")],
+        }
+    )
     con, report = _load(tmp_path, override=override)
     assert report.quarantined["settings"] == {"unparseable_personalization_enabled": 1}
     assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings ORDER BY 1").fetchall() == [
-        ("u1", False), ("u2", True)
+        ("u1", False),
+        ("u2", True),
     ]
 
 
 def test_events_older_than_raw_retention_are_not_loaded_and_are_counted(tmp_path):
-    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-05-30\nu1,i2,2023-01-01\nu2,i1,2024-05-01")
+    _write(
+        tmp_path / "interactions.csv",
+        "user_id,item_id,occurred_at\nu1,i1,2024-05-30\nu1,i2,2023-01-01\nu2,i1,2024-05-01",
+    )
     con = duckdb.connect()
     options = IngestOptions(now=NOW, raw_retention=timedelta(days=40))
     report = load_raw_tables(con, tmp_path, {}, options)

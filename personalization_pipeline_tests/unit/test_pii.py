@@ -36,13 +36,41 @@ FOUND = [
 ]
 
 CLEAN = [
-    "34", "57028", "1700000000", "1700000000000", "0612345678", "0000012345", "-300",  # plain integers
-    "2024-01-15", "2024-01-15T10:30:00Z", "2024-06-01 12:00:00.123456", "1962-12-28",  # ISO dates
-    "06.12.2024", "06.12.2024 10:30", "01/15/2024", "12:30:45",  # other dates and times
-    "u0000123", "i000123", "u0000000-s0000",  # ids
-    "0.123456789", "12.5", "-0.000123", "1234.5678", "1e-05", "+1.5",  # scores
-    "1.2.3", "v1.2.3.4", "1.2.3.4.5", "std::vector", "00:1a:2b:3c:4d:5e", "16:9",
-    "a@b", "@handle", "Urban Garden Story", "Top 100 Songs of 1999-2000", "ISBN 978-3-16-148410-0",
+    "34",
+    "57028",
+    "1700000000",
+    "1700000000000",
+    "0612345678",
+    "0000012345",
+    "-300",  # plain integers
+    "2024-01-15",
+    "2024-01-15T10:30:00Z",
+    "2024-06-01 12:00:00.123456",
+    "1962-12-28",  # ISO dates
+    "06.12.2024",
+    "06.12.2024 10:30",
+    "01/15/2024",
+    "12:30:45",  # other dates and times
+    "u0000123",
+    "i000123",
+    "u0000000-s0000",  # ids
+    "0.123456789",
+    "12.5",
+    "-0.000123",
+    "1234.5678",
+    "1e-05",
+    "+1.5",  # scores
+    "1.2.3",
+    "v1.2.3.4",
+    "1.2.3.4.5",
+    "std::vector",
+    "00:1a:2b:3c:4d:5e",
+    "16:9",
+    "a@b",
+    "@handle",
+    "Urban Garden Story",
+    "Top 100 Songs of 1999-2000",
+    "ISBN 978-3-16-148410-0",
     "123e4567-e89b-12d3-a456-426614174000",
 ]
 
@@ -101,8 +129,7 @@ def odd_users(tmp_path):
     )
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(
-        "users:\n  file: people.csv\n"
-        "  columns: {uid: user_id, signup: signup_at, device: device_type}\n"
+        "users:\n  file: people.csv\n  columns: {uid: user_id, signup: signup_at, device: device_type}\n"
     )
     return tmp_path, load_mapping(mapping)
 
@@ -113,8 +140,14 @@ def test_raw_values_come_from_every_dropped_column_after_mapping(odd_users):
     assert raw.source == data_dir / "people.csv"
     assert raw.columns == ("login", "e_mail", "dob", "zip", "sex", "job", "age")
     assert raw.values == {
-        "ana.costa@example.com", "omar.h@example.org", "lina@example.net", "kai.ito@example.com",
-        "1990-04-02", "1985-11-30", "1979-01-15", "2001-07-07",
+        "ana.costa@example.com",
+        "omar.h@example.org",
+        "lina@example.net",
+        "kai.ito@example.com",
+        "1990-04-02",
+        "1985-11-30",
+        "1979-01-15",
+        "2001-07-07",
         "astronaut",  # 'nurse' is held by 3 rows (k): not identifying
     }  # no ages or postal codes (short numbers), no 'f'/'m'/'x', no copies of user ids ('login')
     assert normalise("  ANA.COSTA@example.com ") in raw.values and normalise("ana.costa") not in raw.values
@@ -122,7 +155,7 @@ def test_raw_values_come_from_every_dropped_column_after_mapping(odd_users):
 
 
 def test_mapped_columns_are_not_raw_pii(odd_users):
-    data_dir, mapping = odd_users
+    data_dir, _mapping = odd_users
     (data_dir / "remap.yaml").write_text("users:\n  file: people.csv\n  columns: {e_mail: user_id}\n")
     raw = collect_raw_pii(data_dir, load_mapping(data_dir / "remap.yaml"), k=3)
     assert "e_mail" not in raw.columns and "uid" in raw.columns

@@ -86,8 +86,12 @@ def test_k_must_be_positive():
 def test_evaluate_hand_case():
     recs = pd.DataFrame(
         [
-            ("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u1", "f", 4),  # f is beyond k = 3
-            ("u2", "c", 1), ("u2", "d", 2),
+            ("u1", "a", 1),
+            ("u1", "b", 2),
+            ("u1", "c", 3),
+            ("u1", "f", 4),  # f is beyond k = 3
+            ("u2", "c", 1),
+            ("u2", "d", 2),
             ("u3", "e", 1),  # u3 has no truth: coverage only
         ],
         columns=["user_id", "item_id", "rank"],
@@ -132,10 +136,10 @@ def test_evaluate_matches_per_user_functions():
         ranked = list(rng.choice(items, size=int(rng.integers(0, 9)), replace=True))
         relevant = set(rng.choice(items, size=int(rng.integers(0, 5)), replace=False))
         ranks = np.cumsum(rng.integers(1, 3, size=len(ranked)))  # gaps in ranks
-        rec_rows += [(user, item, int(r)) for item, r in zip(ranked, ranks)]
+        rec_rows += [(user, item, int(r)) for item, r in zip(ranked, ranks, strict=True)]
         truth_rows += [(user, item) for item in relevant]
         if relevant:
-            for name, fn in zip(expected, ALL):
+            for name, fn in zip(expected, ALL, strict=True):
                 expected[name].append(fn(ranked, relevant, 5))
     result = evaluate(
         pd.DataFrame(rec_rows, columns=["user_id", "item_id", "rank"]),

@@ -31,8 +31,14 @@ MODEL = ALSModel(
 )
 SCOPES = pd.DataFrame(
     [
-        ("i1", "video"), ("i10", "video"), ("i2", "video"), ("i3", "video"),
-        ("i3", "article"), ("i4", "article"), ("i5", "article"), ("i6", "article"),
+        ("i1", "video"),
+        ("i10", "video"),
+        ("i2", "video"),
+        ("i3", "video"),
+        ("i3", "article"),
+        ("i4", "article"),
+        ("i5", "article"),
+        ("i6", "article"),
         ("i99", "video"),  # unknown to the model: ignored
     ],
     columns=["item_id", "scope"],
@@ -148,9 +154,13 @@ def test_batching_matches_one_batch_and_reference():
 def test_popularity_scores_and_global_rankings():
     frame = pd.DataFrame(
         [
-            ("u1", "b", 2.0), ("u1", "b", 1.0), ("u2", "b", 1.0),  # b: weight 4, 2 users
+            ("u1", "b", 2.0),
+            ("u1", "b", 1.0),
+            ("u2", "b", 1.0),  # b: weight 4, 2 users
             ("u1", "a", 4.0),  # a: weight 4, 1 user
-            ("u2", "c", 1.0), ("u3", "c", 1.0), ("u4", "c", 0.5),  # c: weight 2.5, 3 users
+            ("u2", "c", 1.0),
+            ("u3", "c", 1.0),
+            ("u4", "c", 0.5),  # c: weight 2.5, 3 users
             ("u3", "d", -3.0),  # d: dismissed only, 0
         ],
         columns=["user_id", "item_id", "weight"],
@@ -164,7 +174,10 @@ def test_popularity_scores_and_global_rankings():
     scopes = pd.DataFrame({"item_id": ["a", "b", "c", "d", "b"], "scope": ["x", "x", "x", "x", "y"]})
     ranked = global_rankings(by_weight, scopes, n=3)
     assert ranked[["scope", "rank", "item_id"]].values.tolist() == [
-        ["x", 1, "a"], ["x", 2, "b"], ["x", 3, "c"], ["y", 1, "b"]
+        ["x", 1, "a"],
+        ["x", 2, "b"],
+        ["x", 3, "c"],
+        ["y", 1, "b"],
     ]
     assert ranked["confidence"].tolist() == pytest.approx([1.0, 1.0, 2.5 / 4, 1.0])
 

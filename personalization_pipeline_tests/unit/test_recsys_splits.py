@@ -27,16 +27,22 @@ def frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
 
 
 def pairs(df: pd.DataFrame) -> set[tuple[str, str]]:
-    return set(zip(df["user_id"], df["item_id"]))
+    return set(zip(df["user_id"], df["item_id"], strict=True))
 
 
 HISTORY = frame(
     [
-        ("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u1", "d", 4), ("u1", "e", 5),
+        ("u1", "a", 1),
+        ("u1", "b", 2),
+        ("u1", "c", 3),
+        ("u1", "d", 4),
+        ("u1", "e", 5),
         ("u1", "a", 6),  # a again after e: a was discovered first, stays in train
-        ("u2", "y", 1), ("u2", "x", 1),  # same time: ties by item_id, so y is the later one
+        ("u2", "y", 1),
+        ("u2", "x", 1),  # same time: ties by item_id, so y is the later one
         ("u3", "z", 1),  # one item only: never tested
-        ("u4", "p", 1), ("u4", "p", 2),  # one distinct item, two rows: never tested
+        ("u4", "p", 1),
+        ("u4", "p", 2),  # one distinct item, two rows: never tested
     ]
 )
 
@@ -65,7 +71,7 @@ def test_temporal_holdout_ignores_row_order():
     train, test = temporal_holdout(shuffled, fraction=0.4)
     assert pairs(test) == {("u1", "d"), ("u1", "e"), ("u2", "y")}
     # rows keep their input order
-    held = [(u, i) in pairs(test) for u, i in zip(shuffled["user_id"], shuffled["item_id"])]
+    held = [(u, i) in pairs(test) for u, i in zip(shuffled["user_id"], shuffled["item_id"], strict=True)]
     pd.testing.assert_frame_equal(train, shuffled[[not h for h in held]].reset_index(drop=True))
 
 
