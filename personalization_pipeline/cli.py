@@ -129,6 +129,12 @@ def cmd_token(args: argparse.Namespace) -> int:
     from .serving.auth import mint_token
 
     settings = Settings.from_env()
+    if args.ttl > settings.jwt_max_lifetime_seconds:
+        console.print(
+            f"[red bold]--ttl {args.ttl} is longer than the endpoint accepts[/] "
+            f"(PERSONALIZATION_JWT_MAX_LIFETIME_SECONDS={settings.jwt_max_lifetime_seconds})"
+        )
+        return 2
     print(
         mint_token(
             settings.jwt_secret,

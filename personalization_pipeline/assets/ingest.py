@@ -45,9 +45,12 @@ def raw_tables(
             future_tolerance=timedelta(minutes=settings.future_tolerance_minutes),
             strict_items=config.strict_items or settings.strict_items,
             raw_retention=retention_period(settings.raw_retention_days),
+            encoding=settings.input_encoding,
         )
         report = load_raw_tables(con, data_dir, mapping, options, settings_override=consent)
-        seeded = seed_settings(serving_db.get_url(), con.execute("SELECT * FROM raw_settings").df())
+        # A fail-closed opt-out holds for this run only: it is never written to the serving database.
+        readable = con.execute("SELECT * FROM raw_settings WHERE fail_closed IS NULL").df()
+        seeded = seed_settings(serving_db.get_url(), readable)
     context.log.info(f"quarantined {report.quarantined_total} rows in batch {report.batch_id}")
     for name in RAW_TABLES:
         quarantined = report.quarantined.get(name, {})
@@ -60,7 +63,15 @@ def raw_tables(
                 "quarantined_by_reason": quarantined,
                 "dropped_columns": report.dropped_columns.get(name, []),
                 **({"expired_by_retention": report.expired} if name == "interactions" else {}),
-                **({"seeded_into_serving_database": seeded} if name == "settings" else {}),
+                **(
+                    {
+                        "seeded_into_serving_database": seeded,
+                        "opted_out_fail_closed": sum(report.consent_fail_closed.values()),
+                        "opted_out_fail_closed_by_cause": report.consent_fail_closed,
+                    }
+                    if name == "settings"
+                    else {}
+                ),
                 "batch_id": report.batch_id,
             },
         )

@@ -1,12 +1,15 @@
 """Load raw files into the DuckDB warehouse: allowlisted columns, typed, bad rows quarantined.
 
 Each contract table lands in ``raw_<table>`` with only its contract columns (extra
-columns, PII included, never enter the warehouse). Rows that break the contract go
-to ``quarantine`` with a reason; they are counted, never silently dropped.
+columns, PII included, never enter the warehouse). Ids are canonicalised the same way in
+every table (:mod:`ids`). Rows that break the contract go to ``quarantine`` with a reason;
+they are counted, never silently dropped. Settings fail closed (:mod:`privacy.consent`).
+An input that leaves no usable interaction stops the load before anything is committed.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,8 +17,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from ..ids import CANONICAL_ID_MACRO, CLEAN_TEXT_MACRO
+from ..privacy import consent
 from ..sqlutil import quote_ident, scalar
 from .contract import CONTRACTS, SUPPORTED_EXTENSIONS, TableContract
+from .encoding import utf8_csv
 from .errors import InputError
 from .mapping import TableMapping
 from .validation import PARSE_BOOL_MACRO, PARSE_TS_MACRO, RULES
@@ -36,6 +42,7 @@ class IngestOptions:
     future_tolerance: timedelta = timedelta(hours=1)
     strict_items: bool = False
     raw_retention: timedelta | None = None  # events older than now - raw_retention are not loaded
+    encoding: str = "utf-8"  # of CSV files
 
 
 @dataclass
@@ -48,6 +55,8 @@ class IngestReport:
     quarantined: dict[str, dict[str, int]] = field(default_factory=dict)
     dropped_columns: dict[str, list[str]] = field(default_factory=dict)
     expired: int = 0
+    newest_expired: datetime | None = None
+    consent_fail_closed: dict[str, int] = field(default_factory=dict)  # users opted out, by cause
 
     @property
     def quarantined_total(self) -> int:
@@ -75,17 +84,18 @@ def find_source(data_dir: Path, contract: TableContract, mapping: TableMapping) 
     return None
 
 
-def _read_source(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Expose ``path`` as temp view ``src`` of VARCHAR columns, malformed CSV lines in ``reject_errors``."""
+def _read_source(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, workdir: Path) -> None:
+    """Expose ``path`` as temp table ``src`` of VARCHAR columns, malformed CSV lines in ``reject_errors``."""
     con.execute("DROP VIEW IF EXISTS src")
+    readable = path if path.suffix == ".parquet" else utf8_csv(path, encoding, workdir)
     try:
         if path.suffix == ".parquet":
-            relation = con.read_parquet(str(path))
+            relation = con.read_parquet(str(readable))
         else:
             relation = con.sql(
                 "SELECT * FROM read_csv(?, header=true, all_varchar=true, ignore_errors=true, "
                 "store_rejects=true, rejects_table='reject_errors', rejects_scan='reject_scans')",
-                params=[str(path)],
+                params=[str(readable)],
             )
         columns = relation.columns
         casts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
@@ -113,7 +123,8 @@ def _select_contract_columns(
     selects = ["src_row"]
     for column in contract.columns:
         if column in by_target:
-            selects.append(f"NULLIF(trim({quote_ident(by_target[column])}), '') AS {column}")
+            clean = "canonical_id" if column in contract.id_columns else "clean_text"
+            selects.append(f"{clean}({quote_ident(by_target[column])}) AS {column}")
         elif column in mapping.defaults:
             selects.append(f"{_quote(mapping.defaults[column])} AS {column}")
         else:
@@ -167,24 +178,20 @@ def load_raw_tables(
     batch_id = options.now.strftime("%Y%m%dT%H%M%S%f")
     report = IngestReport(batch_id=batch_id)
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(PARSE_TS_MACRO)
-    con.execute(PARSE_BOOL_MACRO)
+    for macro in (CLEAN_TEXT_MACRO, CANONICAL_ID_MACRO, PARSE_TS_MACRO, PARSE_BOOL_MACRO):
+        con.execute(macro)
     for statement in LOG_DDL:
         con.execute(statement)
     order = ["items", "interactions", "users", "settings"]  # items first: strict mode checks against them
     sources = {name: find_source(data_dir, CONTRACTS[name], mapping.get(name, TableMapping())) for name in order}
     con.execute("BEGIN TRANSACTION")
     try:
-        for name in order:
-            _load_one(
-                con,
-                report,
-                name,
-                sources[name],
-                mapping.get(name, TableMapping()),
-                options,
-                settings_override if name == "settings" else None,
-            )
+        with tempfile.TemporaryDirectory(prefix="ingest-") as workdir:
+            for name in order:
+                table_mapping = mapping.get(name, TableMapping())
+                _load_one(con, report, name, sources[name], table_mapping, options, Path(workdir), settings_override)
+                if name == "interactions":
+                    _require_usable_interactions(report, sources[name], options)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -192,12 +199,46 @@ def load_raw_tables(
     return report
 
 
-def _load_one(con, report, name, path, table_mapping, options: IngestOptions, settings_override):
+def _require_usable_interactions(report: IngestReport, path: Path | None, options: IngestOptions) -> None:
+    """Stop the load when nothing usable is left of the interactions file, saying why."""
+    if report.rows["interactions"]:
+        return
+    quarantined = report.quarantined.get("interactions", {})
+    if report.expired:
+        days = options.raw_retention.days if options.raw_retention else 0
+        newest = f"{report.newest_expired:%Y-%m-%d}" if report.newest_expired else "unknown"
+        raise InputError(
+            path,
+            f"all {report.expired} events are older than the raw-event retention of {days} days "
+            f"(newest event {newest}); set PERSONALIZATION_RAW_RETENTION_DAYS=0 to keep every event, "
+            "or to a number of days that covers the export",
+        )
+    if quarantined:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(quarantined.items()))
+        raise InputError(path, f"every row was quarantined ({reasons}); no usable interaction is left")
+    raise InputError(path, "the file has no data rows; no usable interaction is left")
+
+
+def _resolve_settings(con: duckdb.DuckDBPyConnection, report: IngestReport, database: pd.DataFrame | None) -> None:
+    """One fail-closed settings row per user: the file's rows, then the serving database's on top."""
+    con.execute(consent.RESOLVE_FILE_SQL)
+    if database is not None and len(database):
+        con.register("settings_override_df", database)
+        con.execute(consent.APPLY_DATABASE_SQL)
+        con.unregister("settings_override_df")
+    report.consent_fail_closed = dict(
+        con.execute(
+            "SELECT fail_closed, count(*) FROM raw_settings WHERE fail_closed IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    )
+
+
+def _load_one(con, report, name, path, table_mapping, options: IngestOptions, workdir: Path, settings_override):
     contract = CONTRACTS[name]
     if path is None:
         _empty_table(con, contract)
     else:
-        _read_source(con, path)
+        _read_source(con, path, options.encoding, workdir)
         report.files[name] = str(path)
         report.dropped_columns[name] = _select_contract_columns(con, path, contract, table_mapping)
     now = options.now
@@ -209,6 +250,8 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, se
         f"CREATE OR REPLACE TABLE raw_{name} AS SELECT * EXCLUDE (src_row, row_json, reason) FROM checked "
         "WHERE reason IS NULL ORDER BY src_row"
     )
+    if name == "settings":
+        _resolve_settings(con, report, settings_override)
     con.execute(
         "INSERT INTO quarantine SELECT ?, ?, ?, reason, row_json, ? FROM checked "
         "WHERE reason IS NOT NULL ORDER BY src_row",
@@ -223,10 +266,11 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, se
         malformed = _quarantine_malformed_lines(con, report.batch_id, name, path, now)
         if malformed:
             counts["malformed_line"] = malformed
-    if settings_override is not None and len(settings_override):
-        _apply_settings_override(con, settings_override)
     if name == "interactions" and options.raw_retention is not None:
         cutoff = now - options.raw_retention
+        report.newest_expired = scalar(
+            con, "SELECT max(occurred_at) FROM raw_interactions WHERE occurred_at < ?", [cutoff]
+        )
         report.expired = scalar(con, "DELETE FROM raw_interactions WHERE occurred_at < ?", [cutoff])  # the count
     report.quarantined[name] = counts
     report.rows[name] = scalar(con, f"SELECT count(*) FROM raw_{name}")
@@ -244,14 +288,3 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, se
         ],
     )
     con.execute("DROP TABLE IF EXISTS checked; DROP TABLE IF EXISTS src; DROP TABLE IF EXISTS src_contract")
-
-
-def _apply_settings_override(con: duckdb.DuckDBPyConnection, override: pd.DataFrame) -> None:
-    """Replace file settings by the serving database's rows for the same users."""
-    con.register("settings_override_df", override)
-    con.execute("DELETE FROM raw_settings WHERE user_id IN (SELECT CAST(user_id AS VARCHAR) FROM settings_override_df)")
-    con.execute(
-        "INSERT INTO raw_settings SELECT CAST(user_id AS VARCHAR), personalization_enabled, "
-        "data_sharing_consent, CAST(updated_at AS TIMESTAMP) FROM settings_override_df"
-    )
-    con.unregister("settings_override_df")

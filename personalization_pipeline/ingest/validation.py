@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ids import MAX_ID_LENGTH
+
 # ISO-8601 (any offset, normalised to UTC) or Unix epoch seconds (milliseconds above 1e11).
 PARSE_TS_MACRO = r"""
 CREATE OR REPLACE TEMP MACRO parse_ts(x) AS CASE
@@ -19,12 +21,23 @@ CREATE OR REPLACE TEMP MACRO parse_ts(x) AS CASE
     ELSE try_cast(try_cast(x AS TIMESTAMPTZ) AS TIMESTAMP)
 END
 """
-PARSE_BOOL_MACRO = """
+TRUE_SPELLINGS = ("true", "t", "yes", "y", "on", "1")
+FALSE_SPELLINGS = ("false", "f", "no", "n", "off", "0")
+"""Accepted boolean spellings, case-insensitive and trimmed (``1.0`` counts as ``1``); anything else is unreadable."""
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+PARSE_BOOL_MACRO = f"""
 CREATE OR REPLACE TEMP MACRO parse_bool(x) AS CASE
-    WHEN lower(x) IN ('true', 't', '1', 'yes', 'y') THEN TRUE
-    WHEN lower(x) IN ('false', 'f', '0', 'no', 'n') THEN FALSE
+    WHEN lower(canonical_id(x)) IN ({_in(TRUE_SPELLINGS)}) THEN TRUE
+    WHEN lower(canonical_id(x)) IN ({_in(FALSE_SPELLINGS)}) THEN FALSE
 END
 """
+QUARANTINED_TEXT_CHARS = 1000
+"""A quarantined row keeps at most this many characters of each value (a 1 MB id is evidence enough cut short)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,7 @@ class TableRules:
     def sql(self) -> str:
         """SQL creating ``checked`` from ``src_contract``."""
         typed = ",\n    ".join(f"{expr} AS {name}" for name, expr in self.columns.items())
-        raw = ", ".join(f"{name}: {name}" for name in self.columns)
+        raw = ", ".join(f"{name}: left({name}, {QUARANTINED_TEXT_CHARS})" for name in self.columns)
         cases = "\n        ".join(f"WHEN {cond} THEN '{reason}'" for cond, reason in self.rules)
         key = ", ".join(self.unique_key)
         return f"""
@@ -71,6 +84,18 @@ def _unparseable(column: str) -> tuple[str, str]:
     return f"{column}__raw IS NOT NULL AND {column} IS NULL", f"unparseable_{column}"
 
 
+def _too_long(column: str) -> tuple[str, str]:
+    return f"length({column}) > {MAX_ID_LENGTH}", f"too_long_{column}"
+
+
+SETTINGS_FAIL_CLOSED = (
+    "unreadable_personalization_enabled",
+    "unreadable_data_sharing_consent",
+    "unparseable_updated_at",
+)
+"""Settings rows quarantined for these reasons still count: their user is opted out for the run."""
+
+
 RULES: dict[str, TableRules] = {
     "interactions": TableRules(
         columns={
@@ -85,6 +110,8 @@ RULES: dict[str, TableRules] = {
         rules=(
             _null("user_id"),
             _null("item_id"),
+            _too_long("user_id"),
+            _too_long("item_id"),
             ("occurred_at IS NULL", "unparseable_occurred_at"),
             ("occurred_at > $horizon", "future_occurred_at"),
             _unparseable("value"),
@@ -101,7 +128,13 @@ RULES: dict[str, TableRules] = {
             "approved_at": "parse_ts(approved_at)",
             "title": "title",
         },
-        rules=(_null("item_id"), _unparseable("created_at"), _unparseable("approved_at")),
+        rules=(
+            _null("item_id"),
+            _too_long("item_id"),
+            _too_long("scope"),
+            _unparseable("created_at"),
+            _unparseable("approved_at"),
+        ),
         unique_key=("item_id",),
         duplicate_reason="duplicate_item_id",
     ),
@@ -113,7 +146,7 @@ RULES: dict[str, TableRules] = {
             "timezone_offset": "try_cast(timezone_offset AS INTEGER)",
             "device_type": "lower(device_type)",
         },
-        rules=(_null("user_id"), _unparseable("signup_at"), _unparseable("timezone_offset")),
+        rules=(_null("user_id"), _too_long("user_id"), _unparseable("signup_at"), _unparseable("timezone_offset")),
         unique_key=("user_id",),
         duplicate_reason="duplicate_user_id",
     ),
@@ -126,9 +159,10 @@ RULES: dict[str, TableRules] = {
         },
         rules=(
             _null("user_id"),
-            ("personalization_enabled IS NULL", "unparseable_personalization_enabled"),
-            _unparseable("data_sharing_consent"),
-            _unparseable("updated_at"),
+            _too_long("user_id"),
+            ("personalization_enabled IS NULL", SETTINGS_FAIL_CLOSED[0]),
+            ("data_sharing_consent__raw IS NOT NULL AND data_sharing_consent IS NULL", SETTINGS_FAIL_CLOSED[1]),
+            ("updated_at__raw IS NOT NULL AND updated_at IS NULL", SETTINGS_FAIL_CLOSED[2]),
         ),
         unique_key=("user_id",),
         keep_first_by="updated_at DESC NULLS LAST, src_row DESC",

@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.ids import MAX_ID_LENGTH, canonical_id
 from personalization_pipeline.serving import lookup, user_settings
 from personalization_pipeline.serving.api_access import ApiConnector, caller_transaction
 from personalization_pipeline.serving.api_models import (
@@ -40,7 +41,6 @@ from personalization_pipeline.serving.api_models import (
 from personalization_pipeline.serving.auth import (
     ADMIN_ROLES,
     ID_PATTERN,
-    MAX_ID_LENGTH,
     READ_OWN_ROLES,
     WRITE_OWN_ROLES,
     AuthError,
@@ -124,7 +124,13 @@ async def _principal(
         raise HTTPException(HTTPStatus.UNAUTHORIZED, "missing bearer token", headers=challenge)
     settings: Settings = request.app.state.settings
     try:
-        return decode_token(credentials.credentials, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience)
+        return decode_token(
+            credentials.credentials,
+            settings.jwt_secret,
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            settings.jwt_max_lifetime_seconds,
+        )
     except AuthError as exc:
         challenge["WWW-Authenticate"] += ', error="invalid_token"'
         raise HTTPException(HTTPStatus.UNAUTHORIZED, str(exc), headers=challenge) from exc
@@ -148,6 +154,7 @@ async def _read_ranking(
     pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int
 ) -> dict[str, Any]:
     _require(caller, READ_OWN_ROLES, "read rankings")
+    user_id = canonical_id(user_id) or user_id  # the same id rule as ingest and tokens
     if not caller.can_read_user(user_id):
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
     scope = scope.lower()  # ingest stores scopes in lower case

@@ -1,9 +1,11 @@
 """JWT bearer tokens for the lookup API: HS256 only, ``sub`` = user id, ``role`` claim.
 
 Rejected: a bad signature, ``alg`` other than HS256 (``none`` and RS/ES/PS included, so
-a public key can never be used as an HMAC secret), a missing or past ``exp``, a missing,
-non-string, over-long or control-character ``sub``, an unknown ``role``, and a wrong or
-missing ``iss``/``aud`` when an issuer/audience is configured.
+a public key can never be used as an HMAC secret), a missing or past ``exp``, an ``exp``
+further away than the configured maximum lifetime, a missing, non-string, over-long or
+control-character ``sub``, an unknown ``role``, and a wrong or missing ``iss``/``aud`` when
+an issuer/audience is configured. ``sub`` is canonicalised like every id (:mod:`ids`), so a
+token for ``" 52 "`` or ``"52.0"`` is user ``52``.
 
 Roles: ``client`` and ``reader`` read their own data (``client`` may also change its
 own settings), ``monitor`` reaches only health endpoints, ``admin`` and ``superadmin``
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from personalization_pipeline.ids import MAX_ID_LENGTH, canonical_id
+
 ALGORITHM = "HS256"
 ROLES: frozenset[str] = frozenset({"client", "reader", "monitor", "admin", "superadmin"})
 ADMIN_ROLES: frozenset[str] = frozenset({"admin", "superadmin"})
@@ -25,7 +29,7 @@ READ_OWN_ROLES: frozenset[str] = frozenset({"client", "reader"}) | ADMIN_ROLES
 WRITE_OWN_ROLES: frozenset[str] = frozenset({"client"}) | ADMIN_ROLES
 DEFAULT_ROLE = "client"
 
-MAX_ID_LENGTH = 200
+DEFAULT_MAX_LIFETIME_SECONDS = 86_400
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 """User ids and scopes: 1-200 characters, none of them a control character (NUL included)."""
 
@@ -79,8 +83,15 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_token(token: str, secret: str, issuer: str | None = None, audience: str | None = None) -> Principal:
-    """Verify ``token`` (signature, ``exp``, ``sub``, optional ``iss``/``aud``) and return its principal.
+def decode_token(
+    token: str,
+    secret: str,
+    issuer: str | None = None,
+    audience: str | None = None,
+    max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
+) -> Principal:
+    """Verify ``token`` (signature, ``exp`` at most ``max_lifetime_seconds`` away, ``sub``, optional
+    ``iss``/``aud``) and return its principal, with the canonical user id.
 
     A token without a ``role`` claim gets the end-user role, ``client``.
     """
@@ -98,8 +109,10 @@ def decode_token(token: str, secret: str, issuer: str | None = None, audience: s
         raise AuthError("token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
-    user_id = claims["sub"]
-    if not isinstance(user_id, str) or not is_valid_id(user_id):
+    if not isinstance(claims["exp"], int | float) or claims["exp"] > time.time() + max_lifetime_seconds:
+        raise AuthError(f"invalid token: 'exp' is more than {max_lifetime_seconds} seconds away")
+    user_id = canonical_id(claims["sub"]) if isinstance(claims["sub"], str) else None
+    if user_id is None or not is_valid_id(user_id):
         raise AuthError(
             f"invalid token: 'sub' must be a string of 1-{MAX_ID_LENGTH} characters without control characters"
         )

@@ -64,6 +64,9 @@ def test_missing_role_claim_means_the_end_user_role() -> None:
         (jwt.encode({**CLAIMS, "sub": "u1\x00"}, SECRET), "sub"),
         (jwt.encode({**CLAIMS, "role": ["admin"]}, SECRET), "unknown role"),
         (jwt.encode({**CLAIMS, "aud": "apps"}, SECRET), "(?i)audience"),
+        (jwt.encode({**CLAIMS, "exp": 1e30}, SECRET), "more than 86400 seconds away"),
+        (mint_token(SECRET, "u1", ttl_seconds=86_400 + 60), "more than 86400 seconds away"),
+        (jwt.encode({**CLAIMS, "sub": " \u00a0\t"}, SECRET), "sub"),
         ("not.a.token", "invalid token"),
         ("", "invalid token"),
     ],
@@ -92,3 +95,16 @@ def test_read_permissions_by_role() -> None:
     assert not Principal("u1", "monitor").can_read_user("u1")
     assert Principal("a", "admin").can_read_user("u2")
     assert Principal("a", "superadmin").can_read_user("u2")
+
+
+def test_sub_is_canonicalised_like_every_id() -> None:
+    for sub in ("52", "52.0", " 52\t", "\u300052.000"):
+        assert decode_token(jwt.encode({**CLAIMS, "sub": sub}, SECRET), SECRET).user_id == "52"
+    assert decode_token(jwt.encode({**CLAIMS, "sub": "052"}, SECRET), SECRET).user_id == "052"
+
+
+def test_the_lifetime_bound_is_configurable() -> None:
+    token = mint_token(SECRET, "u1", ttl_seconds=7_200)
+    assert decode_token(token, SECRET, max_lifetime_seconds=7_300).user_id == "u1"
+    with pytest.raises(AuthError, match="more than 3600 seconds away"):
+        decode_token(token, SECRET, max_lifetime_seconds=3_600)

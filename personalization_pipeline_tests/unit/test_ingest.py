@@ -186,10 +186,11 @@ def test_database_settings_win_over_the_settings_file(tmp_path):
         }
     )
     con, report = _load(tmp_path, override=override)
-    assert report.quarantined["settings"] == {"unparseable_personalization_enabled": 1}
+    assert report.quarantined["settings"] == {"unreadable_personalization_enabled": 1}
     assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings ORDER BY 1").fetchall() == [
         ("u1", False),
         ("u2", True),
+        ("u3", False),  # unreadable: opted out (fail closed)
     ]
 
 
@@ -226,3 +227,166 @@ def test_malformed_lines_are_quarantined_without_their_text(tmp_path):
     stored = con.execute("SELECT row_json FROM quarantine WHERE reason = 'malformed_line'").fetchall()
     assert json.loads(stored[0][0])["line"] == 3
     assert "bob@example.org" not in str(stored) and "FR" not in str(stored)
+
+
+def _checksums(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+    return {t: con.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {t}").fetchall() for t in tables}
+
+
+def test_ids_are_canonical_in_every_table_whatever_the_column_types(tmp_path):
+    """Float ids in Parquet (52.0), integer ids and padded text ids name the same user everywhere."""
+    pd.DataFrame(
+        {"user_id": [52.0, 53.0, 7.0], "item_id": [1.0, 2.0, 1.0], "occurred_at": ["2024-01-01"] * 3}
+    ).to_parquet(tmp_path / "interactions.parquet")
+    pd.DataFrame({"user_id": [52, 53, 7], "country_code": ["DE", "FR", "IT"]}).to_parquet(tmp_path / "users.parquet")
+    _write(tmp_path / "items.csv", "item_id,category\n\t1\u00a0,a\n 2.000 ,b")
+    _write(tmp_path / "settings.csv", "user_id,personalization_enabled\n\u300052\t,false\n007,false")
+    con, _ = _load(tmp_path)
+    ids = {
+        t: sorted(r[0] for r in con.execute(f"SELECT DISTINCT user_id FROM raw_{t}").fetchall())
+        for t in ("interactions", "users", "settings")
+    }
+    assert ids == {"interactions": ["52", "53", "7"], "users": ["52", "53", "7"], "settings": ["007", "52"]}
+    assert sorted(con.execute("SELECT item_id FROM raw_items").fetchall()) == [("1",), ("2",)]
+    assert con.execute("SELECT personalization_enabled FROM raw_settings WHERE user_id = '52'").fetchall() == [
+        (False,)
+    ]  # the opt-out matches the float-id events; leading zeros are kept, so '007' is not '7'
+
+
+def test_over_long_ids_are_quarantined_cut_short(tmp_path):
+    huge = "u" * 1_000_000
+    _write(
+        tmp_path / "interactions.csv",
+        f"user_id,item_id,occurred_at\n{huge},i1,2024-01-01\nu1,{'i' * 201},2024-01-01\nu2,i1,2024-01-01",
+    )
+    con, report = _load(tmp_path)
+    assert report.quarantined["interactions"] == {"too_long_item_id": 1, "too_long_user_id": 1}
+    assert con.execute("SELECT user_id FROM raw_interactions").fetchall() == [("u2",)]
+    stored = con.execute("SELECT max(length(row_json)) FROM quarantine").fetchall()[0][0]
+    assert stored < 2_000  # the evidence keeps 1,000 characters of each value
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled"),
+    [("on", True), ("OFF", False), (" Yes ", True), ("n", False), ("1.0", True), ("0", False)],
+)
+def test_documented_consent_spellings_are_read(tmp_path, value, enabled):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
+    _write(tmp_path / "settings.csv", f"user_id,personalization_enabled\nu1,{value}")
+    con, report = _load(tmp_path)
+    assert con.execute("SELECT personalization_enabled, fail_closed FROM raw_settings").fetchall() == [(enabled, None)]
+    assert report.consent_fail_closed == {}
+
+
+@pytest.mark.parametrize("value", ["", "2", "maybe", "enabled?", "tru"])
+def test_unreadable_consent_opts_the_user_out(tmp_path, value):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu2,i1,2024-01-01")
+    _write(tmp_path / "settings.csv", f"user_id,personalization_enabled\nu1,{value}\nu2,true")
+    con, report = _load(tmp_path)
+    rows = con.execute(
+        "SELECT user_id, personalization_enabled, data_sharing_consent, fail_closed FROM raw_settings ORDER BY 1"
+    )
+    assert rows.fetchall() == [("u1", False, False, "unreadable"), ("u2", True, None, None)]
+    assert report.consent_fail_closed == {"unreadable": 1}
+    assert report.quarantined["settings"] == {"unreadable_personalization_enabled": 1}  # kept as evidence
+
+
+def test_unreadable_consent_beats_the_database_and_any_readable_row(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
+    _write(
+        tmp_path / "settings.csv",
+        "user_id,personalization_enabled,data_sharing_consent,updated_at\n"
+        "u1,true,true,2024-05-01\nu1,true,perhaps,2024-01-01",
+    )
+    database = pd.DataFrame(
+        {
+            "user_id": ["u1"],
+            "personalization_enabled": [True],
+            "data_sharing_consent": [True],
+            "updated_at": [pd.Timestamp("2024-05-20")],
+        }
+    )
+    con, _ = _load(tmp_path, override=database)
+    assert con.execute("SELECT personalization_enabled, fail_closed FROM raw_settings").fetchall() == [
+        (False, "unreadable")
+    ]
+
+
+def test_rows_that_tie_for_latest_and_disagree_opt_the_user_out(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\n52,i1,2024-01-01\n9,i1,2024-01-01")
+    _write(
+        tmp_path / "settings.csv",
+        "user_id,personalization_enabled,updated_at\n52,true,\n52.0,false,\n9,false,2024-01-01\n9,true,2024-02-01",
+    )
+    con, report = _load(tmp_path)
+    assert con.execute(
+        "SELECT user_id, personalization_enabled, fail_closed FROM raw_settings ORDER BY 1"
+    ).fetchall() == [
+        ("52", False, "conflicting"),  # '52' and '52.0' are one user who said both: opted out
+        ("9", True, None),  # a later row is a change of mind, not a conflict
+    ]
+    assert report.consent_fail_closed == {"conflicting": 1}
+
+
+def test_database_rows_are_canonicalised_and_combined_fail_closed(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\n52,i1,2024-01-01")
+    database = pd.DataFrame(
+        {
+            "user_id": ["52", " 52.0"],
+            "personalization_enabled": [True, False],
+            "data_sharing_consent": [None, None],
+            "updated_at": [pd.Timestamp("2024-05-20")] * 2,
+        }
+    )
+    con, _ = _load(tmp_path, override=database)
+    assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings").fetchall() == [("52", False)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("user_id,item_id,occurred_at\n", "no data rows"),
+        ("user_id,item_id,occurred_at\n,i1,2024-01-01\nu1,i1,someday\n", "every row was quarantined"),
+    ],
+)
+def test_an_input_without_usable_interactions_stops_before_anything_changes(tmp_path, content, message):
+    good = tmp_path / "good"
+    good.mkdir()
+    _write(good / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu2,i1,2024-01-02")
+    con, _ = _load(good)
+    before = _checksums(con)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "interactions.csv").write_text(content)
+    with pytest.raises(InputError, match=message) as info:
+        _load(bad, con=con)
+    assert info.value.path == str(bad / "interactions.csv")
+    assert _checksums(con) == before  # raw tables, quarantine and batch log as they were
+
+
+def test_an_export_older_than_retention_says_so(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2018-09-24\nu2,i1,2017-01-01")
+    options = IngestOptions(now=NOW, raw_retention=timedelta(days=730))
+    with pytest.raises(InputError) as info:
+        load_raw_tables(duckdb.connect(), tmp_path, {}, options)
+    text = str(info.value)
+    assert "all 2 events are older than the raw-event retention of 730 days" in text
+    assert "newest event 2018-09-24" in text and "PERSONALIZATION_RAW_RETENTION_DAYS=0" in text
+
+
+def test_a_file_not_in_the_configured_encoding_stops_the_run_with_the_byte_offset(tmp_path):
+    text = "user_id,item_id,occurred_at,device_type\nu1,i1,2024-01-01,téléphone\nu2,i2,2024-01-01,tv\n"
+    (tmp_path / "interactions.csv").write_bytes(text.encode("latin-1"))
+    with pytest.raises(InputError) as info:
+        _load(tmp_path)
+    offset = text.encode("latin-1").index("é".encode("latin-1"))
+    assert f"not valid utf-8 at byte {offset}" in str(info.value)
+    assert "interactions.csv" in str(info.value) and "PERSONALIZATION_INPUT_ENCODING" in str(info.value)
+    con = duckdb.connect()
+    options = IngestOptions(now=NOW, encoding="latin-1")
+    load_raw_tables(con, tmp_path, {}, options)
+    assert con.execute("SELECT device_type FROM raw_interactions ORDER BY user_id").fetchall() == [
+        ("téléphone",),
+        ("tv",),
+    ]
