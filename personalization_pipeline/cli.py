@@ -65,17 +65,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_path.open("w") as log,
         terminal.status(f"running the {args.job} job (data: {settings.data_dir}; log: {log_path}) ..."),
         contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),  # Dagster's event log and tracebacks: kept in the job log
     ):
         result = run_job(args.job)
     if not result.success:
-        console.print(f"[red bold]The {args.job} job failed[/]: {result.error}\nlog: {log_path}")
+        console.print(
+            f"[red bold]The {args.job} job failed[/]: {result.error}\nfull log with the traceback: {log_path}"
+        )
         return 1
     if args.job == "cleanup":
         summary = {f"deleted: {k}": v for k, v in result.metadata["retention_cleanup"].items()}
     else:
         passed = sum(result.checks.values())
         summary = {
-            **summarize(settings),
+            **summarize(settings, result.metadata),
             "asset checks passed": f"{passed}/{len(result.checks)}",
             "job log": str(log_path),
         }

@@ -32,6 +32,7 @@ def build_definitions() -> dg.Definitions:
     environment is the one source of configuration for a run.
     """
     settings = Settings.from_env()
+    serving_db = ServingDatabaseResource.from_settings(settings)
     nightly_job = dg.define_asset_job(
         "nightly",
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance"),
@@ -58,8 +59,12 @@ def build_definitions() -> dg.Definitions:
             dg.ScheduleDefinition(job=cleanup_job, cron_schedule=settings.cleanup_cron, execution_timezone="UTC"),
         ],
         resources={
-            "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
-            "serving_db": ServingDatabaseResource.from_settings(settings),
+            "warehouse": WarehouseResource(
+                path=str(settings.warehouse_path),
+                serving_db=serving_db,
+                lock_timeout_seconds=settings.run_lock_timeout_seconds,
+            ),
+            "serving_db": serving_db,
             "model_store": ModelStoreResource(root=str(settings.model_dir)),
             "dbt": dbt_resource,
         },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -43,26 +44,20 @@ def run_job(job_name: str) -> JobResult:
 
     defs = build_definitions()
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    logged = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=quiet
+        instance=instance, raise_on_error=False, run_config=logged
     )
     evaluations = result.get_asset_check_evaluations()
     checks = {f"{c.asset_key.to_user_string()}.{c.check_name}": c.passed for c in evaluations}
-    failures = result.get_step_failure_events()
     error = None
-    if failures:
-        info = failures[0].step_failure_data.error
-        while info is not None and info.cause is not None:  # the root cause names the file and column
-            info = info.cause
+    if not result.success:
         failed_checks = [
             f"{c.asset_key.to_user_string()}.{c.check_name}: {c.description or 'failed'}"
             for c in evaluations
             if not c.passed
         ]
-        error = "\n".join(
-            [f"step {failures[0].step_key}: {info.message.strip() if info else 'failed'}", *failed_checks]
-        )
+        error = "\n".join([_first_failure(result), *failed_checks])
     metadata: dict[str, dict[str, Any]] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
@@ -70,8 +65,40 @@ def run_job(job_name: str) -> JobResult:
     return JobResult(result.success, result.run_id, error, metadata, checks)
 
 
-def summarize(settings: Settings) -> dict[str, object]:
-    """Row counts, quarantine, latest metrics and where the results are."""
+def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+    """``step <key>: <root cause>`` of the first failed step, or the run's own failure (a resource
+    that could not start, e.g. a warehouse held by another run)."""
+    failures = result.get_step_failure_events()
+    if failures:
+        where, info = f"step {failures[0].step_key}", failures[0].step_failure_data.error
+    else:
+        event = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.PIPELINE_FAILURE)
+        where, info = "run", getattr(event.event_specific_data, "error", None)
+    while info is not None and info.cause is not None:  # the root cause names the file and column
+        info = info.cause
+    message = re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", info.message.strip()) if info else "failed"
+    return f"{where}: {message}"
+
+
+def _ingest_notes(settings: Settings, metadata: dict[str, dict[str, Any]]) -> dict[str, object]:
+    """What ingest withheld that a user should know about: expired events and fail-closed opt-outs."""
+    notes: dict[str, object] = {}
+    expired = metadata.get("raw_interactions", {}).get("expired_by_retention", 0)
+    if expired:
+        newest = metadata["raw_interactions"].get("newest_expired_event")
+        notes["events older than the raw retention (not loaded)"] = (
+            f"{expired} (newest {newest}; PERSONALIZATION_RAW_RETENTION_DAYS={settings.raw_retention_days:g}, "
+            "0 keeps every event)"
+        )
+    if "raw_settings" in metadata:
+        causes = metadata["raw_settings"].get("opted_out_fail_closed_by_cause") or {}
+        shown = ", ".join(f"{cause}: {n}" for cause, n in sorted(causes.items())) or "none"
+        notes["opted out for this run: consent unreadable or conflicting"] = shown
+    return notes
+
+
+def summarize(settings: Settings, metadata: dict[str, dict[str, Any]]) -> dict[str, object]:
+    """Row counts, quarantine, what ingest withheld, latest metrics and where the results are."""
     url = resolve_database_url(settings)
     summary: dict[str, object] = {}
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
@@ -86,6 +113,7 @@ def summarize(settings: Settings) -> dict[str, object]:
             "'map', 'catalog_coverage') ORDER BY model_name, metric"
         ).fetchall():
             summary[f"{model} {metric}@{k}"] = round(value, 4)
+    summary.update(_ingest_notes(settings, metadata))
     with psycopg.connect(url) as conn:
         summary["served rankings (personalization_ranks)"] = scalar(conn, "SELECT count(*) FROM personalization_ranks")
     summary["warehouse (DuckDB)"] = str(settings.warehouse_path)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import psycopg
 import pytest
@@ -63,3 +64,25 @@ def served_strings(url: str, exclude: tuple[str, ...] = ()) -> set[str]:
             for (value,) in conn.execute(query):
                 found.update(json_strings(value))
     return found
+
+
+def warehouse_checksums(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+    """Row count and a content hash of every table of a DuckDB database."""
+    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
+    return {t: con.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {quote_ident(t)}").fetchall() for t in tables}
+
+
+def serving_checksums(url: str, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    """An md5 of the ordered rows of every public table but ``exclude``, in PostgreSQL."""
+    with psycopg.connect(url) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()
+            if r[0] not in exclude
+        ]
+        return {
+            t: conn.execute(
+                f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {quote_ident(t)} AS x"
+            ).fetchone()[0]
+            for t in tables
+        }

@@ -62,5 +62,5 @@ def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Build the staging and mart models and run their tests."""
-    args = ["build", "--vars", json.dumps(dbt_vars(Settings.from_env(), warehouse.path))]
+    args = ["build", "--vars", json.dumps(dbt_vars(Settings.from_env(), warehouse.active_path))]
     yield from dbt.cli(args, context=context).stream()

@@ -62,7 +62,11 @@ def raw_tables(
                 "quarantined": sum(quarantined.values()),
                 "quarantined_by_reason": quarantined,
                 "dropped_columns": report.dropped_columns.get(name, []),
-                **({"expired_by_retention": report.expired} if name == "interactions" else {}),
+                **(
+                    {"expired_by_retention": report.expired, "newest_expired_event": str(report.newest_expired)}
+                    if name == "interactions"
+                    else {}
+                ),
                 **(
                     {
                         "seeded_into_serving_database": seeded,

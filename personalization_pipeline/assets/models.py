@@ -19,7 +19,6 @@ def als_model(warehouse: WarehouseResource, model_store: ModelStoreResource) -> 
     model = train_als(matrix, als_params(Settings.from_env()))
     version = als_version(model)
     model.save(model_store.path("als", version))
-    model_store.mark_latest("als", version)
     with warehouse.connect() as con:
         record_model_version(con, "als", version, datetime.now(UTC).replace(tzinfo=None))
     return dg.MaterializeResult(

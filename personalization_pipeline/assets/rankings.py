@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ..config import Settings
-from ..modeling import write_global_rankings, write_user_rankings
+from ..modeling import model_versions, write_global_rankings, write_user_rankings
 from ..recsys.als import ALSModel
 from ..resources import ModelStoreResource, WarehouseResource
 
@@ -11,9 +11,9 @@ from ..resources import ModelStoreResource, WarehouseResource
 @dg.asset(group_name="rankings", deps=["als_model", "mart_user_activity", "stg_items"], pool="warehouse")
 def user_rankings(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
     """Top-N items per opted-in user and scope, seen and dismissed items removed."""
-    version, path = model_store.latest("als")
-    model = ALSModel.load(path)
     with warehouse.connect() as con:
+        version = model_versions(con)["als"].version  # the version this run trained
+        model = ALSModel.load(model_store.path("als", version))
         counts = write_user_rankings(con, model, Settings.from_env().top_n)
     return dg.MaterializeResult(
         metadata={"model_version": version, "users": counts.users, "dagster/row_count": counts.rows}

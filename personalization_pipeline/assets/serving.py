@@ -24,10 +24,12 @@ def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseReso
         snapshot = build_snapshot(
             con, generated_at=now, ttl=timedelta(hours=settings.ranking_ttl_hours), versions=model_versions(con)
         )
-    counts = publish_snapshot(serving_db.get_url(), snapshot)
+    published = publish_snapshot(serving_db.get_url(), snapshot)
     return dg.MaterializeResult(
         metadata={
-            **{f"rows/{table}": n for table, n in counts.items()},
+            **{f"rows/{table}": n for table, n in published.loaded.items()},
+            "dropped_at_commit_opted_out": sum(published.dropped_opted_out.values()),
+            "dropped_at_commit_opted_out_by_table": published.dropped_opted_out,
             "valid_until": str(snapshot.ranks["valid_until"].max()),
         }
     )

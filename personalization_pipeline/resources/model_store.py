@@ -1,4 +1,8 @@
-"""Model artefacts on disk: ``<root>/<model_name>/<version>.npz`` plus a ``latest`` pointer."""
+"""Model artefacts on disk: ``<root>/<model_name>/<version>.npz``.
+
+Files are content-addressed and never overwritten; which version a run ranks with is recorded
+in the warehouse (``model_versions``), so a failed run leaves it as it was.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +20,3 @@ class ModelStoreResource(dg.ConfigurableResource):
         folder = Path(self.root) / model_name
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{version}.npz"
-
-    def mark_latest(self, model_name: str, version: str) -> None:
-        (Path(self.root) / model_name / "LATEST").write_text(version)
-
-    def latest(self, model_name: str) -> tuple[str, Path]:
-        marker = Path(self.root) / model_name / "LATEST"
-        if not marker.exists():
-            raise FileNotFoundError(f"no trained '{model_name}' model in {self.root}; materialize it first")
-        version = marker.read_text().strip()
-        return version, self.path(model_name, version)

@@ -10,6 +10,12 @@ replaced (``DELETE`` + ``INSERT``, so MVCC readers are never blocked); models ar
 upserted and the published active version becomes the only active one per model name;
 evaluation rows are upserted by key and history is kept. Concurrent publishes are
 serialised by an advisory lock: the later one waits, then replaces the earlier.
+
+Just before commit, every row of a user who is opted out in ``personalization_settings``
+*at that moment* is deleted from the per-user tables (an opt-out made through the endpoint
+while the run was computing is never published). The settings table is share-locked for that
+last step, so an opt-out either commits before it (and is honoured here) or after the publish
+(and is honoured by the endpoint at read time, and by the next run).
 """
 
 from __future__ import annotations
@@ -64,6 +70,15 @@ _UPSERT_EVALS = (
     " value = EXCLUDED.value, computed_at = EXCLUDED.computed_at",
 )
 _PUBLISH_LOCK_KEY = 0x5E5F1A7F
+_OPTED_OUT = f"SELECT user_id FROM {schema.SETTINGS} WHERE NOT personalization_enabled"
+_DROP_OPTED_OUT: dict[str, str] = {
+    "ranks": f"DELETE FROM {schema.RANKS} WHERE user_id IN ({_OPTED_OUT})",
+    "rationale": f"DELETE FROM {schema.RATIONALE} WHERE user_id IN ({_OPTED_OUT})",
+    "features": f"DELETE FROM {schema.FEATURES} WHERE user_id IN ({_OPTED_OUT})",
+    "similar_users": f"DELETE FROM {schema.SIMILAR_USERS} WHERE user_id IN ({_OPTED_OUT}) "
+    f"OR similar_user_id IN ({_OPTED_OUT})",
+}
+"""Per-user tables and the statement that removes opted-out users from each (as subject or neighbour)."""
 
 
 @dataclass(frozen=True)
@@ -134,8 +149,17 @@ _TARGETS: dict[str, _Target] = {
 }
 
 
-def publish_snapshot(url: str, snapshot: Snapshot) -> dict[str, int]:
-    """Publish ``snapshot`` atomically; return rows loaded per frame name (e.g. ``ranks``)."""
+@dataclass(frozen=True)
+class PublishResult:
+    """Rows loaded per frame name (e.g. ``ranks``), and rows dropped at commit because their user
+    had opted out meanwhile, per table name."""
+
+    loaded: dict[str, int]
+    dropped_opted_out: dict[str, int]
+
+
+def publish_snapshot(url: str, snapshot: Snapshot) -> PublishResult:
+    """Publish ``snapshot`` atomically, without any row of a user opted out at commit time."""
     frames = {f.name: getattr(snapshot, f.name) for f in fields(snapshot)}
     frames = {name: frame for name, frame in frames.items() if frame is not None}
     columns = {name: _columns(name, frame) for name, frame in frames.items()}
@@ -160,7 +184,12 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> dict[str, int]:
                     cur.execute(
                         sql.SQL(statement).format(t=sql.Identifier(target.table), s=sql.Identifier(target.stage))
                     )
-    return counts
+            cur.execute(f"LOCK TABLE {schema.SETTINGS} IN SHARE MODE")  # opt-outs wait for the commit
+            dropped = {}
+            for name, statement in _DROP_OPTED_OUT.items():
+                cur.execute(statement)
+                dropped[name] = cur.rowcount
+    return PublishResult(counts, dropped)
 
 
 def _columns(name: str, frame: pd.DataFrame) -> list[str]:

@@ -33,7 +33,7 @@ def _warehouse(settings: Settings, sql: str) -> pd.DataFrame:
 
 
 def _latest_als(settings: Settings) -> ALSModel:
-    version = (settings.model_dir / "als" / "LATEST").read_text().strip()
+    version = _warehouse(settings, "SELECT model_version FROM model_versions WHERE model_name = 'als'").iloc[0, 0]
     return ALSModel.load(settings.model_dir / "als" / f"{version}.npz")
 
 

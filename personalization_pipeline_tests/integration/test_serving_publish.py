@@ -102,8 +102,8 @@ def test_items_frame_rejects_non_finite_scores() -> None:
 
 def test_publish_round_trip_keeps_item_order_and_shape(clean_pg: str) -> None:
     snap = snapshot("v1", n_users=3, n_items=4)
-    counts = publish_snapshot(clean_pg, snap)
-    assert counts == {"ranks": 3, "global_ranks": 1}
+    result = publish_snapshot(clean_pg, snap)
+    assert result.loaded == {"ranks": 3, "global_ranks": 1}
     long = long_rankings(3, 4).sort_values(["user_id", "rank"])
     with psycopg.connect(clean_pg) as conn:
         rows = conn.execute(
@@ -373,3 +373,30 @@ def test_items_frame_keeps_seven_significant_digits_at_any_magnitude() -> None:
     items = json.loads(items_frame(long)["items"].iloc[0])
     assert [i["score"] for i in items] == [0.182301, 1.234568e-7, -42.12346, 0.0]
     assert [i["confidence"] for i in items] == [0.1235, 1.0, 0.0, 0.5]
+
+
+def test_users_opted_out_at_commit_time_are_not_published(clean_pg: str) -> None:
+    """An opt-out stored while the run computed (u1) is honoured by the publish itself: no ranking,
+    rationale, feature or similar-user row of u1, as subject or as neighbour."""
+    with psycopg.connect(clean_pg) as conn:
+        conn.execute(
+            "INSERT INTO personalization_settings (user_id, personalization_enabled) VALUES ('u1', false), ('u2', true)"
+        )
+    base = snapshot("v1", n_users=3)
+    users = ["u0", "u1", "u2"]
+    full = Snapshot(
+        ranks=base.ranks,
+        global_ranks=base.global_ranks,
+        rationale=base.ranks[["user_id", "scope"]].assign(tags=[["als"]] * 3),
+        features=pd.DataFrame({"user_id": users, "features": [{"engagement": 1.0}] * 3, "computed_at": NOW}),
+        similar_users=pd.DataFrame(
+            {"user_id": users, "similar_user_id": ["u1", "u2", "u0"], "similarity_score": 0.5, "calculated_at": NOW}
+        ),
+    )
+    result = publish_snapshot(clean_pg, full)
+    assert result.dropped_opted_out == {"ranks": 1, "rationale": 1, "features": 1, "similar_users": 2}
+    with psycopg.connect(clean_pg) as conn:
+        for table in ("personalization_ranks", "personalization_rank_rationale", "personalization_features"):
+            assert [r[0] for r in conn.execute(f"SELECT user_id FROM {table} ORDER BY 1")] == ["u0", "u2"], table
+        pairs = conn.execute("SELECT user_id, similar_user_id FROM personalization_similar_users").fetchall()
+    assert pairs == [("u2", "u0")]

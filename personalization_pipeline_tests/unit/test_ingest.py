@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from personalization_pipeline.ingest import IngestOptions, InputError, load_mapping, load_raw_tables
+from personalization_pipeline_tests.pipeline_support import warehouse_checksums
 
 NOW = datetime(2024, 6, 1, 12, 0, 0)
 
@@ -229,11 +230,6 @@ def test_malformed_lines_are_quarantined_without_their_text(tmp_path):
     assert "bob@example.org" not in str(stored) and "FR" not in str(stored)
 
 
-def _checksums(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
-    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
-    return {t: con.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {t}").fetchall() for t in tables}
-
-
 def test_ids_are_canonical_in_every_table_whatever_the_column_types(tmp_path):
     """Float ids in Parquet (52.0), integer ids and padded text ids name the same user everywhere."""
     pd.DataFrame(
@@ -355,14 +351,14 @@ def test_an_input_without_usable_interactions_stops_before_anything_changes(tmp_
     good.mkdir()
     _write(good / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu2,i1,2024-01-02")
     con, _ = _load(good)
-    before = _checksums(con)
+    before = warehouse_checksums(con)
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "interactions.csv").write_text(content)
     with pytest.raises(InputError, match=message) as info:
         _load(bad, con=con)
     assert info.value.path == str(bad / "interactions.csv")
-    assert _checksums(con) == before  # raw tables, quarantine and batch log as they were
+    assert warehouse_checksums(con) == before  # raw tables, quarantine and batch log as they were
 
 
 def test_an_export_older_than_retention_says_so(tmp_path):
