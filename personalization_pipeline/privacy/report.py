@@ -22,6 +22,7 @@ def privacy_report(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
             "SELECT count(*) FROM stg_interactions i JOIN stg_settings s USING (user_id) "
             "WHERE NOT s.personalization_enabled",
         ),
+        "opted_out_fail_closed": scalar(con, "SELECT count(*) FROM raw_settings WHERE fail_closed IS NOT NULL"),
         "users_with_features": scalar(con, "SELECT count(*) FROM user_features"),
     }
     dropped = con.execute(

@@ -13,6 +13,7 @@ transaction-local ``set_config``; the row-level security policies read those set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -124,8 +125,41 @@ class ApiConnector:
 
 
 @asynccontextmanager
-async def caller_transaction(pool: AsyncConnectionPool, caller: Principal) -> AsyncIterator[psycopg.AsyncConnection]:
-    """A pooled connection in a transaction whose row-level security caller is ``caller``."""
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))
+async def caller_transaction(
+    pool: AsyncConnectionPool, caller: Principal | None, timeout: float | None = None
+) -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection in a transaction whose row-level security caller is ``caller`` (none for
+    reads of tables without per-user rows).
+
+    No connection is pinged before use. One that the server dropped (a restart while the endpoint
+    was idle) fails on the transaction's first statement: it is discarded, the pool replaces its
+    other idle connections that died the same way, and the transaction starts once more.
+    """
+    conn = await _begin(pool, caller, timeout)
+    try:
         yield conn
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            await conn.execute("ROLLBACK")
+        raise
+    else:
+        await conn.execute("COMMIT")
+    finally:
+        await pool.putconn(conn)  # a broken connection is discarded by the pool
+
+
+async def _begin(pool: AsyncConnectionPool, caller: Principal | None, timeout: float | None) -> psycopg.AsyncConnection:
+    for attempt in (1, 2):
+        conn = await pool.getconn(timeout=timeout)
+        try:
+            await conn.execute("BEGIN")
+            if caller is not None:
+                await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))
+            return conn
+        except psycopg.OperationalError:
+            await pool.putconn(conn)
+            if attempt == 2:
+                raise
+            logger.warning("a pooled connection to the serving database was dropped; reconnecting")
+            await pool.check()
+    raise AssertionError("unreachable")

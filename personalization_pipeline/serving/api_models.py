@@ -14,6 +14,18 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """A request that does not validate (path, query or body, malformed JSON included): one entry per problem."""
+
+    errors: list[FieldError]
+
+
 class RankedItem(BaseModel):
     id: str
     score: float

@@ -22,10 +22,11 @@ import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from personalization_pipeline.config import Settings
 from personalization_pipeline.ids import MAX_ID_LENGTH, canonical_id
@@ -37,6 +38,7 @@ from personalization_pipeline.serving.api_models import (
     RankingBody,
     SettingsBody,
     SettingsUpdate,
+    ValidationErrorBody,
 )
 from personalization_pipeline.serving.auth import (
     ADMIN_ROLES,
@@ -59,8 +61,13 @@ READY_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 5
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody}
-    for status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY)
+    HTTPStatus.UNAUTHORIZED: {"model": ErrorBody, "description": "Missing, invalid or expired bearer token."},
+    HTTPStatus.FORBIDDEN: {"model": ErrorBody, "description": "The token's role may not do this."},
+    HTTPStatus.UNPROCESSABLE_ENTITY: {"model": ValidationErrorBody, "description": "Invalid path, query or body."},
+    HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody, "description": "The serving database is unreachable."},
+}
+_BAD_BODY: dict[int | str, dict[str, Any]] = {
+    HTTPStatus.BAD_REQUEST: {"model": ErrorBody, "description": "The request body could not be read."}
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {HTTPStatus.NOT_FOUND: {"model": ErrorBody}}
 
@@ -86,9 +93,24 @@ def _prepare_schema(url: str) -> None:
         logger.warning("serving schema left as it is (no right to create or grant): %s", exc)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the API serves at the request's path (one method per route)."""
+    methods = {"OPTIONS"}
+    for route in router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            allow = ", ".join(_allowed_methods(request))
+            if request.method == "OPTIONS":
+                return Response(status_code=HTTPStatus.NO_CONTENT, headers={"Allow": allow})
+            return _error(exc.status_code, f"{request.method} is not allowed here; allowed: {allow}", {"Allow": allow})
         return _error(exc.status_code, str(exc.detail), dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(RequestValidationError)
@@ -173,12 +195,14 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     tags=["health"],
-    summary="Readiness: the serving database answers.",
+    summary="Readiness: the serving database answers and something has been published.",
     responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody}},
 )
 async def readyz(pool: Pool) -> dict[str, str]:
-    async with pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
-        await conn.execute("SELECT 1")
+    async with caller_transaction(pool, None, timeout=READY_TIMEOUT_SECONDS) as conn:
+        published = await lookup.anything_published(conn)
+    if not published:
+        raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, "nothing has been published yet: run the nightly job")
     return {"status": "ready"}
 
 
@@ -222,7 +246,7 @@ async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
     response_model=SettingsBody,
     tags=["settings"],
     summary="Opt the caller in or out of personalization (effective at once).",
-    responses=_ERRORS,
+    responses=_ERRORS | _BAD_BODY,
 )
 async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, WRITE_OWN_ROLES, "change settings")

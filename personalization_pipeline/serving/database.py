@@ -78,6 +78,7 @@ def start_embedded_server(pg_dir: Path) -> str:
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         server = _pgserver().get_server(pg_dir, cleanup_mode=None)
+        server.ensure_postgres_running()  # a handle cached in this process may name a server stopped since
     except Exception as exc:
         log = pg_dir / "log"
         raise RuntimeError(

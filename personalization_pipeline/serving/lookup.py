@@ -96,3 +96,10 @@ async def fetch_latest_eval(conn: AsyncConnection) -> EvalRun | None:
         return None
     metrics = [{key: row[key] for key in ("model_name", "metric", "k", "value")} for row in rows]
     return EvalRun(run_id=rows[0]["run_id"], computed_at=rows[0]["computed_at"], metrics=metrics)
+
+
+async def anything_published(conn: AsyncConnection) -> bool:
+    """Whether a publish has happened (every publish writes the global rankings)."""
+    cur = await conn.execute(f"SELECT EXISTS (SELECT 1 FROM {GLOBAL_RANKS})")
+    row = await cur.fetchone()
+    return bool(row and row[0])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 
+import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
@@ -12,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.definitions import build_definitions
 from personalization_pipeline.privacy.report import privacy_report
 from personalization_pipeline.recsys.als import ALSModel
 from personalization_pipeline.runner import run_job
@@ -157,3 +160,66 @@ def test_cleanup_job_deletes_expired_and_aged_rows_and_reports_counts(world):
     assert left == 0
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert privacy_report(con)["deleted_by_last_retention_cleanup"]["serving.ranks"] == expired_rows
+
+
+def test_an_opt_out_made_during_the_run_is_not_published(world):
+    """The user opts out after rankings are computed and before the publish: the publish drops them."""
+    settings, *_ = world
+    defs = build_definitions()
+    job = defs.resolve_job_def("nightly")
+    late = dg.AssetSelection.assets("serving_tables", "privacy_report")
+    computed = (dg.AssetSelection.all() - late).resolve(defs.resolve_asset_graph())
+    assert job.execute_in_process(asset_selection=list(computed), raise_on_error=False).success
+    user = served_ranks(settings)["user_id"].iloc[-1]
+    assert not _warehouse(settings, f"SELECT 1 FROM user_rankings WHERE user_id = '{user}'").empty  # computed
+    headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, user)}"}
+    with TestClient(create_app(settings.database_url, settings)) as client:
+        put = client.put("/v1/settings", headers=headers, json={"personalization_enabled": False})
+        assert put.status_code == 200, put.text
+
+    publish = job.execute_in_process(asset_selection=[dg.AssetKey("serving_tables")], raise_on_error=False)
+    assert publish.success
+    meta = publish.asset_materializations_for_node("serving_tables")[0].metadata
+    assert meta["dropped_at_commit_opted_out"].value >= 2  # at least their ranking and feature rows
+    assert user not in set(served_ranks(settings)["user_id"])
+    with psycopg.connect(settings.database_url) as conn:
+        assert (
+            conn.execute("SELECT count(*) FROM personalization_features WHERE user_id = %s", (user,)).fetchone()[0] == 0
+        )
+
+
+def test_id_types_cannot_bypass_consent(tmp_path, reset_pg):
+    """Interactions in Parquet with float user ids, users with integer ids, settings as text: one user
+    each, so every opt-out holds; a token naming the user as '52.0' is the same user."""
+    source = tmp_path / "generated"
+    generate(source, users=150, items=60, seed=8)
+    users = pd.read_csv(source / "users.csv", dtype=str, keep_default_na=False)
+    number = {u: i + 1 for i, u in enumerate(sorted(users["user_id"]))}
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    interactions = pd.read_csv(source / "interactions.csv", dtype=str, keep_default_na=False)
+    interactions["user_id"] = interactions["user_id"].map(number).astype("float64")
+    interactions.to_parquet(raw / "interactions.parquet")
+    users["user_id"] = users["user_id"].map(number).astype("int64")
+    users.to_parquet(raw / "users.parquet")
+    settings_file = pd.read_csv(source / "settings.csv", dtype=str, keep_default_na=False)
+    settings_file["user_id"] = settings_file["user_id"].map(number).astype(str)
+    settings_file.to_csv(raw / "settings.csv", index=False)
+    shutil.copy(source / "items.csv", raw / "items.csv")
+    opted_out = set(settings_file.loc[settings_file["personalization_enabled"].str.lower() == "false", "user_id"])
+    assert opted_out
+
+    with pipeline_env(tmp_path, reset_pg(), top_n=10):
+        settings = Settings.from_env()
+        _run()
+        served = served_ranks(settings)
+        assert served["user_id"].str.fullmatch(r"\d+").all()  # no '52.0' anywhere
+        assert not set(served["user_id"]) & opted_out
+        assert not served_strings(settings.database_url, exclude=("personalization_settings",)) & opted_out
+        assert not set(_warehouse(settings, "SELECT user_id FROM user_features")["user_id"]) & opted_out
+        out_user, in_user = sorted(opted_out)[0], served["user_id"].iloc[0]
+        with TestClient(create_app(settings.database_url, settings)) as client:
+            for sub, personalized in ((f"{out_user}.0", False), (f" {in_user}.0\t", True)):
+                headers = {"Authorization": f"Bearer {mint_token(settings.jwt_secret, sub)}"}
+                body = client.get(f"/v1/rankings/{served['scope'].iloc[0]}", headers=headers).json()
+                assert body["personalized"] is personalized, sub

@@ -279,3 +279,47 @@ def test_openapi_docs(client: TestClient) -> None:
         "/healthz",
         "/readyz",
     } <= set(paths)
+
+
+def test_readyz_says_nothing_is_published_yet(clean_pg: str) -> None:
+    """A fresh install answers 503 with the reason until the first publish, then 200."""
+    with TestClient(create_app(clean_pg, SETTINGS)) as fresh:
+        body = assert_error(fresh.get("/readyz"), 503, "service_unavailable")
+        assert "nothing has been published yet" in body["detail"]
+        glob = pd.DataFrame(
+            [
+                {
+                    "scope": "news",
+                    "items": items("g", 3),
+                    "model_version": "pop-v1",
+                    "generated_at": NOW,
+                    "valid_until": NOW + timedelta(hours=24),
+                }
+            ]
+        )
+        publish_snapshot(
+            clean_pg, Snapshot(ranks=pd.DataFrame(columns=list(user_row("x", timedelta()))), global_ranks=glob)
+        )
+        assert fresh.get("/readyz").json() == {"status": "ready"}
+
+
+def test_options_and_wrong_methods_list_every_allowed_method(client: TestClient) -> None:
+    options = client.options("/v1/settings")
+    assert options.status_code == 204 and options.headers["allow"] == "GET, OPTIONS, PUT"
+    wrong = client.delete("/v1/settings")
+    body = assert_error(wrong, 405, "method_not_allowed")
+    assert wrong.headers["allow"] == "GET, OPTIONS, PUT" and "PUT" in body["detail"]
+    assert client.options("/v1/rankings/news").headers["allow"] == "GET, OPTIONS"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"personalization_enabled": tru}'])
+def test_every_error_status_of_a_bad_body_is_in_the_openapi_document(client: TestClient, raw: bytes) -> None:
+    token = mint_token(SETTINGS.jwt_secret, "u1")
+    response = client.put(
+        "/v1/settings", content=raw, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
+    documented = client.get("/openapi.json").json()["paths"]["/v1/settings"]["put"]["responses"]
+    assert str(response.status_code) in documented and response.status_code in (400, 422)
+    schema = documented["422"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert schema == "ValidationErrorBody" and set(response.json()) <= {"error", "detail", "errors"}
+    assert "400" in documented
