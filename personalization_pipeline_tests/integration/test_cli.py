@@ -44,8 +44,12 @@ def test_failed_run_exits_non_zero_and_names_the_file(tmp_path, pg_url, capfd):
     (tmp_path / "raw").mkdir()
     with pipeline_env(tmp_path, pg_url):
         assert main(["run", "--no-sample"]) == 1
-    out = capfd.readouterr().out  # the console writes to the process's stdout
-    assert "failed" in out and "interactions" in out and str(tmp_path / "raw") in out.replace("\n", "")
+    captured = capfd.readouterr()  # the console writes to the process's stdout
+    out = captured.out.replace("\n", "")
+    assert "failed" in out and "interactions" in out and str(tmp_path / "raw") in out
+    assert 'File "' not in captured.out + captured.err  # the cause, not Dagster's stack trace
+    (log,) = (tmp_path / "logs").glob("nightly-*.log")
+    assert str(log) in out and 'File "' in log.read_text()  # the trace is kept in the job log
 
 
 def test_serve_refuses_a_public_host_with_the_development_secret(capfd, monkeypatch):
