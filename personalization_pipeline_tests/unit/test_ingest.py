@@ -28,6 +28,12 @@ def _load(data_dir: Path, mapping=None, strict=False, con=None, override=None):
     return con, report
 
 
+def _database_settings(rows: list[tuple[str, bool, bool | None]], updated_at: str = "2024-05-20") -> pd.DataFrame:
+    """Rows of the serving database's settings table: (user_id, enabled, data sharing)."""
+    frame = pd.DataFrame(rows, columns=["user_id", "personalization_enabled", "data_sharing_consent"])
+    return frame.assign(updated_at=pd.Timestamp(updated_at))
+
+
 def test_bad_rows_are_quarantined_with_reasons_and_good_rows_typed(tmp_path):
     _write(
         tmp_path / "interactions.csv",
@@ -178,14 +184,7 @@ def test_strict_mode_quarantines_unknown_items(tmp_path):
 def test_database_settings_win_over_the_settings_file(tmp_path):
     _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01\nu2,i1,2024-01-01")
     _write(tmp_path / "settings.csv", "user_id,personalization_enabled\nu1,true\nu2,yes\nu3,maybe")
-    override = pd.DataFrame(
-        {
-            "user_id": ["u1"],
-            "personalization_enabled": [False],
-            "data_sharing_consent": [False],
-            "updated_at": [pd.Timestamp("2024-05-01")],
-        }
-    )
+    override = _database_settings([("u1", False, False)], "2024-05-01")
     con, report = _load(tmp_path, override=override)
     assert report.quarantined["settings"] == {"unreadable_personalization_enabled": 1}
     assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings ORDER BY 1").fetchall() == [
@@ -295,14 +294,7 @@ def test_unreadable_consent_beats_the_database_and_any_readable_row(tmp_path):
         "user_id,personalization_enabled,data_sharing_consent,updated_at\n"
         "u1,true,true,2024-05-01\nu1,true,perhaps,2024-01-01",
     )
-    database = pd.DataFrame(
-        {
-            "user_id": ["u1"],
-            "personalization_enabled": [True],
-            "data_sharing_consent": [True],
-            "updated_at": [pd.Timestamp("2024-05-20")],
-        }
-    )
+    database = _database_settings([("u1", True, True)])
     con, _ = _load(tmp_path, override=database)
     assert con.execute("SELECT personalization_enabled, fail_closed FROM raw_settings").fetchall() == [
         (False, "unreadable")
@@ -327,14 +319,7 @@ def test_rows_that_tie_for_latest_and_disagree_opt_the_user_out(tmp_path):
 
 def test_database_rows_are_canonicalised_and_combined_fail_closed(tmp_path):
     _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\n52,i1,2024-01-01")
-    database = pd.DataFrame(
-        {
-            "user_id": ["52", " 52.0"],
-            "personalization_enabled": [True, False],
-            "data_sharing_consent": [None, None],
-            "updated_at": [pd.Timestamp("2024-05-20")] * 2,
-        }
-    )
+    database = _database_settings([("52", True, None), (" 52.0", False, None)])
     con, _ = _load(tmp_path, override=database)
     assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings").fetchall() == [("52", False)]
 
