@@ -151,6 +151,33 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pii_eval(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .privacy.detector_eval import false_positives, product_names, recall
+
+    found = recall()
+    table = Table(title="PII detectors: recall on planted personal data, false positives on catalogue text")
+    for column in ("corpus", "values", "flagged", "rate"):
+        table.add_column(column)
+    for kind, total in found.total.items():
+        table.add_row(f"planted {kind}", str(total), str(found.found[kind]), f"recall {found.found[kind] / total:.1%}")
+    corpora = {f"generated product names (seed {args.seed})": product_names(args.products, args.seed)}
+    for path in args.titles:
+        corpora[f"{path} column {args.column}"] = pd.read_csv(path, dtype=str)[args.column].dropna().tolist()
+    examples = []
+    for name, values in corpora.items():
+        result = false_positives(values)
+        table.add_row(name, str(result.scanned), str(len(result.flagged)), f"false positives {result.rate:.2%}")
+        examples += [f"{value!r} ({', '.join(kinds)})" for value, kinds in result.flagged[:5]]
+    console.print(table)
+    if found.missed:
+        console.print(f"[red bold]missed planted values[/]: {', '.join(found.missed)}")
+    if examples:
+        console.print("flagged catalogue text, e.g.: " + "; ".join(examples))
+    return 0 if not found.missed else 1
+
+
 def cmd_stop_db(args: argparse.Namespace) -> int:
     from .serving.database import stop_embedded_server
 
@@ -189,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", default="client", choices=["client", "reader", "monitor", "admin", "superadmin"])
     token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry")
     token.set_defaults(func=cmd_token)
+
+    pii = sub.add_parser(
+        "pii-eval", help="recall of the PII detectors on planted data, false positives on catalogue text"
+    )
+    pii.add_argument("--titles", action="append", default=[], help="CSV file of catalogue text (repeatable)")
+    pii.add_argument("--column", default="title", help="column of the --titles files (default: title)")
+    pii.add_argument("--products", type=int, default=1000, help="generated product names (default: 1000)")
+    pii.add_argument("--seed", type=int, default=7)
+    pii.set_defaults(func=cmd_pii_eval)
 
     stop = sub.add_parser("stop-db", help="stop the embedded PostgreSQL that run and serve leave running")
     stop.set_defaults(func=cmd_stop_db)

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     als_regularization: float = Field(10.0, ge=0)
     als_alpha: float = Field(3.0, gt=0)
     seed: int = 42
+    pii_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list of confirmed non-PII values
+    pii_allow_file: Path | None = None  # one confirmed value per line
     event_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     nightly_cron: str = "0 2 * * *"
     weekly_cron: str = "0 4 * * 0"
@@ -96,12 +98,12 @@ class Settings(BaseSettings):
             data["runtime_dir"] = runtime
         return data
 
-    @field_validator("runtime_dir", *_RUNTIME_PATHS, "mapping_path")
+    @field_validator("runtime_dir", *_RUNTIME_PATHS, "mapping_path", "pii_allow_file")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         return path.expanduser().resolve() if path is not None else None
 
-    @field_validator("event_weights", mode="before")
+    @field_validator("event_weights", "pii_allow", mode="before")
     @classmethod
     def _json_text(cls, value: Any) -> Any:
         """JSON settings arrive as text; a parse error becomes a validation error naming the variable."""

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .assets import cleanup, evaluation, features, ingest, models, privacy_report, rankings, serving
+from .assets import (
+    catalog_screening,
+    cleanup,
+    evaluation,
+    features,
+    ingest,
+    models,
+    privacy_report,
+    rankings,
+    serving,
+)
 from .assets.dbt import dbt_models, dbt_resource
 from .checks import privacy_checks
 from .config import Settings
@@ -12,6 +22,7 @@ from .resources import ModelStoreResource, ServingDatabaseResource, WarehouseRes
 
 all_assets = [
     ingest.raw_tables,
+    catalog_screening.withheld_items,
     dbt_models,
     features.user_features,
     models.als_model,

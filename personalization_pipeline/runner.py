@@ -90,6 +90,12 @@ def _ingest_notes(settings: Settings, metadata: dict[str, dict[str, Any]]) -> di
             f"{expired} (newest {newest}; PERSONALIZATION_RAW_RETENTION_DAYS={settings.raw_retention_days:g}, "
             "0 keeps every event)"
         )
+    screening = metadata.get("withheld_items")
+    if screening is not None:
+        first = ", ".join(screening["first_withheld"][:5])
+        notes["catalogue items withheld (a served value looked like PII)"] = f"{screening['withheld_items']}" + (
+            f" (first: {first}; full list: {screening['full_list']})" if first else ""
+        )
     if "raw_settings" in metadata:
         causes = metadata["raw_settings"].get("opted_out_fail_closed_by_cause") or {}
         shown = ", ".join(f"{cause}: {n}" for cause, n in sorted(causes.items())) or "none"

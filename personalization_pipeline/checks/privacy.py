@@ -1,55 +1,61 @@
-"""Blocking PII checks on every warehouse table whose content is published.
+"""PII asset checks on the warehouse tables whose values are published, and on the rest of the catalogue.
 
-A failing check stops the assets downstream of its table in the same run, ``serving_tables``
-included, so the previous publish stays served.
+Blocking (``pii_free``): every table whose values reach a serving table (the served catalogue
+columns, features, rankings). A failure stops the assets downstream of its table in the same
+run, ``serving_tables`` included, so the previous publish stays served. The catalogue
+screening (:mod:`privacy.catalog`) has already withheld doubtful items, so a failure here is
+user-derived data or a value the screening did not see.
+
+Non-blocking (``pii_scan_unserved``, WARN): catalogue columns that stay in the warehouse
+(``title``); findings are reported with the items that carry them, nothing is withheld.
 """
-
-from functools import lru_cache
-from pathlib import Path
 
 import dagster as dg
 
 from ..config import Settings
-from ..ingest import load_mapping
-from ..privacy.gx_suites import PUBLISHED_TABLES, validate_table
-from ..privacy.pii import RawPii, collect_raw_pii
+from ..privacy.gx_suites import SERVED_SCANS, UNSERVED_SCANS, Scan, validate_table
+from ..privacy.pii import ALLOW_SETTING, operator_allowlist, raw_pii_of_input
 from ..resources import WarehouseResource
 
-CHECK_NAME = "pii_free"
+BLOCKING_CHECK = "pii_free"
+REPORTING_CHECK = "pii_scan_unserved"
 
 
-def _raw_pii(settings: Settings) -> RawPii:
-    """The raw users file's PII values, read once per version of the input files (the four checks
-    of a run share one read)."""
-    files = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(settings.data_dir.glob("*")))
-    mapping = str(settings.mapping_path) if settings.mapping_path else None
-    return _read_raw_pii(str(settings.data_dir), mapping, settings.k_anonymity, files)
+def _pii_check(scan: Scan, *, blocking: bool) -> dg.AssetChecksDefinition:
+    scanned = ", ".join(scan.columns) if scan.columns else "the text"
+    description = (
+        f"No e-mail, phone, IP address or raw users-file PII value in {scanned} of {scan.table}"
+        + ("" if blocking else " (reported, not blocking: these columns are not served)")
+        + "."
+    )
 
-
-@lru_cache(maxsize=1)
-def _read_raw_pii(data_dir: str, mapping_path: str | None, k: int, files: tuple) -> RawPii:
-    """``files`` (names, mtimes, sizes) is part of the cache key only: a changed input is re-read."""
-    return collect_raw_pii(Path(data_dir), load_mapping(Path(mapping_path) if mapping_path else None), k)
-
-
-def _pii_check(table: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=table,
-        name=CHECK_NAME,
-        blocking=True,
+        asset=scan.table,
+        name=BLOCKING_CHECK if blocking else REPORTING_CHECK,
+        blocking=blocking,
         pool="warehouse",
-        description=f"No e-mail, phone, IP address or raw users-file PII value in the text of {table}.",
+        description=description,
     )
     def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        raw = _raw_pii(Settings.from_env())
+        settings = Settings.from_env()
+        raw = raw_pii_of_input(settings.data_dir, settings.mapping_path, settings.k_anonymity)
+        allow = operator_allowlist(settings.pii_allow, settings.pii_allow_file)
         with warehouse.connect(read_only=True) as con:
-            result = validate_table(con, table, raw)
+            result = validate_table(con, scan, raw, allow)
+        hint = (
+            f" A value you know is not personal data can be confirmed with {ALLOW_SETTING}."
+            if blocking and not result.success
+            else ""
+        )
         return dg.AssetCheckResult(
             passed=result.success,
-            description=result.describe(),
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            description=result.describe() + hint,
             metadata={
-                f"rows/{table}": result.rows,
+                f"rows/{scan.table}": result.rows,
+                "scanned_columns": list(scan.columns) if scan.columns else "all text columns",
                 "distinct_strings": result.values,
+                "allowlisted_values": result.allowed,
                 "failures": len(result.failures),
                 "failed_expectations": [str(f) for f in result.failures],
                 "raw_pii_columns": list(raw.columns),
@@ -60,4 +66,6 @@ def _pii_check(table: str) -> dg.AssetChecksDefinition:
     return check
 
 
-privacy_checks = [_pii_check(table) for table in PUBLISHED_TABLES]
+privacy_checks = [_pii_check(scan, blocking=True) for scan in SERVED_SCANS] + [
+    _pii_check(scan, blocking=False) for scan in UNSERVED_SCANS
+]

@@ -1,1 +1,1 @@
-"""Privacy rules: feature allowlist and k-anonymity generalisation (no Dagster)."""
+"""Privacy rules: allowlists, consent, k-anonymity, PII detection and catalogue screening (no Dagster)."""

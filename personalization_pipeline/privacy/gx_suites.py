@@ -10,13 +10,15 @@ empty (numbers are never compared with raw values, see :mod:`.pii`). Expectation
 * no value matches a PII pattern (:data:`~.pii.PII_PATTERNS`, one expectation per kind);
 * no value equals a raw PII value of the users file (:class:`~.pii.RawPii`).
 
-Failures are reported with masked examples only (:func:`~.pii.mask`); raw values are
-never returned, logged or stored.
+Values an operator allowlisted (:func:`~.pii.operator_allowlist`) are taken out of the surface
+first, and counted. Failures are reported with masked examples only (:func:`~.pii.mask`), plus
+the ids of the items that carry them where the table has an ``item_id`` column; raw values
+are never returned, logged or stored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import duckdb
 import great_expectations as gx
@@ -26,17 +28,34 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from ..sqlutil import quote_ident, scalar
 from .allowlist import FEATURE_COLUMNS
+from .catalog import SERVED_COLUMNS, UNSERVED_COLUMNS
 from .pii import PII_PATTERNS, RawPii, mask, normalise
 
-PUBLISHED_TABLES: dict[str, tuple[str, ...] | None] = {
-    "stg_items": None,  # catalog text: categories become feature keys, titles reach consumers
-    "user_features": ("user_id", *FEATURE_COLUMNS),
-    "user_rankings": None,
-    "global_rankings": None,
-}
-"""Warehouse tables whose content is published, with the exact column set required (None: any)."""
+
+@dataclass(frozen=True)
+class Scan:
+    """What one privacy check scans: a table, its text columns (None: every one) and the exact
+    column set the table must have (None: any)."""
+
+    table: str
+    columns: tuple[str, ...] | None = None
+    exact_columns: tuple[str, ...] | None = None
+
+
+SERVED_SCANS: tuple[Scan, ...] = (
+    Scan("stg_items", SERVED_COLUMNS),  # item ids and scopes reach the rankings, categories the features
+    Scan("user_features", exact_columns=("user_id", *FEATURE_COLUMNS)),
+    Scan("user_rankings"),
+    Scan("global_rankings"),
+)
+"""Everything whose values reach a serving table: a finding here blocks the publish."""
+
+UNSERVED_SCANS: tuple[Scan, ...] = (Scan("stg_items", UNSERVED_COLUMNS),)
+"""Catalogue columns that stay in the warehouse: findings are reported, nothing is blocked."""
 
 MAX_EXAMPLES = 3
+MAX_ITEMS = 10
+_CATALOG_COLUMNS = frozenset((*SERVED_COLUMNS, *UNSERVED_COLUMNS))  # failures there are named by item
 _NESTED_PREFIXES = ("MAP(", "STRUCT(", "UNION(", "JSON")
 
 
@@ -48,10 +67,13 @@ class Failure:
     check: str
     count: int
     examples: tuple[str, ...]
+    items: tuple[str, ...] = ()  # ids of items carrying a failing value (item ids are not personal data)
+    _unexpected: frozenset[str] = field(default=frozenset(), repr=False, compare=False)  # never shown
 
     def __str__(self) -> str:
         examples = f", e.g. {', '.join(self.examples)}" if self.examples else ""
-        return f"{self.column}: {self.check} ({self.count}{examples})"
+        items = f"; items {', '.join(self.items)}" if self.items else ""
+        return f"{self.column}: {self.check} ({self.count}{examples}{items})"
 
 
 @dataclass(frozen=True)
@@ -62,6 +84,7 @@ class SuiteResult:
     rows: int
     values: int
     failures: tuple[Failure, ...]
+    allowed: int = 0  # values taken out of the scan because an operator allowlisted them
 
     @property
     def success(self) -> bool:
@@ -69,7 +92,8 @@ class SuiteResult:
 
     def describe(self) -> str:
         """One line: what was scanned and, on failure, each failure with masked examples."""
-        scanned = f"{self.table}: {self.rows} rows, {self.values} distinct strings"
+        allowed = f" ({self.allowed} allowlisted)" if self.allowed else ""
+        scanned = f"{self.table}: {self.rows} rows, {self.values} distinct strings{allowed}"
         if self.success:
             return f"{scanned}, no PII found"
         return f"{scanned}, {len(self.failures)} failed: " + "; ".join(map(str, self.failures))
@@ -79,12 +103,18 @@ def _is_nested(duckdb_type: str) -> bool:
     return duckdb_type.startswith(_NESTED_PREFIXES) or duckdb_type.endswith("]")
 
 
-def text_surface(con: duckdb.DuckDBPyConnection, table: str) -> tuple[pd.DataFrame, list[str]]:
-    """The table's text surface (see module doc) and the names of its text and nested columns."""
-    source = quote_ident(table)
+def text_surface(
+    con: duckdb.DuckDBPyConnection, scan: Scan, allow: frozenset[str] = frozenset()
+) -> tuple[pd.DataFrame, list[str], int]:
+    """The scanned columns' text surface (see module doc) without allowlisted values, the names of
+    its text and nested columns, and how many distinct values the allowlist took out."""
+    source = quote_ident(scan.table)
     columns = con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {source})").fetchall()
     values: dict[str, list[str]] = {}
+    allowed = 0
     for name, duckdb_type in columns:
+        if scan.columns is not None and name not in scan.columns:
+            continue
         column = quote_ident(name)
         if duckdb_type == "VARCHAR":
             sql = f"SELECT DISTINCT {column} FROM {source} WHERE {column} IS NOT NULL"
@@ -96,10 +126,12 @@ def text_surface(con: duckdb.DuckDBPyConnection, table: str) -> tuple[pd.DataFra
             )
         else:
             continue
-        values[name] = sorted({normalise(v) for (v,) in con.execute(sql).fetchall() if v is not None})
+        found = {normalise(v) for (v,) in con.execute(sql).fetchall() if v is not None}
+        allowed += len(found & allow)
+        values[name] = sorted(found - allow)
     # Series of unequal lengths align on the index: shorter columns are padded with nulls.
     frame = pd.DataFrame({name: pd.Series(values.get(name, []), dtype=object) for name, _ in columns})
-    return frame, list(values)
+    return frame, list(values), allowed
 
 
 def build_suite(
@@ -159,14 +191,34 @@ def _failure(result: ExpectationValidationResult) -> Failure:
             f"-{c}" for c in mismatched.get("missing", [])
         )
         return Failure(column, check, len(names), names)
-    examples = tuple(dict.fromkeys(mask(str(v)) for v in details.get("partial_unexpected_list", [])))
-    return Failure(column, check, int(details.get("unexpected_count", 0)), examples[:MAX_EXAMPLES])
+    unexpected = tuple(str(v) for v in details.get("partial_unexpected_list", []))  # the first 20
+    examples = tuple(dict.fromkeys(mask(v) for v in unexpected))
+    count = int(details.get("unexpected_count", 0))
+    return Failure(column, check, count, examples[:MAX_EXAMPLES], _unexpected=frozenset(unexpected))
 
 
-def validate_table(con: duckdb.DuckDBPyConnection, table: str, raw: RawPii) -> SuiteResult:
-    """Run the privacy suite of ``table`` (a key of :data:`PUBLISHED_TABLES`) on the warehouse."""
-    surface, text_columns = text_surface(con, table)
-    suite = build_suite(table, surface, text_columns, raw, PUBLISHED_TABLES[table])
+def _items_with(con: duckdb.DuckDBPyConnection, table: str, failure: Failure) -> tuple[str, ...]:
+    """Ids of the items whose ``failure.column`` holds one of its failing values (in memory only)."""
+    pairs = con.execute(
+        f"SELECT DISTINCT CAST(item_id AS VARCHAR), CAST({quote_ident(failure.column)} AS VARCHAR) "
+        f"FROM {quote_ident(table)} WHERE {quote_ident(failure.column)} IS NOT NULL ORDER BY 1"
+    ).fetchall()
+    items = dict.fromkeys(item for item, value in pairs if normalise(value) in failure._unexpected)
+    return tuple(items)[:MAX_ITEMS]
+
+
+def validate_table(
+    con: duckdb.DuckDBPyConnection, scan: Scan, raw: RawPii, allow: frozenset[str] = frozenset()
+) -> SuiteResult:
+    """Run the privacy suite of ``scan`` on the warehouse, naming the items behind each failure in a
+    catalogue column (a failing user id names no item: it is the user's own value)."""
+    surface, text_columns, allowed = text_surface(con, scan, allow)
+    suite = build_suite(scan.table, surface, text_columns, raw, scan.exact_columns)
     failures = run_suite(suite, surface)
-    rows = scalar(con, f"SELECT count(*) FROM {quote_ident(table)}")
-    return SuiteResult(table, rows, int(surface[text_columns].count().sum()), failures)
+    columns = {r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {quote_ident(scan.table)})").fetchall()}
+    if "item_id" in columns:
+        failures = tuple(
+            replace(f, items=_items_with(con, scan.table, f)) if f.column in _CATALOG_COLUMNS else f for f in failures
+        )
+    rows = scalar(con, f"SELECT count(*) FROM {quote_ident(scan.table)}")
+    return SuiteResult(scan.table, rows, int(surface[text_columns].count().sum()), failures, allowed)

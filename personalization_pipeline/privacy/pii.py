@@ -32,13 +32,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
 
 from ..ingest.contract import USERS
 from ..ingest.loader import find_source
-from ..ingest.mapping import TableMapping
+from ..ingest.mapping import TableMapping, load_mapping
 from ..sqlutil import quote_ident
 from .k_anonymity import OTHER, UNKNOWN
 
@@ -165,3 +166,33 @@ def collect_raw_pii(data_dir: Path, mapping: dict[str, TableMapping], k: int) ->
     columns = list(zip(*rows, strict=True)) or [()] * len(wanted)
     user_ids = columns[len(dropped)] if id_column else ()
     return RawPii(path, dropped, identifying_values(columns[: len(dropped)], user_ids, k))
+
+
+def raw_pii_of_input(data_dir: Path, mapping_path: Path | None, k: int) -> RawPii:
+    """:func:`collect_raw_pii` for an input directory, read once per version of its files (the
+    screening and the checks of a run share one read)."""
+    files = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(Path(data_dir).glob("*")))
+    return _read_raw_pii(str(data_dir), str(mapping_path) if mapping_path else None, k, files)
+
+
+@lru_cache(maxsize=1)
+def _read_raw_pii(data_dir: str, mapping_path: str | None, k: int, files: tuple) -> RawPii:
+    """``files`` (names, mtimes, sizes) is part of the cache key only: a changed input is re-read."""
+    return collect_raw_pii(Path(data_dir), load_mapping(Path(mapping_path) if mapping_path else None), k)
+
+
+ALLOW_SETTING = "PERSONALIZATION_PII_ALLOW"
+ALLOW_FILE_SETTING = "PERSONALIZATION_PII_ALLOW_FILE"
+
+
+def operator_allowlist(values: Iterable[str], path: Path | None) -> frozenset[str]:
+    """Values an operator confirmed are not personal data, normalised (:func:`normalise`): the
+    configured list plus one value per line of ``path`` (blank lines and ``#`` comments skipped)."""
+    allowed = [*values]
+    if path is not None:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"{ALLOW_FILE_SETTING}: cannot read {path}: {exc}") from exc
+        allowed += [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return frozenset(normalise(v) for v in allowed if normalise(v))

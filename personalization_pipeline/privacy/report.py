@@ -13,8 +13,9 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]))
 
 
-def privacy_report(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
-    """Counts from the latest ingest, dbt, features and cleanup in the warehouse."""
+def privacy_report(con: duckdb.DuckDBPyConnection, allow: frozenset[str] = frozenset()) -> dict[str, object]:
+    """Counts from the latest ingest, catalogue screening, dbt, features and cleanup in the warehouse;
+    the operator's allowlist (``allow``) and the catalogue values it let through."""
     report: dict[str, object] = {
         "opted_out_users": scalar(con, "SELECT count(*) FROM stg_settings WHERE NOT personalization_enabled"),
         "opted_out_events_excluded": scalar(
@@ -25,6 +26,19 @@ def privacy_report(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
         "opted_out_fail_closed": scalar(con, "SELECT count(*) FROM raw_settings WHERE fail_closed IS NOT NULL"),
         "users_with_features": scalar(con, "SELECT count(*) FROM user_features"),
     }
+    if _exists(con, "catalog_findings"):
+        report["catalog_items_withheld"] = scalar(con, "SELECT count(*) FROM withheld_items")
+        report["catalog_findings_in_unserved_columns"] = scalar(
+            con, "SELECT count(*) FROM catalog_findings WHERE NOT served"
+        )
+        hits = con.execute(
+            "SELECT allowed_value, string_agg(DISTINCT item_id || ' (' || column_name || ')', ', ' ORDER BY "
+            "item_id || ' (' || column_name || ')') FROM catalog_findings WHERE allowed GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    else:
+        hits = []
+    passed = dict(hits)
+    report["allowlisted_by_operator"] = {value: passed.get(value, "no match this run") for value in sorted(allow)}
     dropped = con.execute(
         "SELECT table_name, dropped_columns FROM ingest_batches "
         "WHERE batch_id = (SELECT max(batch_id) FROM ingest_batches) ORDER BY table_name"

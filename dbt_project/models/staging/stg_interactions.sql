@@ -8,3 +8,5 @@ select
     session_id,
     device_type
 from {{ source('raw', 'raw_interactions') }}
+-- events on items withheld by the catalogue screening stay out of every mart and model
+where item_id not in (select item_id from {{ source('raw', 'withheld_items') }})
