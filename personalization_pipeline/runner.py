@@ -80,7 +80,7 @@ def _first_failure(result: dg.ExecuteInProcessResult) -> str:
     return f"{where}: {message}"
 
 
-def _ingest_notes(settings: Settings, metadata: dict[str, dict[str, Any]]) -> dict[str, object]:
+def run_notes(settings: Settings, metadata: dict[str, dict[str, Any]]) -> dict[str, object]:
     """What ingest withheld that a user should know about: expired events and fail-closed opt-outs."""
     notes: dict[str, object] = {}
     expired = metadata.get("raw_interactions", {}).get("expired_by_retention", 0)
@@ -119,7 +119,7 @@ def summarize(settings: Settings, metadata: dict[str, dict[str, Any]]) -> dict[s
             "'map', 'catalog_coverage') ORDER BY model_name, metric"
         ).fetchall():
             summary[f"{model} {metric}@{k}"] = round(value, 4)
-    summary.update(_ingest_notes(settings, metadata))
+    summary.update(run_notes(settings, metadata))
     with psycopg.connect(url) as conn:
         summary["served rankings (personalization_ranks)"] = scalar(conn, "SELECT count(*) FROM personalization_ranks")
     summary["warehouse (DuckDB)"] = str(settings.warehouse_path)

@@ -1,4 +1,4 @@
-"""Settings from the environment, the evaluation split, and k-anonymity on real DuckDB."""
+"""Settings from the environment, the evaluation split, k-anonymity on real DuckDB, the run summary's notes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from personalization_pipeline.config import Settings
 from personalization_pipeline.modeling import split_for_evaluation
 from personalization_pipeline.privacy.k_anonymity import generalised_sql, kept_values
+from personalization_pipeline.runner import run_notes
 
 
 def test_settings_read_typed_overrides_and_keep_defaults(monkeypatch, tmp_path):
@@ -96,3 +97,19 @@ def test_evaluation_split_is_configurable():
     assert sorted(temporal["item_id"]) == ["d", "e"]  # the two latest of five
     _, random = split_for_evaluation(frame, settings.model_copy(update={"eval_split": "random"}))
     assert len(random) == 2 and random["item_id"].isin(list("abcde")).all()
+
+
+def test_the_run_summary_says_what_ingest_and_screening_withheld():
+    metadata = {
+        "raw_interactions": {"expired_by_retention": 12, "newest_expired_event": "2018-09-24 10:00:00"},
+        "raw_settings": {"opted_out_fail_closed_by_cause": {"unreadable": 2, "conflicting": 1}},
+        "withheld_items": {"withheld_items": 2, "first_withheld": ["i7", "i9"], "full_list": "catalog_findings"},
+    }
+    notes = run_notes(Settings.from_env(), metadata)
+    assert notes["events older than the raw retention (not loaded)"].startswith("12 (newest 2018-09-24 10:00:00;")
+    assert "PERSONALIZATION_RAW_RETENTION_DAYS=730" in notes["events older than the raw retention (not loaded)"]
+    assert notes["opted out for this run: consent unreadable or conflicting"] == "conflicting: 1, unreadable: 2"
+    assert notes["catalogue items withheld (a served value looked like PII)"] == (
+        "2 (first: i7, i9; full list: catalog_findings)"
+    )
+    assert run_notes(Settings.from_env(), {}) == {}
