@@ -1,42 +1,46 @@
-"""[models] Global ALS and popularity models trained on opted-in users' signals."""
+"""[models] One training asset per registered recommender (popularity, ALS, EASE), on opted-in users' signals."""
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from ..config import Settings
-from ..modeling import als_params, als_version, read_signals, record_model_version, train_popularity
-from ..recsys.als import train_als
-from ..recsys.matrices import InteractionMatrix
+from ..recsys.registry import MODELS
 from ..resources import ModelStoreResource, WarehouseResource
+from ..steps.tables import ITEMS, SIGNALS
+from ..steps.train import train_and_register
 
 
-@dg.asset(group_name="models", deps=["mart_user_item_signals"], pool="warehouse")
-def als_model(warehouse: WarehouseResource, model_store: ModelStoreResource) -> dg.MaterializeResult:
-    """Implicit ALS over the decayed user-item signals, saved to the model store."""
-    with warehouse.connect(read_only=True) as con:
-        matrix = InteractionMatrix.from_frame(read_signals(con))
-    model = train_als(matrix, als_params(Settings.from_env()))
-    version = als_version(model)
-    model.save(model_store.path("als", version))
-    with warehouse.connect() as con:
-        record_model_version(con, "als", version, datetime.now(UTC).replace(tzinfo=None))
-    return dg.MaterializeResult(
-        metadata={
-            "model_version": version,
-            "users": len(model.users),
-            "items": len(model.items),
-            "nonzeros": int(matrix.weights.nnz),
-            "factors": model.params.factors,
-            "path": str(model_store.path("als", version)),
-        }
+def _model_asset(name: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{name}_model",
+        group_name="models",
+        deps=[SIGNALS, ITEMS],
+        pool="warehouse",
+        description=f"The {name} recommender trained on the decayed user-item signals, stored and registered.",
     )
+    def train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource):
+        with warehouse.connect() as con:
+            entry, model = train_and_register(
+                con,
+                name,
+                Settings.from_env(),
+                Path(model_store.root),
+                context.run_id,
+                datetime.now(UTC).replace(tzinfo=None),
+            )
+        metadata: dict[str, Any] = {"status": entry.status, "kind": entry.kind, "params": entry.params_dict}
+        if model is None:
+            context.log.warning(f"{name} skipped: {entry.detail}")
+            metadata["skipped_because"] = entry.detail
+        else:
+            metadata.update({"model_version": entry.model_version, "items": len(model.item_ids), "path": entry.path})
+        return dg.MaterializeResult(metadata=metadata)
+
+    return train
 
 
-@dg.asset(group_name="models", deps=["mart_user_item_signals", "stg_items"], pool="warehouse")
-def popularity_model(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Item popularity (sum of positive signal), the baseline and cold-start model."""
-    with warehouse.connect() as con:
-        version, items = train_popularity(con)
-        record_model_version(con, "popularity", version, datetime.now(UTC).replace(tzinfo=None))
-    return dg.MaterializeResult(metadata={"model_version": version, "items": items})
+model_assets = [_model_asset(name) for name in MODELS]
+MODEL_ASSET_KEYS = [f"{name}_model" for name in MODELS]

@@ -5,15 +5,16 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from ..config import Settings
-from ..modeling import model_versions
 from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.publish import publish_snapshot
 from ..serving.snapshot import build_snapshot
+from ..steps.registry import latest_trained
+from .models import MODEL_ASSET_KEYS
 
 
 @dg.asset(
     group_name="serving",
-    deps=["user_rankings", "global_rankings", "user_features", "offline_eval", "als_model", "popularity_model"],
+    deps=["user_rankings", "global_rankings", "user_features", "offline_eval", *MODEL_ASSET_KEYS],
     pool="warehouse",
 )
 def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
@@ -22,7 +23,7 @@ def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseReso
     settings = Settings.from_env()
     with warehouse.connect(read_only=True) as con:
         snapshot = build_snapshot(
-            con, generated_at=now, ttl=timedelta(hours=settings.ranking_ttl_hours), versions=model_versions(con)
+            con, generated_at=now, ttl=timedelta(hours=settings.ranking_ttl_hours), registry=latest_trained(con)
         )
     published = publish_snapshot(serving_db.get_url(), snapshot)
     return dg.MaterializeResult(

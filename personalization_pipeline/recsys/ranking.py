@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
-from personalization_pipeline.recsys.popularity import PopularityModel
+from personalization_pipeline.recsys.popularity import Popularity
 
 DEFAULT_BATCH_SIZE = 2048
 DEFAULT_HISTORY_DAMPING = 3.0
@@ -35,12 +35,13 @@ GLOBAL_COLUMNS = USER_COLUMNS[1:]
 
 
 class Scorer(Protocol):
-    """A model that scores every one of its items for a batch of users."""
+    """What ranking needs of a model (every :class:`~.base.Recommender` is one): its items, and
+    their scores for a batch of users given the history."""
 
     @property
     def item_ids(self) -> np.ndarray: ...
 
-    def score(self, user_ids: np.ndarray) -> np.ndarray: ...
+    def score(self, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def iter_user_rankings(
     positive = np.append(history.positive_counts, 0).astype(np.float64)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
-        scores = np.array(model.score(batch), copy=True)
+        scores = np.array(model.score(batch, history), copy=True)
         scores[np.isnan(scores)] = -np.inf
         _mask_seen(scores, batch, history, to_model)
         picks = _rank_scopes(scores, scopes, n)
@@ -199,7 +200,7 @@ def user_rankings(
     return pd.concat([_empty_frame(), *frames], ignore_index=True)
 
 
-def global_rankings(popularity: PopularityModel, item_scopes: pd.DataFrame, n: int) -> pd.DataFrame:
+def global_rankings(popularity: Popularity, item_scopes: pd.DataFrame, n: int) -> pd.DataFrame:
     """Top-``n`` popular items per scope (``GLOBAL_COLUMNS``); confidence = relative."""
     item_ids = popularity.item_ids
     scopes = _Scopes.build(item_ids, item_scopes)

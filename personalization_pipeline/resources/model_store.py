@@ -1,12 +1,11 @@
-"""Model artefacts on disk: ``<root>/<model_name>/<version>.npz``.
+"""Model artefacts on disk: ``<root>/<model_name>/<version>/model.npz``.
 
-Files are content-addressed and never overwritten; which version a run ranks with is recorded
-in the warehouse (``model_versions``), so a failed run leaves it as it was.
+Directories are content-addressed (the version is a hash of kind, parameters and learned state)
+and never overwritten; which version a run ranks with is recorded in the warehouse registry
+(``model_registry``), so a failed run leaves it as it was.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import dagster as dg
 
@@ -15,8 +14,3 @@ class ModelStoreResource(dg.ConfigurableResource):
     """Directory holding trained model files."""
 
     root: str
-
-    def path(self, model_name: str, version: str) -> Path:
-        folder = Path(self.root) / model_name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{version}.npz"

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
 
 from ..privacy.allowlist import FEATURE_COLUMNS
+from ..steps.registry import RegistryEntry
+from ..steps.tables import EVAL_HISTORY, GLOBAL_RANKINGS, USER_RANKINGS
 from .publish import Snapshot, items_json_sql
-
-if TYPE_CHECKING:
-    from ..modeling import TrainedModel
 
 
 def build_snapshot(
@@ -21,24 +19,18 @@ def build_snapshot(
     *,
     generated_at: datetime,
     ttl: timedelta,
-    versions: dict[str, TrainedModel],
+    registry: dict[str, RegistryEntry],
 ) -> Snapshot:
     """Rankings, fallbacks, features, model registry rows and the latest metrics, ready to publish.
 
-    ``versions`` maps model name (``als``, ``popularity``) to its trained version.
+    ``registry`` holds the latest trained entry of each model (:func:`steps.registry.latest_trained`);
+    every ranking row carries the version of the model that produced it.
     """
     valid_until = generated_at + ttl
     stamp = {"generated_at": generated_at, "valid_until": valid_until}
-    ranks = (
-        con.execute(items_json_sql("user_rankings", ("user_id", "scope")))
-        .df()
-        .assign(model_version=versions["als"].version, variant="als", **stamp)
-    )
-    global_ranks = (
-        con.execute(items_json_sql("global_rankings", ("scope",)))
-        .df()
-        .assign(model_version=versions["popularity"].version, **stamp)
-    )
+    ranks = con.execute(items_json_sql(USER_RANKINGS, ("user_id", "scope", "model_version"))).df()
+    ranks = ranks.assign(variant=ranks["model_version"].str.split("-").str[0], **stamp)  # versions are <kind>-<hash>
+    global_ranks = con.execute(items_json_sql(GLOBAL_RANKINGS, ("scope", "model_version"))).df().assign(**stamp)
     features = (
         con.execute(
             f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features "
@@ -48,19 +40,19 @@ def build_snapshot(
         .assign(computed_at=generated_at)
     )
     evals = con.execute(
-        "SELECT run_id, model_name, metric, k, value, computed_at FROM eval_history "
-        "WHERE run_id = (SELECT arg_max(run_id, computed_at) FROM eval_history) ORDER BY model_name, metric"
+        f"SELECT run_id, model_name, metric, k, value, computed_at FROM {EVAL_HISTORY} "
+        f"WHERE run_id = (SELECT arg_max(run_id, computed_at) FROM {EVAL_HISTORY}) ORDER BY model_name, metric"
     ).df()
     models = pd.DataFrame(
         [
             {
                 "model_name": name,
-                "model_version": model.version,
+                "model_version": entry.model_version,
                 "metrics": json.dumps(_metrics_of(evals, name)),
-                "trained_at": model.trained_at,
+                "trained_at": entry.trained_at,
                 "active": True,
             }
-            for name, model in sorted(versions.items())
+            for name, entry in sorted(registry.items())
         ]
     )
     return Snapshot(ranks=ranks, global_ranks=global_ranks, features=features, models=models, evals=evals)

@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from personalization_pipeline.config import Settings
 from personalization_pipeline.definitions import build_definitions
 from personalization_pipeline.privacy.report import privacy_report
-from personalization_pipeline.recsys.als import ALSModel
+from personalization_pipeline.recsys.als import ALS
 from personalization_pipeline.runner import run_job
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
+from personalization_pipeline.steps.registry import latest_trained
 from personalization_pipeline.synth.generator import generate
 from personalization_pipeline_tests.pipeline_support import pipeline_env, served_ranks, served_strings
 
@@ -35,9 +36,9 @@ def _warehouse(settings: Settings, sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
 
 
-def _latest_als(settings: Settings) -> ALSModel:
-    version = _warehouse(settings, "SELECT model_version FROM model_versions WHERE model_name = 'als'").iloc[0, 0]
-    return ALSModel.load(settings.model_dir / "als" / f"{version}.npz")
+def _latest_als(settings: Settings) -> ALS:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return ALS.load(latest_trained(con)["als"].path)
 
 
 @pytest.fixture(scope="module")

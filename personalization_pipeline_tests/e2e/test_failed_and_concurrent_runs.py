@@ -23,6 +23,7 @@ import pytest
 
 from personalization_pipeline.config import Settings
 from personalization_pipeline.runner import run_job
+from personalization_pipeline.steps.registry import latest_trained
 from personalization_pipeline.synth.generator import generate
 from personalization_pipeline.warehouse_run import APPLICATION_NAME_PREFIX, begin
 from personalization_pipeline_tests.pipeline_support import (
@@ -143,20 +144,19 @@ def _wait_for_lock_holder(url: str, timeout: float = 120) -> None:
 
 def _served_matches(settings: Settings, raw: Path) -> None:
     """The publish is one run's, complete: every served user is in that run's data, every opted-in user of
-    that data with history is served, and rankings, registry and warehouse name one ALS version."""
+    that data with history is served, and the served model version is the one that run trained,
+    registered and published as active."""
     users = set(pd.read_csv(raw / "interactions.csv", dtype=str)["user_id"])
     with psycopg.connect(settings.database_url) as conn:
         served = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM personalization_ranks")}
         versions = {r[0] for r in conn.execute("SELECT DISTINCT model_version FROM personalization_ranks")}
-        active = conn.execute(
-            "SELECT model_version FROM personalization_models WHERE model_name = 'als' AND active"
-        ).fetchall()
+        active = {r[0] for r in conn.execute("SELECT model_version FROM personalization_models WHERE active")}
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         ranked = {r[0] for r in con.execute("SELECT DISTINCT user_id FROM user_rankings").fetchall()}
-        trained = con.execute("SELECT model_version FROM model_versions WHERE model_name = 'als'").fetchall()
+        trained = {entry.model_version for entry in latest_trained(con).values()}
         loaded = con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0]
     assert served and served <= users and served == ranked
-    assert versions == {active[0][0]} == {trained[0][0]}
+    assert len(versions) == 1 and versions <= active == trained
     assert loaded == len(pd.read_csv(raw / "interactions.csv")) - _quarantined(settings)
 
 

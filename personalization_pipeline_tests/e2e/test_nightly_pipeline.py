@@ -78,10 +78,12 @@ def test_model_registry_rows_carry_training_time_and_metrics(pipeline):
             "ORDER BY model_name"
         ).fetchall()
     published = served_ranks(settings)["generated_at"].min()
-    assert [m[0] for m in models] == ["als", "popularity"]
-    assert models[0][1] == served_ranks(settings)["model_version"].iloc[0]
+    assert [m[0] for m in models] == ["als", "ease", "popularity"]
+    assert all(m[1].startswith(f"{m[0]}-") for m in models)  # versions are <kind>-<content hash>
     assert all(m[2] < published for m in models)  # trained before the publish, not stamped with it
-    assert models[0][3]["ndcg@10"] > 0
+    assert all(m[3]["ndcg@10"] > 0 for m in models)
+    best = max((m for m in models if m[0] != "popularity"), key=lambda m: m[3]["ndcg@10"])
+    assert set(served_ranks(settings)["model_version"]) == {best[1]}  # the best evaluated model serves
 
 
 def test_opted_out_users_get_no_features_and_no_rankings(pipeline):

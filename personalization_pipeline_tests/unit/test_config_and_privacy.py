@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from personalization_pipeline.config import Settings
-from personalization_pipeline.modeling import split_for_evaluation
 from personalization_pipeline.privacy.k_anonymity import generalised_sql, kept_values
 from personalization_pipeline.runner import run_notes
+from personalization_pipeline.steps.evaluate import split_for_evaluation
 
 
 def test_settings_read_typed_overrides_and_keep_defaults(monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_pipeline.recsys.als import ALSModel, ALSParams, train_als
+from personalization_pipeline.recsys.als import ALS, ALSParams
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.ranking import user_rankings
 
@@ -35,17 +35,17 @@ def interactions() -> InteractionMatrix:
 
 
 def test_same_seed_same_factors(interactions):
-    first, second = train_als(interactions, PARAMS), train_als(interactions, PARAMS)
+    first, second = ALS(PARAMS).fit(interactions), ALS(PARAMS).fit(interactions)
     assert np.array_equal(first.user_factors, second.user_factors)
     assert np.array_equal(first.item_factors, second.item_factors)
-    single_thread = train_als(interactions, replace(PARAMS, num_threads=1))
+    single_thread = ALS(replace(PARAMS, num_threads=1)).fit(interactions)
     assert np.array_equal(first.user_factors, single_thread.user_factors)
-    other_seed = train_als(interactions, replace(PARAMS, seed=8))
+    other_seed = ALS(replace(PARAMS, seed=8)).fit(interactions)
     assert not np.array_equal(first.user_factors, other_seed.user_factors)
 
 
 def test_recommends_cluster_mates_items(interactions):
-    model = train_als(interactions, CLUSTER_PARAMS)
+    model = ALS(CLUSTER_PARAMS).fit(interactions)
     items = pd.DataFrame({"item_id": model.item_ids, "scope": "all"})
     recs = user_rankings(model, interactions.users.ids, items, interactions, n=5)
     assert recs["user_id"].nunique() == 60 and (recs.groupby("user_id").size() == 5).all()
@@ -57,25 +57,24 @@ def test_recommends_cluster_mates_items(interactions):
 
 
 def test_only_positive_rows_train(interactions):
-    model = train_als(interactions, PARAMS)
+    model = ALS(PARAMS).fit(interactions)
     # b00 was dismissed by u00 but also used positively by cluster b, so it stays
     assert "b00" in model.item_ids.tolist()
     ghost = pd.DataFrame([("ghost", "zz", -3.0)], columns=["user_id", "item_id", "weight"])
     dismissed_only = InteractionMatrix.from_frame(pd.concat([two_clusters(), ghost]))
-    model = train_als(dismissed_only, PARAMS)
+    model = ALS(PARAMS).fit(dismissed_only)
     assert "ghost" not in model.users.ids.tolist() and "zz" not in model.item_ids.tolist()
     scores = model.score(np.array(["ghost", "u00"]))
     assert np.isnan(scores[0]).all() and np.isfinite(scores[1]).all()
     with pytest.raises(ValueError, match="no positive"):
-        train_als(InteractionMatrix.from_frame(ghost))
+        ALS().fit(InteractionMatrix.from_frame(ghost))
 
 
 def test_save_load_round_trip(interactions, tmp_path):
-    model = train_als(interactions, PARAMS)
-    path = tmp_path / "als.model"
-    model.save(path)
-    assert path.exists()  # written at the exact path, no suffix added
-    loaded = ALSModel.load(path)
+    model = ALS(PARAMS).fit(interactions)
+    path = model.save(tmp_path / "als")
+    assert path == tmp_path / "als" / "model.npz" and path.exists()
+    loaded = ALS.load(tmp_path / "als")
     assert loaded.params == PARAMS
     assert loaded.users.ids.tolist() == model.users.ids.tolist()
     assert loaded.item_ids.tolist() == model.item_ids.tolist()

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_pipeline.recsys.als import ALSModel, ALSParams
-from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
-from personalization_pipeline.recsys.popularity import PopularityModel
+from personalization_pipeline.recsys.als import ALS, ALSParams
+from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.popularity import Popularity, PopularityParams
 from personalization_pipeline.recsys.ranking import USER_COLUMNS, global_rankings, user_rankings
 
 # Items in id order ("i10" sorts before "i2") with two latent factors; uA scores by
@@ -22,12 +22,20 @@ ITEM_FACTORS = {
     "i5": (0.2, 0.6),  # ties with i4 for uC: i4 wins by id
     "i6": (-0.1, 0.4),
 }
-MODEL = ALSModel(
-    users=IdIndex(np.array(["uA", "uB", "uC"])),
-    items=IdIndex(np.array(list(ITEM_FACTORS))),
-    user_factors=np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=np.float32),
-    item_factors=np.array(list(ITEM_FACTORS.values()), dtype=np.float32),
-    params=ALSParams(factors=2),
+
+
+def als_with(users: np.ndarray, items: np.ndarray, user_factors: np.ndarray, item_factors: np.ndarray) -> ALS:
+    """An ALS model with the given factors (ids ascending)."""
+    model = ALS(ALSParams(factors=2))
+    model.restore({"user_ids": users, "item_ids": items, "user_factors": user_factors, "item_factors": item_factors})
+    return model
+
+
+MODEL = als_with(
+    np.array(["uA", "uB", "uC"]),
+    np.array(list(ITEM_FACTORS)),
+    np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], dtype=np.float32),
+    np.array(list(ITEM_FACTORS.values()), dtype=np.float32),
 )
 SCOPES = pd.DataFrame(
     [
@@ -126,13 +134,12 @@ def test_batching_matches_one_batch_and_reference():
     rng = np.random.default_rng(3)
     users = np.array([f"u{i:03d}" for i in range(37)])
     items = np.array([f"item{i}" for i in range(25)])
-    model = ALSModel(
-        users=IdIndex(users),
-        items=IdIndex(np.sort(items)),
+    model = als_with(
+        users,
+        np.sort(items),
         # one decimal and few factors: many exact ties
-        user_factors=rng.integers(-2, 3, size=(37, 2)).astype(np.float32),
-        item_factors=(rng.integers(-5, 6, size=(25, 2)) / 10).astype(np.float32),
-        params=ALSParams(factors=2),
+        rng.integers(-2, 3, size=(37, 2)).astype(np.float32),
+        (rng.integers(-5, 6, size=(25, 2)) / 10).astype(np.float32),
     )
     scopes = pd.DataFrame({"item_id": items, "scope": rng.choice(["a", "b", "c"], size=25)})
     scopes = pd.concat([scopes, pd.DataFrame({"item_id": items[:8], "scope": "all"})])
@@ -166,9 +173,9 @@ def test_popularity_scores_and_global_rankings():
         columns=["user_id", "item_id", "weight"],
     )
     interactions = InteractionMatrix.from_frame(frame)
-    by_weight = PopularityModel.fit(interactions)
+    by_weight = Popularity().fit(interactions)
     assert by_weight.to_frame().values.tolist() == [["a", 4.0], ["b", 4.0], ["c", 2.5], ["d", 0.0]]
-    by_users = PopularityModel.fit(interactions, by="users")
+    by_users = Popularity(PopularityParams(by="users")).fit(interactions)
     assert by_users.to_frame()["item_id"].tolist() == ["c", "b", "a", "d"]
 
     scopes = pd.DataFrame({"item_id": ["a", "b", "c", "d", "b"], "scope": ["x", "x", "x", "x", "y"]})

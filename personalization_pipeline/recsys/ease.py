@@ -1,0 +1,105 @@
+"""EASE (Steck 2019): a closed-form item-item model on binary history.
+
+With ``X`` the users x items binary matrix and ``G = XᵀX + λI``, the weights are
+``B = I - P / diag(P)`` for ``P = G⁻¹`` (so ``diag(B) = 0``: an item never explains
+itself), and a user's scores are ``x_u B``. Items held by fewer than ``min_item_users``
+users are left out (they add rows to ``G`` and nothing to the scores), which keeps the
+item x item matrix small; :func:`ease_fits` says whether the rest fits the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import scipy.linalg
+from threadpoolctl import threadpool_limits
+
+from personalization_pipeline.recsys.base import Recommender, UserIds
+from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+
+BYTES_PER_CELL = 8 * 3  # G, its inverse and B in float64, at the peak
+
+
+@dataclass(frozen=True)
+class EASEParams:
+    """``max_items`` and ``max_memory_mb`` bound the item x item matrix: beyond them EASE is skipped."""
+
+    regularization: float = 250.0
+    min_item_users: int = 2
+    max_items: int = 20_000
+    max_memory_mb: float = 4096.0
+
+
+def ease_items(history: InteractionMatrix, min_item_users: int) -> np.ndarray:
+    """Positions of the items held (positive weight) by at least ``min_item_users`` users."""
+    holders = np.bincount(history.weights.indices, minlength=len(history.items))
+    return np.flatnonzero(holders >= min_item_users)
+
+
+def ease_fits(n_items: int, max_items: int, max_memory_mb: float) -> str | None:
+    """Why EASE cannot be fitted on ``n_items`` items within the limits, or None when it can."""
+    if n_items == 0:
+        return "no item is held by enough users"
+    if n_items > max_items:
+        return f"{n_items} items exceed the EASE item limit of {max_items}"
+    needed = n_items * n_items * BYTES_PER_CELL / 2**20
+    if needed > max_memory_mb:
+        return f"{n_items} items need {needed:.0f} MB, more than the EASE memory limit of {max_memory_mb:g} MB"
+    return None
+
+
+class EASE(Recommender):
+    """Item-item weights ``B`` over the items held by enough users."""
+
+    kind = "ease"
+    Params = EASEParams
+
+    items: IdIndex
+    weights: np.ndarray
+
+    def skip_reason(self, history: InteractionMatrix) -> str | None:
+        n_items = len(ease_items(history, self.params.min_item_users))
+        return ease_fits(n_items, self.params.max_items, self.params.max_memory_mb)
+
+    def fit(self, history: InteractionMatrix) -> Self:
+        keep = ease_items(history, self.params.min_item_users)
+        if len(keep) == 0:
+            raise ValueError(f"no item is held by {self.params.min_item_users} or more users: nothing for EASE")
+        x = (history.weights[:, keep] > 0).astype(np.float64)
+        gram = np.asarray((x.T @ x).todense())
+        gram[np.diag_indices_from(gram)] += self.params.regularization
+        with threadpool_limits(None, "blas"):
+            inverse = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        weights = inverse / (-np.diag(inverse))
+        weights[np.diag_indices_from(weights)] = 0.0
+        self.restore({"item_ids": history.items.ids[keep], "weights": weights.astype(np.float32)})
+        return self
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.items.ids
+
+    def score(self, user_ids: UserIds, history: InteractionMatrix) -> np.ndarray:
+        """``x_u B`` from each user's history (float32); NaN rows for users with no history on its items."""
+        rows = history.users.positions(user_ids)
+        cols = self.items.positions(history.items.ids)  # history column -> model item, -1 if not modelled
+        out = np.full((len(rows), len(self.items)), np.nan, dtype=np.float32)
+        known = np.flatnonzero(rows >= 0)
+        if len(known) == 0:
+            return out
+        sub = history.weights[rows[known]].tocoo()
+        inside = cols[sub.col] >= 0
+        x = np.zeros((len(known), len(self.items)), dtype=np.float32)
+        x[sub.row[inside], cols[sub.col[inside]]] = 1.0
+        has = x.any(axis=1)
+        out[known[has]] = x[has] @ self.weights
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"item_ids": self.items.ids, "weights": self.weights}
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self.items = IdIndex(state["item_ids"])
+        self.weights = state["weights"]

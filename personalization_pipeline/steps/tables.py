@@ -1,0 +1,13 @@
+"""Warehouse table names, defined once: used in SQL here and as asset keys in ``deps``."""
+
+SIGNALS = "mart_user_item_signals"
+"""dbt mart: decayed implicit signal per (user, item) of opted-in users."""
+ACTIVITY = "mart_user_activity"
+"""dbt mart: one row per opted-in user with history."""
+ITEMS = "stg_items"
+"""dbt staging: the catalogue (withheld items left out)."""
+REGISTRY = "model_registry"
+"""Every model a run trained (or skipped), with version, kind, params and where it is stored."""
+USER_RANKINGS = "user_rankings"
+GLOBAL_RANKINGS = "global_rankings"
+EVAL_HISTORY = "eval_history"
