@@ -74,10 +74,15 @@ class Settings(BaseSettings):
     eval_k: int = Field(10, gt=0)
     eval_split: Literal["temporal", "random"] = "temporal"
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
-    als_factors: int = Field(16, gt=0)
-    als_iterations: int = Field(20, gt=0)
-    als_regularization: float = Field(10.0, ge=0)
-    als_alpha: float = Field(3.0, gt=0)
+    # Model hyper-parameters: unset keeps the model's own default (its Params class, the one place for them).
+    als_factors: int | None = Field(None, gt=0)
+    als_iterations: int | None = Field(None, gt=0)
+    als_regularization: float | None = Field(None, ge=0)
+    als_alpha: float | None = Field(None, gt=0)
+    ease_regularization: float | None = Field(None, gt=0)
+    ease_min_item_users: int | None = Field(None, ge=1)
+    ease_max_items: int | None = Field(None, ge=1)
+    ease_max_memory_mb: float | None = Field(None, gt=0)
     seed: int = 42
     pii_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list of confirmed non-PII values
     pii_allow_file: Path | None = None  # one confirmed value per line
