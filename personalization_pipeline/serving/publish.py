@@ -63,11 +63,12 @@ _UPSERT_MODELS = (
     " WHERE s.active AND m.active AND m.model_name = s.model_name"
     " AND m.model_version <> s.model_version",
     "INSERT INTO {t} SELECT * FROM {s} ON CONFLICT (model_name, model_version) DO UPDATE SET"
-    " metrics = EXCLUDED.metrics, trained_at = EXCLUDED.trained_at, active = EXCLUDED.active",
+    " metrics = EXCLUDED.metrics, trained_at = EXCLUDED.trained_at, active = EXCLUDED.active,"
+    " kind = EXCLUDED.kind, params = EXCLUDED.params",
 )
 _UPSERT_EVALS = (
     "INSERT INTO {t} SELECT * FROM {s} ON CONFLICT (run_id, model_name, metric, k) DO UPDATE SET"
-    " value = EXCLUDED.value, computed_at = EXCLUDED.computed_at",
+    " value = EXCLUDED.value, computed_at = EXCLUDED.computed_at, model_version = EXCLUDED.model_version",
 )
 _PUBLISH_LOCK_KEY = 0x5E5F1A7F
 _OPTED_OUT = f"SELECT user_id FROM {schema.SETTINGS} WHERE NOT personalization_enabled"
@@ -135,14 +136,14 @@ _TARGETS: dict[str, _Target] = {
     "models": _Target(
         schema.MODELS,
         ("model_name", "model_version", "trained_at"),
-        ("metrics", "active"),
-        ("metrics",),
+        ("metrics", "active", "kind", "params"),
+        ("metrics", "params"),
         _UPSERT_MODELS,
     ),
     "evals": _Target(
         schema.EVAL,
         ("run_id", "model_name", "metric", "k", "value", "computed_at"),
-        (),
+        ("model_version",),
         (),
         _UPSERT_EVALS,
     ),

@@ -1,8 +1,9 @@
 """Serving tables in PostgreSQL, the restricted role the lookup API runs as, its grants and
 row-level security.
 
-``ensure_schema`` is idempotent and serialised with an advisory lock, so concurrent
-pipeline runs and API starts can all call it.
+The tables' shape is versioned by Alembic migrations (:mod:`.migrate`); ``ensure_schema``
+applies them, then the role, grants and row-level security. It is idempotent and serialised
+with advisory locks, so concurrent pipeline runs and API starts can all call it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
+from personalization_pipeline.serving import migrate
 from personalization_pipeline.serving.auth import ADMIN_ROLES
 
 RANKS = "personalization_ranks"
@@ -30,66 +32,6 @@ CALLER_USER_SETTING = "personalization.user_id"
 CALLER_ROLE_SETTING = "personalization.role"
 
 _SCHEMA_LOCK_KEY = 0x5E5F1A7E
-
-DDL: tuple[str, ...] = (
-    f"""CREATE TABLE IF NOT EXISTS {RANKS} (
-        user_id text NOT NULL,
-        scope text NOT NULL,
-        items jsonb NOT NULL CHECK (jsonb_typeof(items) = 'array'),
-        model_version text NOT NULL,
-        variant text,
-        generated_at timestamptz NOT NULL,
-        valid_until timestamptz NOT NULL,
-        PRIMARY KEY (user_id, scope))""",
-    f"CREATE INDEX IF NOT EXISTS {RANKS}_valid_until_idx ON {RANKS} (valid_until)",
-    f"""CREATE TABLE IF NOT EXISTS {GLOBAL_RANKS} (
-        scope text PRIMARY KEY,
-        items jsonb NOT NULL CHECK (jsonb_typeof(items) = 'array'),
-        model_version text NOT NULL,
-        variant text,
-        generated_at timestamptz NOT NULL,
-        valid_until timestamptz NOT NULL)""",
-    f"""CREATE TABLE IF NOT EXISTS {RATIONALE} (
-        user_id text NOT NULL,
-        scope text NOT NULL,
-        tags jsonb NOT NULL,
-        generated_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (user_id, scope))""",
-    f"""CREATE TABLE IF NOT EXISTS {FEATURES} (
-        user_id text PRIMARY KEY,
-        features jsonb NOT NULL,
-        computed_at timestamptz NOT NULL)""",
-    f"CREATE INDEX IF NOT EXISTS {FEATURES}_computed_at_idx ON {FEATURES} (computed_at)",
-    f"""CREATE TABLE IF NOT EXISTS {SIMILAR_USERS} (
-        user_id text NOT NULL,
-        similar_user_id text NOT NULL,
-        similarity_score double precision NOT NULL,
-        common_attributes jsonb NOT NULL DEFAULT '[]'::jsonb,
-        calculated_at timestamptz NOT NULL,
-        PRIMARY KEY (user_id, similar_user_id))""",
-    f"""CREATE TABLE IF NOT EXISTS {MODELS} (
-        model_name text NOT NULL,
-        model_version text NOT NULL,
-        metrics jsonb NOT NULL DEFAULT '{{}}'::jsonb,
-        trained_at timestamptz NOT NULL,
-        active boolean NOT NULL DEFAULT false,
-        PRIMARY KEY (model_name, model_version))""",
-    f"CREATE UNIQUE INDEX IF NOT EXISTS {MODELS}_one_active_idx ON {MODELS} (model_name) WHERE active",
-    f"""CREATE TABLE IF NOT EXISTS {EVAL} (
-        run_id text NOT NULL,
-        model_name text NOT NULL,
-        metric text NOT NULL,
-        k integer NOT NULL,
-        value double precision,
-        computed_at timestamptz NOT NULL,
-        PRIMARY KEY (run_id, model_name, metric, k))""",
-    f"CREATE INDEX IF NOT EXISTS {EVAL}_computed_at_idx ON {EVAL} (computed_at)",
-    f"""CREATE TABLE IF NOT EXISTS {SETTINGS} (
-        user_id text PRIMARY KEY,
-        personalization_enabled boolean NOT NULL DEFAULT true,
-        data_sharing_consent boolean,
-        updated_at timestamptz NOT NULL DEFAULT now())""",
-)
 
 SERVING_TABLES: tuple[str, ...] = (
     RANKS,
@@ -146,15 +88,16 @@ _GRANTS: tuple[str, ...] = (
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the serving tables, indexes, API role, grants and row-level security if missing.
+    """Migrate the serving tables to the newest schema (:func:`migrate.upgrade`, on its own
+    connection), then create the API role, grants and row-level security if missing.
 
-    Runs in its own transaction (a savepoint when the caller already has one open). Row-level
+    Raises :class:`migrate.SchemaTooNewError` for a database migrated by newer code. The role
+    step runs in its own transaction (a savepoint when the caller already has one open); row-level
     security and policies are only added when missing, so a publish never waits on a table lock.
     """
+    migrate.upgrade(conn)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-        for statement in DDL:
-            conn.execute(statement)
         conn.execute(_ROLE_DDL)
         _enable_row_security(conn)
         role_exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone()

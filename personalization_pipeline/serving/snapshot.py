@@ -40,7 +40,7 @@ def build_snapshot(
         .assign(computed_at=generated_at)
     )
     evals = con.execute(
-        f"SELECT run_id, model_name, metric, k, value, computed_at FROM {EVAL_HISTORY} "
+        f"SELECT run_id, model_name, metric, k, value, computed_at, model_version FROM {EVAL_HISTORY} "
         f"WHERE run_id = (SELECT arg_max(run_id, computed_at) FROM {EVAL_HISTORY}) ORDER BY model_name, metric"
     ).df()
     models = pd.DataFrame(
@@ -48,6 +48,8 @@ def build_snapshot(
             {
                 "model_name": name,
                 "model_version": entry.model_version,
+                "kind": entry.kind,
+                "params": entry.params,
                 "metrics": json.dumps(_metrics_of(evals, name)),
                 "trained_at": entry.trained_at,
                 "active": True,

@@ -1,0 +1,1 @@
+"""Alembic migrations of the serving schema (see :mod:`..migrate`)."""

@@ -1,0 +1,79 @@
+"""Schema migrations of the serving database: empty, pre-migration and newer-than-code databases."""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg import sql
+
+from personalization_pipeline.serving import migrate
+from personalization_pipeline.serving.app import create_app
+from personalization_pipeline.serving.database import normalize_url, with_database
+from personalization_pipeline.serving.schema import SERVING_TABLES, ensure_schema
+from personalization_pipeline_tests.conftest import API_SETTINGS
+
+FIRST = importlib.import_module("personalization_pipeline.serving.migrations.versions.0001_serving_tables")
+
+
+@pytest.fixture
+def database(pg_url: str) -> Iterator[str]:
+    """A new, empty database on the test server (dropped afterwards)."""
+    name = f"pp_migrate_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(normalize_url(pg_url), name)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _columns(conn: psycopg.Connection, table: str) -> set[str]:
+    rows = conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))
+    return {r[0] for r in rows}
+
+
+def test_an_empty_database_is_migrated_to_the_newest_schema(database):
+    with psycopg.connect(database) as conn:
+        ensure_schema(conn)
+        assert migrate.current(conn) == migrate.head()
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert set(SERVING_TABLES) <= tables
+        assert {"kind", "params"} <= _columns(conn, "personalization_models")
+        assert "model_version" in _columns(conn, "personalization_eval")
+        ensure_schema(conn)  # idempotent
+        assert migrate.current(conn) == migrate.head()
+
+
+def test_a_database_created_before_migrations_is_upgraded_keeping_its_rows(database):
+    with psycopg.connect(database) as conn:
+        for statement in FIRST.STATEMENTS:  # what the code wrote before migrations existed
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO personalization_models (model_name, model_version, trained_at, active) "
+            "VALUES ('als', 'als-old', now(), true)"
+        )
+        conn.commit()
+        assert migrate.current(conn) is None
+        ensure_schema(conn)
+        assert migrate.current(conn) == migrate.head()
+        row = conn.execute("SELECT model_version, kind, params FROM personalization_models").fetchone()
+    assert row == ("als-old", None, {})
+
+
+def test_a_schema_newer_than_the_code_is_refused_untouched(database):
+    with psycopg.connect(database) as conn:
+        ensure_schema(conn)
+        conn.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+        conn.commit()
+        with pytest.raises(migrate.SchemaTooNewError, match=r"9999_from_the_future.*newer than this code"):
+            ensure_schema(conn)
+        assert migrate.current(conn) == "9999_from_the_future"
+    with pytest.raises(migrate.SchemaTooNewError), TestClient(create_app(database, API_SETTINGS)):
+        pass  # the endpoint refuses to start on it
