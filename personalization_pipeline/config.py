@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     pii_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list of confirmed non-PII values
     pii_allow_file: Path | None = None  # one confirmed value per line
     event_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    similar_users_k: int = Field(20, gt=0)
+    similar_users_threshold: float = Field(0.5, ge=-1, le=1)
     nightly_cron: str = "0 2 * * *"
     weekly_cron: str = "0 4 * * 0"
     cleanup_cron: str = "0 3 * * *"

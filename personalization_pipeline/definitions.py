@@ -14,6 +14,7 @@ from .assets import (
     privacy_report,
     rankings,
     serving,
+    similarity,
 )
 from .assets.dbt import dbt_models, dbt_resource
 from .checks import privacy_checks
@@ -26,6 +27,7 @@ all_assets = [
     dbt_models,
     features.user_features,
     *models.model_assets,
+    similarity.similar_users,
     rankings.user_rankings,
     rankings.global_rankings,
     evaluation.offline_eval,
@@ -45,13 +47,13 @@ def build_definitions() -> dg.Definitions:
     serving_db = ServingDatabaseResource.from_settings(settings)
     nightly_job = dg.define_asset_job(
         "nightly",
-        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance"),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance", "similarity"),
         description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish -> privacy report.",
     )
     weekly_job = dg.define_asset_job(
         "weekly",
-        selection=dg.AssetSelection.groups("features", "models", "rankings", "evaluation", "serving"),
-        description="Rebuild features, retrain the models, full offline evaluation, re-rank and publish.",
+        selection=dg.AssetSelection.groups("features", "models", "similarity", "rankings", "evaluation", "serving"),
+        description="Rebuild features, retrain the models, similar-user maps, full evaluation, re-rank and publish.",
     )
     cleanup_job = dg.define_asset_job(
         "cleanup",

@@ -14,7 +14,7 @@ from .models import MODEL_ASSET_KEYS
 
 @dg.asset(
     group_name="serving",
-    deps=["user_rankings", "global_rankings", "user_features", "offline_eval", *MODEL_ASSET_KEYS],
+    deps=["user_rankings", "global_rankings", "user_features", "offline_eval", "similar_users", *MODEL_ASSET_KEYS],
     pool="warehouse",
 )
 def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:

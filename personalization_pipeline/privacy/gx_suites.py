@@ -47,6 +47,7 @@ SERVED_SCANS: tuple[Scan, ...] = (
     Scan("user_features", exact_columns=("user_id", *FEATURE_COLUMNS)),
     Scan("user_rankings"),
     Scan("global_rankings"),
+    Scan("similar_users"),
 )
 """Everything whose values reach a serving table: a finding here blocks the publish."""
 

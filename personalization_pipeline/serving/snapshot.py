@@ -9,8 +9,9 @@ import duckdb
 import pandas as pd
 
 from ..privacy.allowlist import FEATURE_COLUMNS
+from ..sqlutil import scalar
 from ..steps.registry import RegistryEntry
-from ..steps.tables import EVAL_HISTORY, GLOBAL_RANKINGS, USER_RANKINGS
+from ..steps.tables import EVAL_HISTORY, GLOBAL_RANKINGS, SIMILAR_USERS, USER_RANKINGS
 from .publish import Snapshot, items_json_sql
 
 
@@ -57,7 +58,20 @@ def build_snapshot(
             for name, entry in sorted(registry.items())
         ]
     )
-    return Snapshot(ranks=ranks, global_ranks=global_ranks, features=features, models=models, evals=evals)
+    similar_users = None  # computed weekly: the latest map is published with every snapshot
+    if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [SIMILAR_USERS]):
+        similar_users = con.execute(
+            f"SELECT user_id, similar_user_id, similarity_score, calculated_at, common_attributes FROM {SIMILAR_USERS} "
+            "ORDER BY user_id, similar_user_id"
+        ).df()
+    return Snapshot(
+        ranks=ranks,
+        global_ranks=global_ranks,
+        features=features,
+        models=models,
+        evals=evals,
+        similar_users=similar_users,
+    )
 
 
 def _metrics_of(evals: pd.DataFrame, model_name: str) -> dict[str, float]:

@@ -179,6 +179,32 @@ def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
     after = served_ranks(settings)
     assert after["generated_at"].min() > before["generated_at"].max()
     assert after[["user_id", "scope", "items"]].equals(before[["user_id", "scope", "items"]])  # same inputs
+    assert weekly.checks["similar_users.pii_free"]
+    similar = weekly.metadata["similar_users"]
+    assert similar["subjects"] > 0 and similar["search"] == "exact"
+    with psycopg.connect(settings.database_url) as conn:
+        pairs = conn.execute(
+            "SELECT user_id, similar_user_id, similarity_score, common_attributes FROM personalization_similar_users"
+        ).fetchall()
+        opted_out = {
+            r[0] for r in conn.execute("SELECT user_id FROM personalization_settings WHERE NOT personalization_enabled")
+        }
+    assert len(pairs) == similar["dagster/row_count"]
+    assert all(score >= 0.5 and user != other for user, other, score, _ in pairs)  # default threshold, no self
+    assert max(pd.Series([p[0] for p in pairs]).value_counts()) <= 20  # default K
+    assert not {u for p in pairs for u in p[:2]} & opted_out  # neither subject nor neighbour
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        categories = {r[0] for r in con.execute("SELECT DISTINCT category FROM stg_items").fetchall()}
+        features = con.execute("SELECT user_id, device_type, country, timezone FROM user_features").df()
+        candidates = con.execute("SELECT user_id, item_id FROM similar_user_candidates").df()
+        seen = con.execute("SELECT user_id, item_id FROM mart_user_item_signals").df()
+    allowed = {f"category:{c}" for c in categories} | {
+        f"{column}:{value}" for column in ("device_type", "country", "timezone") for value in features[column]
+    }
+    shared = [attribute for *_, attributes in pairs for attribute in attributes]
+    assert shared and set(shared) <= allowed  # only screened categories and generalised feature groups
+    assert not any(a.endswith((":other", ":unknown")) for a in shared)
+    assert len(candidates) > 0 and candidates.merge(seen).empty  # neighbours' items the user has not seen
 
 
 def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_path):

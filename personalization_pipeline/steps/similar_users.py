@@ -1,0 +1,95 @@
+"""Similar-user maps: neighbours by the cosine of ALS user factors, what they share, and the items
+neighbours accepted as a candidate source for ranking.
+
+Only opted-in users with a feature vector are subjects or neighbours. ``common_attributes``
+come from the privacy-safe feature vector (generalised device, country and timezone groups;
+``other`` and ``unknown`` are not shared attributes) and from behaviour (shared top-3
+categories of the screened catalogue): never a raw value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from ..recsys.als import ALS
+from ..recsys.similarity import SearchParams, nearest_neighbours
+from ..sqlutil import scalar
+from .registry import latest_trained
+from .tables import SIGNALS, SIMILAR_USER_CANDIDATES, SIMILAR_USERS
+from .train import load
+
+TOP_CATEGORIES = 3
+SHARED_FEATURES = ("device_type", "country", "timezone")
+
+_COMMON_SQL = f"""
+CREATE OR REPLACE TABLE {SIMILAR_USERS} AS
+WITH top_categories AS (
+    SELECT user_id, list(category ORDER BY w DESC, category) AS categories
+    FROM (
+        SELECT user_id, category, sum(weight) AS w,
+               row_number() OVER (PARTITION BY user_id ORDER BY sum(weight) DESC, category) AS r
+        FROM {SIGNALS} WHERE category IS NOT NULL AND weight > 0 GROUP BY user_id, category
+    ) WHERE r <= {TOP_CATEGORIES} GROUP BY user_id
+)
+SELECT n.user_id, n.similar_user_id, n.similarity_score,
+       CAST(to_json(list_concat(
+           list_transform(list_sort(list_intersect(coalesce(a.categories, []), coalesce(b.categories, []))),
+                          lambda c: 'category:' || c),
+           list_filter([{
+    ", ".join(
+        f"CASE WHEN fa.{f} = fb.{f} AND fa.{f} NOT IN ('other', 'unknown') THEN '{f}:' || fa.{f} END"
+        for f in SHARED_FEATURES
+    )
+}], lambda x: x IS NOT NULL)
+       )) AS VARCHAR) AS common_attributes,
+       ?::TIMESTAMP AS calculated_at
+FROM neighbours n
+JOIN user_features fa ON fa.user_id = n.user_id
+JOIN user_features fb ON fb.user_id = n.similar_user_id
+LEFT JOIN top_categories a ON a.user_id = n.user_id
+LEFT JOIN top_categories b ON b.user_id = n.similar_user_id
+ORDER BY n.user_id, n.similarity_score DESC, n.similar_user_id
+"""
+
+_CANDIDATES_SQL = f"""
+CREATE OR REPLACE TABLE {SIMILAR_USER_CANDIDATES} AS
+SELECT n.user_id, s.item_id, 'similar_users' AS source, sum(n.similarity_score) AS score
+FROM {SIMILAR_USERS} n
+JOIN {SIGNALS} s ON s.user_id = n.similar_user_id AND s.n_accept > 0
+WHERE NOT EXISTS (SELECT 1 FROM {SIGNALS} seen WHERE seen.user_id = n.user_id AND seen.item_id = s.item_id)
+GROUP BY n.user_id, s.item_id
+ORDER BY n.user_id, score DESC, s.item_id
+"""
+"""Candidates(user_id, item_id, source, score): items a user's neighbours accepted and the user has not
+seen, scored by the summed similarity of those neighbours."""
+
+
+@dataclass(frozen=True)
+class SimilarityCounts:
+    subjects: int
+    rows: int
+    candidates: int
+
+
+def write_similar_users(
+    con: duckdb.DuckDBPyConnection, params: SearchParams, calculated_at: datetime
+) -> SimilarityCounts:
+    """Build ``similar_users`` and ``similar_user_candidates`` from the registered ALS model."""
+    model = load(latest_trained(con)["als"])
+    assert isinstance(model, ALS)
+    subjects = con.execute("SELECT user_id FROM user_features ORDER BY user_id").df()["user_id"]
+    rows = model.users.positions(subjects)
+    known = rows >= 0
+    neighbours = nearest_neighbours(subjects[known].to_numpy(str), model.user_factors[rows[known]], params)
+    con.register("neighbours", neighbours)
+    con.execute(_COMMON_SQL, [calculated_at])
+    con.unregister("neighbours")
+    con.execute(_CANDIDATES_SQL)
+    return SimilarityCounts(
+        subjects=scalar(con, f"SELECT count(DISTINCT user_id) FROM {SIMILAR_USERS}"),
+        rows=scalar(con, f"SELECT count(*) FROM {SIMILAR_USERS}"),
+        candidates=scalar(con, f"SELECT count(*) FROM {SIMILAR_USER_CANDIDATES}"),
+    )
