@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     pii_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list of confirmed non-PII values
     pii_allow_file: Path | None = None  # one confirmed value per line
     event_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    per_user_min_interactions: int | None = Field(None, ge=2)
+    per_user_min_auc: float | None = Field(None, ge=0, le=1)
     similar_users_k: int = Field(20, gt=0)
     similar_users_threshold: float = Field(0.5, ge=-1, le=1)
     nightly_cron: str = "0 2 * * *"

@@ -11,6 +11,7 @@ from .assets import (
     features,
     ingest,
     models,
+    per_user,
     privacy_report,
     rankings,
     serving,
@@ -28,6 +29,7 @@ all_assets = [
     features.user_features,
     *models.model_assets,
     similarity.similar_users,
+    per_user.per_user_models,
     rankings.user_rankings,
     rankings.global_rankings,
     evaluation.offline_eval,
@@ -47,12 +49,14 @@ def build_definitions() -> dg.Definitions:
     serving_db = ServingDatabaseResource.from_settings(settings)
     nightly_job = dg.define_asset_job(
         "nightly",
-        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance", "similarity"),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance", "similarity", "per_user"),
         description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish -> privacy report.",
     )
     weekly_job = dg.define_asset_job(
         "weekly",
-        selection=dg.AssetSelection.groups("features", "models", "similarity", "rankings", "evaluation", "serving"),
+        selection=dg.AssetSelection.groups(
+            "features", "models", "similarity", "per_user", "rankings", "evaluation", "serving"
+        ),
         description="Rebuild features, retrain the models, similar-user maps, full evaluation, re-rank and publish.",
     )
     cleanup_job = dg.define_asset_job(

@@ -7,7 +7,7 @@ from typing import Any
 import dagster as dg
 
 from ..config import Settings
-from ..recsys.registry import MODELS
+from ..recsys.registry import GLOBAL_MODELS
 from ..resources import ModelStoreResource, WarehouseResource
 from ..steps.tables import ITEMS, SIGNALS
 from ..steps.train import train_and_register
@@ -42,5 +42,5 @@ def _model_asset(name: str) -> dg.AssetsDefinition:
     return train
 
 
-model_assets = [_model_asset(name) for name in MODELS]
-MODEL_ASSET_KEYS = [f"{name}_model" for name in MODELS]
+model_assets = [_model_asset(name) for name in GLOBAL_MODELS]
+MODEL_ASSET_KEYS = [f"{name}_model" for name in GLOBAL_MODELS]

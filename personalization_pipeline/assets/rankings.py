@@ -1,26 +1,41 @@
 """[rankings] Top-N per user and scope from the best evaluated personal model; popularity per scope for fallback."""
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import dagster as dg
 
 from ..config import Settings
-from ..resources import WarehouseResource
-from ..steps.rank import choose_serving_model, write_global_rankings, write_user_rankings
+from ..resources import ModelStoreResource, WarehouseResource
+from ..steps.rank import choose_serving_model, current_per_user, write_global_rankings, write_user_rankings
 from ..steps.registry import latest_trained
 from ..steps.tables import ACTIVITY, ITEMS
 from .models import MODEL_ASSET_KEYS
 
 
-@dg.asset(group_name="rankings", deps=[*MODEL_ASSET_KEYS, "offline_eval", ACTIVITY, ITEMS], pool="warehouse")
-def user_rankings(warehouse: WarehouseResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name="rankings",
+    deps=[*MODEL_ASSET_KEYS, "offline_eval", "per_user_models", ACTIVITY, ITEMS],
+    pool="warehouse",
+)
+def user_rankings(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
+) -> dg.MaterializeResult:
     """Top-N items per opted-in user and scope, seen and dismissed items removed, from the personal
-    model that scored best in this run's offline evaluation."""
+    model that scored best in this run's offline evaluation; users with a kept per-user model are
+    ranked by it over that model."""
+    now = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect() as con:
-        entry = choose_serving_model(con, latest_trained(con))
-        counts = write_user_rankings(con, entry, Settings.from_env().top_n)
+        registry = latest_trained(con)
+        entry = choose_serving_model(con, registry)
+        per_user = current_per_user(con, registry.get("per_user"), Path(model_store.root), context.run_id, now)
+        counts = write_user_rankings(con, entry, Settings.from_env().top_n, per_user)
     return dg.MaterializeResult(
         metadata={
             "serving_model": entry.model_name,
             "model_version": entry.model_version,
+            "per_user_models": len(per_user.users) if per_user is not None else 0,
+            "per_user_version": per_user.version if per_user is not None else "(none)",
             "users": counts.users,
             "dagster/row_count": counts.rows,
         }

@@ -13,9 +13,18 @@ from typing import Any
 from personalization_pipeline.recsys.als import ALS
 from personalization_pipeline.recsys.base import Recommender
 from personalization_pipeline.recsys.ease import EASE
+from personalization_pipeline.recsys.per_user import PerUserComposite
 from personalization_pipeline.recsys.popularity import Popularity
 
-MODELS: dict[str, type[Recommender]] = {"popularity": Popularity, "als": ALS, "ease": EASE}
+MODELS: dict[str, type[Recommender]] = {
+    "popularity": Popularity,
+    "als": ALS,
+    "ease": EASE,
+    "per_user": PerUserComposite,
+}
+GLOBAL_MODELS: tuple[str, ...] = ("popularity", "als", "ease")
+"""Models fitted on the whole history by the generic training asset and evaluated offline; the
+per-user composite is fitted by its own step over the serving global model."""
 PERSONAL_MODELS: tuple[str, ...] = ("als", "ease")
 """Models that rank per user; the served ranking comes from the best of them (popularity is the fallback)."""
 

@@ -13,7 +13,7 @@ from ..recsys.beyond_accuracy import intra_list_diversity, novelty
 from ..recsys.matrices import InteractionMatrix
 from ..recsys.metrics import evaluate
 from ..recsys.ranking import user_rankings
-from ..recsys.registry import MODELS
+from ..recsys.registry import GLOBAL_MODELS, MODELS
 from ..recsys.splits import stratified_random_split, temporal_holdout
 from .inputs import read_catalog, read_signals
 from .registry import RegistryEntry
@@ -55,6 +55,8 @@ def evaluate_registered(
     users = truth["user_id"].drop_duplicates().sort_values()
     rows = []
     for name, entry in entries.items():
+        if name not in GLOBAL_MODELS:  # the per-user composite is judged per user, by its own gate
+            continue
         cls = MODELS[name]
         model = cls(cls.Params(**entry.params_dict))
         if model.skip_reason(history) is not None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
 
 import duckdb
+import numpy as np
 
+from ..recsys.base import Recommender
+from ..recsys.per_user import PerUserComposite
 from ..recsys.popularity import Popularity
 from ..recsys.ranking import global_rankings, iter_user_rankings
 from ..recsys.registry import PERSONAL_MODELS
 from ..sqlutil import scalar
 from .inputs import read_active_users, read_catalog, read_history
-from .registry import RegistryEntry
+from .registry import RegistryEntry, record
 from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, USER_RANKINGS
 from .train import load
 
@@ -47,21 +52,54 @@ def choose_serving_model(con: duckdb.DuckDBPyConnection, entries: dict[str, Regi
     return max(candidates, key=lambda e: (evaluated.get(e.model_version, float("-inf")), -candidates.index(e)))
 
 
-def write_user_rankings(con: duckdb.DuckDBPyConnection, entry: RegistryEntry, n: int) -> RankingCounts:
+def write_user_rankings(
+    con: duckdb.DuckDBPyConnection, entry: RegistryEntry, n: int, per_user: PerUserComposite | None = None
+) -> RankingCounts:
     """Top-``n`` per opted-in user and scope from ``entry``'s model into ``user_rankings``, seen items
-    removed; every row records the model version that produced it."""
-    model = load(entry)
+    removed; with ``per_user``, kept users are ranked by their own model over it. Every row records
+    the version of the model that produced it."""
+    model: Recommender = load(entry)
+    kept = np.empty(0, dtype=str)
+    if per_user is not None:
+        model, kept = per_user.over(model), per_user.users.ids
     history = read_history(con)
     con.execute(
         f"CREATE OR REPLACE TABLE {USER_RANKINGS} (user_id VARCHAR, scope VARCHAR, rank INTEGER, "
         "item_id VARCHAR, score DOUBLE, confidence DOUBLE, model_version VARCHAR)"
     )
     for batch in iter_user_rankings(model, read_active_users(con), read_catalog(con), history, n):
-        con.append(USER_RANKINGS, batch.assign(model_version=entry.model_version))
+        own = np.isin(batch["user_id"].to_numpy(str), kept)
+        versions = np.where(own, per_user.version if per_user is not None else "", str(entry.model_version))
+        con.append(USER_RANKINGS, batch.assign(model_version=versions))
     return RankingCounts(
         users=scalar(con, f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS}"),
         rows=scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}"),
     )
+
+
+def current_per_user(
+    con: duckdb.DuckDBPyConnection, entry: RegistryEntry | None, store: Path, run_id: str, now: datetime
+) -> PerUserComposite | None:
+    """The registered per-user bundle without the models of users who are no longer opted in with
+    history (a user who opts out loses their model at the next run: the pruned bundle is stored
+    and registered in place of the old one)."""
+    if entry is None:
+        return None
+    bundle = load(entry)
+    assert isinstance(bundle, PerUserComposite)
+    gone = set(bundle.users.ids) - set(read_active_users(con))
+    if not gone:
+        return bundle
+    pruned = bundle.without(gone)
+    path = pruned.save(store / entry.model_name / pruned.version)
+    detail = f"{len(gone)} users no longer opted in removed"
+    record(
+        con,
+        replace(
+            entry, run_id=run_id, model_version=pruned.version, trained_at=now, detail=detail, path=str(path.parent)
+        ),
+    )
+    return pruned
 
 
 def write_global_rankings(con: duckdb.DuckDBPyConnection, entry: RegistryEntry, n: int) -> int:

@@ -169,16 +169,38 @@ def test_run_command_sample_lookup_goes_over_real_http(pipeline):
 
 
 def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
-    settings, *_ = pipeline
+    settings, _, env, _ = pipeline
     before = served_ranks(settings)
-    weekly = run_job("weekly")
+    env.setenv("PERSONALIZATION_PER_USER_MIN_INTERACTIONS", "12")  # the sample's users have short histories
+    try:
+        weekly = run_job("weekly")
+    finally:
+        env.delenv("PERSONALIZATION_PER_USER_MIN_INTERACTIONS")
     assert weekly.success, weekly.error
     assert {"user_features", "als_model", "offline_eval", "serving_tables"} <= set(weekly.metadata)
     assert "raw_interactions" not in weekly.metadata  # no re-ingest
     assert weekly.checks["user_features.pii_free"] and weekly.checks["user_rankings.pii_free"]
     after = served_ranks(settings)
     assert after["generated_at"].min() > before["generated_at"].max()
-    assert after[["user_id", "scope", "items"]].equals(before[["user_id", "scope", "items"]])  # same inputs
+    per_user = weekly.metadata["per_user_models"]
+    assert per_user["eligible_users"] >= per_user["models_trained"] >= per_user["models_kept"] > 0
+    assert per_user["mean_auc_kept"] >= max(0.70, per_user["mean_global_auc_of_kept_users"])
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        report = con.execute("SELECT * FROM per_user_report").df()
+    kept = set(report.loc[report["kept"], "user_id"])
+    assert len(kept) == per_user["models_kept"] and (report.loc[report["kept"], "auc"] >= 0.70).all()
+    with psycopg.connect(settings.database_url) as conn:
+        (bundle,) = conn.execute(
+            "SELECT model_version FROM personalization_models WHERE model_name = 'per_user' AND active"
+        ).fetchone()
+    own = after[after["user_id"].isin(kept)]
+    assert set(own["model_version"]) == {bundle} and bundle == per_user["model_version"]  # rows say who ranked them
+    others = after[~after["user_id"].isin(kept)]
+    assert (
+        others[["user_id", "scope", "items"]]
+        .reset_index(drop=True)
+        .equals(before[~before["user_id"].isin(kept)][["user_id", "scope", "items"]].reset_index(drop=True))
+    )  # everyone else: the same global model on the same inputs
     assert weekly.checks["similar_users.pii_free"]
     similar = weekly.metadata["similar_users"]
     assert similar["subjects"] > 0 and similar["search"] == "exact"

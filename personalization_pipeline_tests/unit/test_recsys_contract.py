@@ -11,7 +11,7 @@ import pytest
 from personalization_pipeline.config import Settings
 from personalization_pipeline.recsys.ease import EASE, EASEParams, ease_fits
 from personalization_pipeline.recsys.matrices import InteractionMatrix
-from personalization_pipeline.recsys.registry import MODELS, build
+from personalization_pipeline.recsys.registry import GLOBAL_MODELS, MODELS, build
 from personalization_pipeline_tests.unit.test_recsys_als import two_clusters
 
 USERS = np.array(["u00", "u07", "u31", "u59", "nobody"])
@@ -22,7 +22,7 @@ def history() -> InteractionMatrix:
     return InteractionMatrix.from_frame(two_clusters())
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", GLOBAL_MODELS)
 def test_every_model_round_trips_to_identical_scores(name, history, tmp_path):
     model = build(name, Settings.from_env()).fit(history)
     scores = model.score(USERS, history)
@@ -36,7 +36,7 @@ def test_every_model_round_trips_to_identical_scores(name, history, tmp_path):
         assert np.isnan(scores[-1]).all() and np.isfinite(scores[:-1]).all()  # an unknown user gets no scores
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", GLOBAL_MODELS)
 def test_versions_follow_data_and_params_only(name, history):
     settings = Settings.from_env()
     first, again = build(name, settings).fit(history), build(name, settings).fit(history)

@@ -1,0 +1,101 @@
+"""Per-user models (weekly) over the serving global model, and the composite the nightly ranks with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ..recsys.base import Recommender
+from ..recsys.per_user import ItemFeatures, PerUserComposite, PerUserFit, fit_per_user, standardised
+from ..recsys.registry import build
+from .inputs import read_history
+from .registry import SKIPPED, TRAINED, RegistryEntry, record
+from .tables import ITEMS, PER_USER_REPORT, SIGNALS
+
+NAME = "per_user"
+SCORE_BATCH = 1024
+
+_PAIRS_SQL = f"""
+SELECT user_id, item_id, CASE WHEN weight > 0 THEN 1 ELSE 0 END AS label, last_at AS occurred_at
+FROM {SIGNALS} WHERE weight <> 0 ORDER BY user_id, last_at, item_id
+"""
+"""Labelled pairs: a positive signal is 1, a negative one (dismissed, rated low) 0."""
+
+_ITEM_SQL = f"""
+SELECT i.item_id, i.category, coalesce(p.n_users, 0) AS popularity,
+       date_diff('day', coalesce(i.approved_at, i.created_at), (SELECT max(last_at) FROM {SIGNALS})) AS age_days
+FROM {ITEMS} i LEFT JOIN mart_item_popularity p USING (item_id)
+"""
+
+
+def _global_z(base: Recommender, users: list[str], history: Any) -> dict[str, np.ndarray]:
+    z: dict[str, np.ndarray] = {}
+    for start in range(0, len(users), SCORE_BATCH):
+        batch = users[start : start + SCORE_BATCH]
+        for user, row in zip(
+            batch, standardised(np.asarray(base.score(np.array(batch), history), np.float64)), strict=True
+        ):
+            z[user] = row
+    return z
+
+
+def train_per_user(
+    con: duckdb.DuckDBPyConnection,
+    settings: Any,
+    base_entry: RegistryEntry,
+    base: Recommender,
+    store: Path,
+    run_id: str,
+    trained_at: datetime,
+) -> tuple[RegistryEntry, PerUserFit]:
+    """Fit and judge a model per eligible user over ``base``; store the kept ones as one bundle and
+    register it (skipped, with the reason, when no model is kept). The per-user report goes to
+    ``per_user_report``."""
+    composite = build(NAME, settings)
+    params = composite.params
+    pairs = con.execute(_PAIRS_SQL).df()
+    counts = pairs.groupby("user_id").size()
+    eligible = sorted(counts[counts >= params.min_interactions].index)
+    features = ItemFeatures.build(base.item_ids, con.execute(_ITEM_SQL).df(), params.max_categories)
+    fitted = fit_per_user(pairs, _global_z(base, eligible, read_history(con)), features, params)
+    report = fitted.report.assign(run_id=run_id, base_version=base_entry.model_version)
+    con.register("report_df", report)
+    con.execute(f"CREATE OR REPLACE TABLE {PER_USER_REPORT} AS SELECT * FROM report_df")
+    con.unregister("report_df")
+    if len(fitted.user_ids) == 0:
+        reason = (
+            f"no model of {len(eligible)} eligible users beat the global model"
+            if eligible
+            else (f"no user has {params.min_interactions} labelled pairs")
+        )
+        entry = RegistryEntry(run_id, NAME, None, NAME, composite.params_json(), trained_at, SKIPPED, reason)
+    else:
+        bundle = PerUserComposite.from_fit(params, fitted, features, base)
+        path = bundle.save(store / NAME / bundle.version)
+        entry = RegistryEntry(
+            run_id, NAME, bundle.version, NAME, bundle.params_json(), trained_at, TRAINED, None, str(path.parent)
+        )
+    record(con, entry)
+    return entry, fitted
+
+
+def report_summary(report: pd.DataFrame, seconds: float) -> dict[str, float | int]:
+    """Counts and mean AUCs of one per-user training, and its time per 10k eligible users."""
+    trained = report[report["auc"].notna()]
+    kept = trained[trained["kept"]]
+    return {
+        "eligible_users": len(report),
+        "models_trained": len(trained),
+        "models_kept": len(kept),
+        "mean_auc_kept": round(float(kept["auc"].mean()), 4) if len(kept) else 0.0,
+        "mean_global_auc_of_kept_users": round(float(kept["global_auc"].mean()), 4) if len(kept) else 0.0,
+        "mean_auc_trained": round(float(trained["auc"].mean()), 4) if len(trained) else 0.0,
+        "mean_global_auc_trained": round(float(trained["global_auc"].mean()), 4) if len(trained) else 0.0,
+        "seconds": round(seconds, 2),
+        "seconds_per_10k_eligible": round(seconds / len(report) * 10_000, 1) if len(report) else 0.0,
+    }

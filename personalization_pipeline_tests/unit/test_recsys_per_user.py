@@ -1,0 +1,67 @@
+"""Per-user models and their gate on planted data, and the composite over a global model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.per_user import (
+    ItemFeatures,
+    PerUserComposite,
+    PerUserParams,
+    fit_per_user,
+    standardised,
+)
+from personalization_pipeline.recsys.popularity import Popularity
+
+ITEMS = [f"a{i:02d}" for i in range(30)] + [f"b{i:02d}" for i in range(30)]
+PARAMS = PerUserParams(min_interactions=40)
+
+
+def world(seed: int = 0):
+    """Everyone else loves the b items (so the global popularity model ranks them first); ``idio``
+    accepts a items and dismisses b items, ``noisy`` answers at random, ``small`` has 20 pairs."""
+    rng = np.random.default_rng(seed)
+    crowd = [(f"c{u:03d}", item, 1.0) for u in range(80) for item in rng.choice(ITEMS[30:], 10, replace=False)]
+    crowd += [(f"c{u:03d}", ITEMS[u], 1.0) for u in range(30)]  # every a item has one fan
+    history = InteractionMatrix.from_frame(pd.DataFrame(crowd, columns=["user_id", "item_id", "weight"]))
+    base = Popularity().fit(history)
+    catalog = pd.DataFrame(
+        {"item_id": ITEMS, "category": [i[0] for i in ITEMS], "popularity": base.scores, "age_days": 10}
+    )
+    features = ItemFeatures.build(base.item_ids, catalog, PARAMS.max_categories)
+    pairs = []
+    for user, n in (("idio", 60), ("noisy", 60), ("small", 20)):
+        for t, item in enumerate(rng.choice(ITEMS, n, replace=False)):
+            label = int(item[0] == "a") if user != "noisy" else int(rng.random() < 0.5)
+            pairs.append((user, item, label, pd.Timestamp("2024-01-01") + pd.Timedelta(days=t)))
+    frame = pd.DataFrame(pairs, columns=["user_id", "item_id", "label", "occurred_at"])
+    z = standardised(base.score(np.array(["x"]), history).astype(np.float64))[0]
+    return base, history, features, frame, dict.fromkeys(("idio", "noisy", "small"), z)
+
+
+def test_an_idiosyncratic_user_keeps_a_model_that_beats_the_global_one():
+    _, _, features, pairs, z = world()
+    fitted = fit_per_user(pairs, z, features, PARAMS)
+    report = fitted.report.set_index("user_id")
+    assert list(report.index) == ["idio", "noisy"]  # 'small' has too few pairs to be eligible
+    assert report.loc["idio", "kept"] and report.loc["idio", "auc"] >= 0.9
+    assert report.loc["idio", "global_auc"] < 0.5 < report.loc["idio", "auc"]  # the global model gets them wrong
+    assert not report.loc["noisy", "kept"]  # no taste to learn: the global model keeps serving them
+    assert list(fitted.user_ids) == ["idio"]
+
+
+def test_the_composite_reranks_kept_users_only_and_round_trips(tmp_path):
+    base, history, features, pairs, z = world()
+    composite = PerUserComposite.from_fit(PARAMS, fit_per_user(pairs, z, features, PARAMS), features, base)
+    scores = composite.score(np.array(["idio", "c001"]), history)
+    top = np.asarray(composite.item_ids)[np.argsort(-scores[0])[:10]]
+    assert all(item.startswith("a") for item in top)  # their own taste, against the crowd
+    np.testing.assert_array_equal(scores[1], base.score(np.array(["c001"]), history)[0])
+    composite.save(tmp_path / "pu")
+    loaded = PerUserComposite.load(tmp_path / "pu").over(base)
+    assert loaded.version == composite.version and loaded.base_version == base.version
+    np.testing.assert_array_equal(loaded.score(np.array(["idio", "c001"]), history), scores)
+    gone = composite.without({"idio"})
+    assert len(gone.users) == 0 and gone.version != composite.version
