@@ -80,23 +80,20 @@ class PerUserFit:
     report: pd.DataFrame  # REPORT_COLUMNS
 
 
-def fit_per_user(
-    pairs: pd.DataFrame, global_z: dict[str, np.ndarray], features: ItemFeatures, params: PerUserParams
-) -> PerUserFit:
+def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserParams) -> PerUserFit:
     """Fit and judge one model per eligible user.
 
-    ``pairs``: (user_id, item_id, label, occurred_at) of labelled pairs; ``global_z``: per user, the
-    standardised global scores over ``features.item_ids`` (:func:`standardised`).
+    ``pairs``: (user_id, item_id, label, occurred_at, global_z) of labelled pairs, ``global_z`` being
+    the global model's score of the item standardised within the user's row (:func:`standardised`).
     """
     column = {item: i for i, item in enumerate(features.item_ids)}
     kept_users, coefs, intercepts, report = [], [], [], []
-    counts = pairs.groupby("user_id").size()
-    for user in sorted(counts[counts >= params.min_interactions].index):
-        rows = pairs[(pairs["user_id"] == user) & pairs["item_id"].isin(column)].sort_values(
-            ["occurred_at", "item_id"], kind="stable"
-        )
+    known = pairs[pairs["item_id"].isin(column)].sort_values(["user_id", "occurred_at", "item_id"], kind="stable")
+    for user, rows in known.groupby("user_id", sort=True):
+        if len(rows) < params.min_interactions:
+            continue
         cols = rows["item_id"].map(column).to_numpy()
-        x = np.column_stack([np.nan_to_num(global_z[user][cols]), features.matrix[cols]])
+        x = np.column_stack([np.nan_to_num(rows["global_z"].to_numpy(np.float64)), features.matrix[cols]])
         y = rows["label"].to_numpy(int)
         cut = len(rows) - max(1, round(len(rows) * params.holdout_fraction))
         if len(set(y[:cut])) < 2 or len(set(y[cut:])) < 2:

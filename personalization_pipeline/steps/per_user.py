@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..recsys.base import Recommender
+from ..recsys.matrices import IdIndex
 from ..recsys.per_user import ItemFeatures, PerUserComposite, PerUserFit, fit_per_user, standardised
 from ..recsys.registry import build
 from .inputs import read_history
@@ -33,15 +34,19 @@ FROM {ITEMS} i LEFT JOIN mart_item_popularity p USING (item_id)
 """
 
 
-def _global_z(base: Recommender, users: list[str], history: Any) -> dict[str, np.ndarray]:
-    z: dict[str, np.ndarray] = {}
+def with_global_z(pairs: pd.DataFrame, base: Recommender, users: list[str], history: Any) -> pd.DataFrame:
+    """The pairs of ``users`` with ``global_z``: the base model's score of the item, standardised
+    within the user's row (scored ``SCORE_BATCH`` users at a time, only the pairs' cells kept)."""
+    pairs = pairs[pairs["user_id"].isin(users)]
+    columns = IdIndex(np.asarray(base.item_ids, dtype=str)).positions(pairs["item_id"])
+    rows = IdIndex(np.asarray(users, dtype=str)).positions(pairs["user_id"])
+    z = np.full(len(pairs), np.nan)
     for start in range(0, len(users), SCORE_BATCH):
-        batch = users[start : start + SCORE_BATCH]
-        for user, row in zip(
-            batch, standardised(np.asarray(base.score(np.array(batch), history), np.float64)), strict=True
-        ):
-            z[user] = row
-    return z
+        batch = np.asarray(users[start : start + SCORE_BATCH], dtype=str)
+        scores = standardised(np.asarray(base.score(batch, history), np.float64))
+        inside = (rows >= start) & (rows < start + len(batch)) & (columns >= 0)
+        z[inside] = scores[rows[inside] - start, columns[inside]]
+    return pairs.assign(global_z=z)
 
 
 def train_per_user(
@@ -62,7 +67,7 @@ def train_per_user(
     counts = pairs.groupby("user_id").size()
     eligible = sorted(counts[counts >= params.min_interactions].index)
     features = ItemFeatures.build(base.item_ids, con.execute(_ITEM_SQL).df(), params.max_categories)
-    fitted = fit_per_user(pairs, _global_z(base, eligible, read_history(con)), features, params)
+    fitted = fit_per_user(with_global_z(pairs, base, eligible, read_history(con)), features, params)
     report = fitted.report.assign(run_id=run_id, base_version=base_entry.model_version)
     con.register("report_df", report)
     con.execute(f"CREATE OR REPLACE TABLE {PER_USER_REPORT} AS SELECT * FROM report_df")
