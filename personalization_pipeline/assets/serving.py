@@ -9,12 +9,13 @@ from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.publish import publish_snapshot
 from ..serving.snapshot import build_snapshot
 from ..steps.registry import latest_trained
+from ..steps.tables import GLOBAL_RANKINGS, SIMILAR_USERS, USER_FEATURES, USER_RANKINGS
 from .models import MODEL_ASSET_KEYS
 
 
 @dg.asset(
     group_name="serving",
-    deps=["user_rankings", "global_rankings", "user_features", "offline_eval", "similar_users", *MODEL_ASSET_KEYS],
+    deps=[USER_RANKINGS, GLOBAL_RANKINGS, USER_FEATURES, "offline_eval", SIMILAR_USERS, *MODEL_ASSET_KEYS],
     pool="warehouse",
 )
 def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:

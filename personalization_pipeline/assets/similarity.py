@@ -9,10 +9,10 @@ from ..config import Settings
 from ..recsys.similarity import SearchParams
 from ..resources import WarehouseResource
 from ..steps.similar_users import write_similar_users
-from ..steps.tables import SIGNALS
+from ..steps.tables import SIGNALS, USER_FEATURES
 
 
-@dg.asset(group_name="similarity", deps=["als_model", "user_features", SIGNALS], pool="warehouse")
+@dg.asset(group_name="similarity", deps=["als_model", USER_FEATURES, SIGNALS], pool="warehouse")
 def similar_users(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Top-K most similar opted-in users per opted-in user (cosine of ALS user factors, above a threshold)."""
     settings = Settings.from_env()
@@ -27,7 +27,9 @@ def similar_users(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "candidates": counts.candidates,
             "k": params.k,
             "threshold": params.threshold,
-            "search": "exact" if counts.subjects <= params.exact_max else "hnsw",
+            "search": "exact" if counts.approximate_recall is None else "hnsw",
+            "searched_users": counts.searched,
+            **({} if counts.approximate_recall is None else {"recall_vs_exact": round(counts.approximate_recall, 4)}),
             "seconds": round(time.perf_counter() - started, 2),
         }
     )

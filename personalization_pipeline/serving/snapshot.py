@@ -11,7 +11,7 @@ import pandas as pd
 from ..privacy.allowlist import FEATURE_COLUMNS
 from ..sqlutil import scalar
 from ..steps.registry import RegistryEntry
-from ..steps.tables import EVAL_HISTORY, GLOBAL_RANKINGS, SIMILAR_USERS, USER_RANKINGS
+from ..steps.tables import EVAL_HISTORY, GLOBAL_RANKINGS, SIMILAR_USERS, USER_FEATURES, USER_RANKINGS
 from .publish import Snapshot, items_json_sql
 
 
@@ -35,7 +35,7 @@ def build_snapshot(
     features = (
         con.execute(
             f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features "
-            "FROM user_features ORDER BY user_id"
+            f"FROM {USER_FEATURES} ORDER BY user_id"
         )
         .df()
         .assign(computed_at=generated_at)

@@ -16,7 +16,7 @@ from ..recsys.per_user import ItemFeatures, PerUserComposite, PerUserFit, fit_pe
 from ..recsys.registry import build
 from .inputs import read_history
 from .registry import SKIPPED, TRAINED, RegistryEntry, record
-from .tables import ITEMS, PER_USER_REPORT, SIGNALS
+from .tables import ITEMS, PER_USER_REPORT, POPULARITY, SIGNALS
 
 NAME = "per_user"
 SCORE_BATCH = 1024
@@ -30,7 +30,7 @@ FROM {SIGNALS} WHERE weight <> 0 ORDER BY user_id, last_at, item_id
 _ITEM_SQL = f"""
 SELECT i.item_id, i.category, coalesce(p.n_users, 0) AS popularity,
        date_diff('day', coalesce(i.approved_at, i.created_at), (SELECT max(last_at) FROM {SIGNALS})) AS age_days
-FROM {ITEMS} i LEFT JOIN mart_item_popularity p USING (item_id)
+FROM {ITEMS} i LEFT JOIN {POPULARITY} p USING (item_id)
 """
 
 

@@ -1,5 +1,5 @@
 """Similar-user maps: neighbours by the cosine of ALS user factors, what they share, and the items
-neighbours accepted as a candidate source for ranking.
+neighbours responded to positively as a candidate source for ranking.
 
 Only opted-in users with a feature vector are subjects or neighbours. ``common_attributes``
 come from the privacy-safe feature vector (generalised device, country and timezone groups;
@@ -15,10 +15,10 @@ from datetime import datetime
 import duckdb
 
 from ..recsys.als import ALS
-from ..recsys.similarity import SearchParams, nearest_neighbours
+from ..recsys.similarity import SearchParams, approximate_recall, nearest_neighbours
 from ..sqlutil import scalar
 from .registry import latest_trained
-from .tables import SIGNALS, SIMILAR_USER_CANDIDATES, SIMILAR_USERS
+from .tables import SIGNALS, SIMILAR_USER_CANDIDATES, SIMILAR_USERS, USER_FEATURES
 from .train import load
 
 TOP_CATEGORIES = 3
@@ -47,8 +47,8 @@ SELECT n.user_id, n.similar_user_id, n.similarity_score,
        )) AS VARCHAR) AS common_attributes,
        ?::TIMESTAMP AS calculated_at
 FROM neighbours n
-JOIN user_features fa ON fa.user_id = n.user_id
-JOIN user_features fb ON fb.user_id = n.similar_user_id
+JOIN {USER_FEATURES} fa ON fa.user_id = n.user_id
+JOIN {USER_FEATURES} fb ON fb.user_id = n.similar_user_id
 LEFT JOIN top_categories a ON a.user_id = n.user_id
 LEFT JOIN top_categories b ON b.user_id = n.similar_user_id
 ORDER BY n.user_id, n.similarity_score DESC, n.similar_user_id
@@ -58,20 +58,28 @@ _CANDIDATES_SQL = f"""
 CREATE OR REPLACE TABLE {SIMILAR_USER_CANDIDATES} AS
 SELECT n.user_id, s.item_id, 'similar_users' AS source, sum(n.similarity_score) AS score
 FROM {SIMILAR_USERS} n
-JOIN {SIGNALS} s ON s.user_id = n.similar_user_id AND s.n_accept > 0
+JOIN {SIGNALS} s ON s.user_id = n.similar_user_id AND s.weight > 0
 WHERE NOT EXISTS (SELECT 1 FROM {SIGNALS} seen WHERE seen.user_id = n.user_id AND seen.item_id = s.item_id)
 GROUP BY n.user_id, s.item_id
 ORDER BY n.user_id, score DESC, s.item_id
 """
-"""Candidates(user_id, item_id, source, score): items a user's neighbours accepted and the user has not
-seen, scored by the summed similarity of those neighbours."""
+"""Candidates(user_id, item_id, source, score): items a user's neighbours responded to positively
+(accepted, completed, rated above the midpoint, ...) and the user has not seen, scored by the summed
+similarity of those neighbours."""
+
+
+RECALL_SAMPLE = 1000
 
 
 @dataclass(frozen=True)
 class SimilarityCounts:
+    """Subjects with neighbours, rows, candidates; with the graph search, its recall against exact."""
+
     subjects: int
     rows: int
     candidates: int
+    searched: int
+    approximate_recall: float | None
 
 
 def write_similar_users(
@@ -80,10 +88,11 @@ def write_similar_users(
     """Build ``similar_users`` and ``similar_user_candidates`` from the registered ALS model."""
     model = load(latest_trained(con)["als"])
     assert isinstance(model, ALS)
-    subjects = con.execute("SELECT user_id FROM user_features ORDER BY user_id").df()["user_id"]
+    subjects = con.execute(f"SELECT user_id FROM {USER_FEATURES} ORDER BY user_id").df()["user_id"]
     rows = model.users.positions(subjects)
     known = rows >= 0
-    neighbours = nearest_neighbours(subjects[known].to_numpy(str), model.user_factors[rows[known]], params)
+    vectors = model.user_factors[rows[known]]
+    neighbours = nearest_neighbours(subjects[known].to_numpy(str), vectors, params)
     con.register("neighbours", neighbours)
     con.execute(_COMMON_SQL, [calculated_at])
     con.unregister("neighbours")
@@ -92,4 +101,8 @@ def write_similar_users(
         subjects=scalar(con, f"SELECT count(DISTINCT user_id) FROM {SIMILAR_USERS}"),
         rows=scalar(con, f"SELECT count(*) FROM {SIMILAR_USERS}"),
         candidates=scalar(con, f"SELECT count(*) FROM {SIMILAR_USER_CANDIDATES}"),
+        searched=len(vectors),
+        approximate_recall=approximate_recall(vectors, params, RECALL_SAMPLE)
+        if len(vectors) > params.exact_max
+        else None,
     )
