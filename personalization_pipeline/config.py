@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     strict_items: bool = False
     run_lock_timeout_seconds: float = Field(600.0, ge=0)
     eval_k: int = Field(10, gt=0)
+    eval_max_users: int = Field(10_000, gt=0)
     eval_split: Literal["temporal", "random"] = "temporal"
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     # Model hyper-parameters: unset keeps the model's own default (its Params class, the one place for them).

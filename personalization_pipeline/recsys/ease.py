@@ -14,6 +14,7 @@ from typing import Self
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from personalization_pipeline.recsys.base import Recommender, UserIds
@@ -91,10 +92,13 @@ class EASE(Recommender):
             return out
         sub = history.weights[rows[known]].tocoo()
         inside = cols[sub.col] >= 0
-        x = np.zeros((len(known), len(self.items)), dtype=np.float32)
-        x[sub.row[inside], cols[sub.col[inside]]] = 1.0
-        has = x.any(axis=1)
-        out[known[has]] = x[has] @ self.weights
+        x = sp.csr_matrix(
+            (np.ones(int(inside.sum()), dtype=np.float32), (sub.row[inside], cols[sub.col[inside]])),
+            shape=(len(known), len(self.items)),
+        )
+        x.data[:] = 1.0  # binary, whatever the summed weights
+        has = np.diff(x.indptr) > 0
+        out[known[has]] = np.asarray(x[has] @ self.weights)  # sparse x dense: cost nnz x items
         return out
 
     def state(self) -> dict[str, np.ndarray]:

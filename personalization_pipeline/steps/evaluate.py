@@ -39,7 +39,8 @@ def evaluate_registered(
 ) -> pd.DataFrame:
     """Refit each registered model (same kind and parameters as its entry) on the split's train
     part and score its top-K on the test part: accuracy and coverage (:func:`evaluate`), intra-list
-    diversity and novelty. A model its limits skip on the train part is left out.
+    diversity and novelty, over at most ``settings.eval_max_users`` users (a seeded sample). A model
+    its limits skip on the train part is left out.
 
     Appends one row per (model, metric) to ``eval_history``, carrying the entry's version, and
     returns this run's rows.
@@ -53,6 +54,9 @@ def evaluate_registered(
     item_users = pd.Series(np.asarray((history.weights > 0).sum(axis=0)).ravel(), index=history.items.ids)
     k = settings.eval_k
     users = truth["user_id"].drop_duplicates().sort_values()
+    if len(users) > settings.eval_max_users:  # a bounded, seeded sample of the users with a holdout
+        users = users.sample(settings.eval_max_users, random_state=settings.seed).sort_values()
+        truth = truth[truth["user_id"].isin(users)]
     rows = []
     for name, entry in entries.items():
         if name not in GLOBAL_MODELS:  # the per-user composite is judged per user, by its own gate

@@ -22,6 +22,7 @@ from .tables import SIGNALS, SIMILAR_USER_CANDIDATES, SIMILAR_USERS, USER_FEATUR
 from .train import load
 
 TOP_CATEGORIES = 3
+CANDIDATES_PER_USER = 200
 SHARED_FEATURES = ("device_type", "country", "timezone")
 
 _COMMON_SQL = f"""
@@ -61,11 +62,12 @@ FROM {SIMILAR_USERS} n
 JOIN {SIGNALS} s ON s.user_id = n.similar_user_id AND s.weight > 0
 WHERE NOT EXISTS (SELECT 1 FROM {SIGNALS} seen WHERE seen.user_id = n.user_id AND seen.item_id = s.item_id)
 GROUP BY n.user_id, s.item_id
+QUALIFY row_number() OVER (PARTITION BY n.user_id ORDER BY score DESC, s.item_id) <= {CANDIDATES_PER_USER}
 ORDER BY n.user_id, score DESC, s.item_id
 """
 """Candidates(user_id, item_id, source, score): items a user's neighbours responded to positively
 (accepted, completed, rated above the midpoint, ...) and the user has not seen, scored by the summed
-similarity of those neighbours."""
+similarity of those neighbours; the best ``CANDIDATES_PER_USER`` per user."""
 
 
 RECALL_SAMPLE = 1000
