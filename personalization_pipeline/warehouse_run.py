@@ -100,9 +100,10 @@ def begin(warehouse: Path, database_url: str, run_id: str, timeout_seconds: floa
         for stale in warehouse.parent.glob(f".{warehouse.name}.*.work*"):  # left by a killed run
             stale.unlink(missing_ok=True)
         work = work_path(warehouse, run_id)
-        if warehouse.exists():
+        if warehouse.with_name(warehouse.name + ".wal").exists():  # written outside a run: fold the log in
             with duckdb.connect(str(warehouse)) as con:
                 con.execute("CHECKPOINT")
+        if warehouse.exists():  # promoted copies are checkpointed: the file alone is the database
             shutil.copyfile(warehouse, work)
         return WarehouseRun(warehouse, run_id, work, conn)
     except BaseException:

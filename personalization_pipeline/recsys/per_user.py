@@ -20,7 +20,7 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from personalization_pipeline.recsys.base import Recommender, UserIds
@@ -36,7 +36,6 @@ class PerUserParams:
     holdout_fraction: float = 0.2
     regularization: float = 1.0  # inverse of scikit-learn's C
     max_categories: int = 20
-    seed: int = 42
 
 
 @dataclass(frozen=True)
@@ -80,42 +79,87 @@ class PerUserFit:
     report: pd.DataFrame  # REPORT_COLUMNS
 
 
+FIT_BATCH = 512
+NEWTON_STEPS = 30
+
+
+def fit_logistic_batch(
+    x: np.ndarray, y: np.ndarray, mask: np.ndarray, l2: float, steps: int = NEWTON_STEPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """L2-regularised logistic regressions, one per row of a padded batch, fitted together by Newton's
+    method: ``x`` (users, pairs, features), ``y`` and ``mask`` (users, pairs). Minimises, per user,
+    the log loss of the unmasked pairs plus ``l2 / 2 * |w|²`` (the intercept is not penalised), the
+    objective of scikit-learn's ``LogisticRegression(C=1 / l2)``. Returns (weights, intercepts)."""
+    users, _, width = x.shape
+    xa = np.concatenate([x, np.ones((*x.shape[:2], 1))], axis=2) * mask[..., np.newaxis]
+    penalty = np.append(np.full(width, l2), 0.0)
+    theta = np.zeros((users, width + 1))
+    ridge = np.diag(penalty + 1e-9)
+    for _ in range(steps):
+        p = expit(np.einsum("und,ud->un", xa, theta))
+        gradient = np.einsum("und,un->ud", xa, (p - y) * mask) + penalty * theta
+        hessian = np.einsum("und,un,une->ude", xa, p * (1 - p) * mask, xa) + ridge
+        step = np.linalg.solve(hessian, gradient[..., np.newaxis])[..., 0]
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return theta[:, :width], theta[:, width]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    user: str
+    x: np.ndarray
+    y: np.ndarray
+    cut: int
+
+
 def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserParams) -> PerUserFit:
-    """Fit and judge one model per eligible user.
+    """Fit and judge one model per eligible user (the fits batched, :func:`fit_logistic_batch`).
 
     ``pairs``: (user_id, item_id, label, occurred_at, global_z) of labelled pairs, ``global_z`` being
     the global model's score of the item standardised within the user's row (:func:`standardised`).
     """
     column = {item: i for i, item in enumerate(features.item_ids)}
-    kept_users, coefs, intercepts, report = [], [], [], []
     known = pairs[pairs["item_id"].isin(column)].sort_values(["user_id", "occurred_at", "item_id"], kind="stable")
+    report: dict[str, list[object]] = {}
+    candidates = []
     for user, rows in known.groupby("user_id", sort=True):
         if len(rows) < params.min_interactions:
             continue
         cols = rows["item_id"].map(column).to_numpy()
         x = np.column_stack([np.nan_to_num(rows["global_z"].to_numpy(np.float64)), features.matrix[cols]])
-        y = rows["label"].to_numpy(int)
+        y = rows["label"].to_numpy(np.float64)
         cut = len(rows) - max(1, round(len(rows) * params.holdout_fraction))
-        if len(set(y[:cut])) < 2 or len(set(y[cut:])) < 2:
-            report.append([user, len(rows), np.nan, np.nan, False, "one class in train or holdout"])
-            continue
-        model = LogisticRegression(C=1.0 / params.regularization, max_iter=500, random_state=params.seed)
-        model.fit(x[:cut], y[:cut])
-        auc = float(roc_auc_score(y[cut:], model.decision_function(x[cut:])))
-        global_auc = float(roc_auc_score(y[cut:], x[cut:, 0]))
-        kept = auc >= params.min_auc and auc >= global_auc
-        reason = "" if kept else ("below the AUC floor" if auc < params.min_auc else "the global model is better")
-        report.append([user, len(rows), auc, global_auc, kept, reason])
-        if kept:
-            kept_users.append(user)
-            coefs.append(model.coef_[0].astype(np.float32))
-            intercepts.append(np.float32(model.intercept_[0]))
+        report[str(user)] = [str(user), len(rows), np.nan, np.nan, False, "one class in train or holdout"]
+        if len(set(y[:cut])) == 2 and len(set(y[cut:])) == 2:
+            candidates.append(_Candidate(str(user), x, y, cut))
+    candidates.sort(key=lambda c: (c.cut, c.user))  # similar lengths share a batch: little padding
+    kept: dict[str, tuple[np.ndarray, float]] = {}
     width = 1 + features.matrix.shape[1]
+    for start in range(0, len(candidates), FIT_BATCH):
+        batch = candidates[start : start + FIT_BATCH]
+        longest = max(c.cut for c in batch)
+        x = np.zeros((len(batch), longest, width))
+        y = np.zeros((len(batch), longest))
+        mask = np.zeros((len(batch), longest))
+        for b, c in enumerate(batch):
+            x[b, : c.cut], y[b, : c.cut], mask[b, : c.cut] = c.x[: c.cut], c.y[: c.cut], 1.0
+        weights, intercepts = fit_logistic_batch(x, y, mask, params.regularization)
+        for c, w, b0 in zip(batch, weights, intercepts, strict=True):
+            auc = float(roc_auc_score(c.y[c.cut :], c.x[c.cut :] @ w + b0))
+            global_auc = float(roc_auc_score(c.y[c.cut :], c.x[c.cut :, 0]))
+            keep = auc >= params.min_auc and auc >= global_auc
+            reason = "" if keep else ("below the AUC floor" if auc < params.min_auc else "the global model is better")
+            report[c.user] = [c.user, len(c.y), auc, global_auc, keep, reason]
+            if keep:
+                kept[c.user] = (w, b0)
+    users = sorted(kept)
     return PerUserFit(
-        np.asarray(kept_users, dtype=str),
-        np.asarray(coefs, dtype=np.float32).reshape(len(kept_users), width),
-        np.asarray(intercepts, dtype=np.float32),
-        pd.DataFrame(report, columns=REPORT_COLUMNS),
+        np.asarray(users, dtype=str),
+        np.asarray([kept[u][0] for u in users], dtype=np.float32).reshape(len(users), width),
+        np.asarray([kept[u][1] for u in users], dtype=np.float32),
+        pd.DataFrame([report[u] for u in sorted(report)], columns=REPORT_COLUMNS),
     )
 
 

@@ -10,6 +10,7 @@ from personalization_pipeline.recsys.per_user import (
     ItemFeatures,
     PerUserComposite,
     PerUserParams,
+    fit_logistic_batch,
     fit_per_user,
     standardised,
 )
@@ -66,3 +67,22 @@ def test_the_composite_reranks_kept_users_only_and_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.score(np.array(["idio", "c001"]), history), scores)
     gone = composite.without({"idio"})
     assert len(gone.users) == 0 and gone.version != composite.version
+
+
+def test_the_batched_fit_matches_scikit_learn_user_by_user():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    lengths = [30, 45, 60]
+    x = np.zeros((3, 60, 4))
+    y = np.zeros((3, 60))
+    mask = np.zeros((3, 60))
+    for b, n in enumerate(lengths):
+        x[b, :n] = rng.normal(size=(n, 4))
+        y[b, :n] = (x[b, :n] @ [1.5, -2.0, 0.0, 0.5] + rng.normal(size=n) > 0).astype(float)
+        mask[b, :n] = 1.0
+    weights, intercepts = fit_logistic_batch(x, y, mask, l2=2.0)
+    for b, n in enumerate(lengths):
+        reference = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(x[b, :n], y[b, :n])
+        np.testing.assert_allclose(weights[b], reference.coef_[0], atol=1e-5)
+        np.testing.assert_allclose(intercepts[b], reference.intercept_[0], atol=1e-5)
