@@ -79,7 +79,7 @@ class PerUserFit:
     report: pd.DataFrame  # REPORT_COLUMNS
 
 
-FIT_BATCH = 512
+FIT_BATCH_CELLS = 250_000  # users x padded pairs per batch
 NEWTON_STEPS = 30
 
 
@@ -95,10 +95,11 @@ def fit_logistic_batch(
     penalty = np.append(np.full(width, l2), 0.0)
     theta = np.zeros((users, width + 1))
     ridge = np.diag(penalty + 1e-9)
+    xt = xa.transpose(0, 2, 1)
     for _ in range(steps):
-        p = expit(np.einsum("und,ud->un", xa, theta))
-        gradient = np.einsum("und,un->ud", xa, (p - y) * mask) + penalty * theta
-        hessian = np.einsum("und,un,une->ude", xa, p * (1 - p) * mask, xa) + ridge
+        p = expit((xa @ theta[..., np.newaxis])[..., 0])
+        gradient = (xt @ ((p - y) * mask)[..., np.newaxis])[..., 0] + penalty * theta
+        hessian = (xt * (p * (1 - p) * mask)[:, np.newaxis, :]) @ xa + ridge
         step = np.linalg.solve(hessian, gradient[..., np.newaxis])[..., 0]
         theta -= step
         if np.abs(step).max() < 1e-10:
@@ -112,6 +113,17 @@ class _Candidate:
     x: np.ndarray
     y: np.ndarray
     cut: int
+
+
+def _batches(candidates: list[_Candidate]) -> list[list[_Candidate]]:
+    """Consecutive runs of candidates (sorted by length) whose padded size stays within the budget."""
+    batches: list[list[_Candidate]] = []
+    for candidate in candidates:
+        if batches and (len(batches[-1]) + 1) * candidate.cut <= FIT_BATCH_CELLS:
+            batches[-1].append(candidate)
+        else:
+            batches.append([candidate])
+    return batches
 
 
 def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserParams) -> PerUserFit:
@@ -137,9 +149,8 @@ def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserPar
     candidates.sort(key=lambda c: (c.cut, c.user))  # similar lengths share a batch: little padding
     kept: dict[str, tuple[np.ndarray, float]] = {}
     width = 1 + features.matrix.shape[1]
-    for start in range(0, len(candidates), FIT_BATCH):
-        batch = candidates[start : start + FIT_BATCH]
-        longest = max(c.cut for c in batch)
+    for batch in _batches(candidates):
+        longest = batch[-1].cut
         x = np.zeros((len(batch), longest, width))
         y = np.zeros((len(batch), longest))
         mask = np.zeros((len(batch), longest))
