@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     eval_retention_days: float = 365.0
     quarantine_retention_days: float = 30.0
     raw_retention_days: float = 730.0
-    half_life_days: float = 30.0
+    half_life_days: float | None = None  # None: adapt to the data's span (see half_life_span_fraction)
+    half_life_span_fraction: float = Field(0.5, gt=0)
     future_tolerance_minutes: float = 60.0
     strict_items: bool = False
     run_lock_timeout_seconds: float = Field(600.0, ge=0)

@@ -53,7 +53,8 @@ def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
     return {
         "warehouse_path": warehouse_path,
         "event_weights": settings.event_weights,
-        "half_life_days": settings.half_life_days,
+        "half_life_days": "auto" if settings.half_life_days is None else settings.half_life_days,
+        "half_life_span_fraction": settings.half_life_span_fraction,
     }
 
 

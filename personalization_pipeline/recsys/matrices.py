@@ -80,10 +80,10 @@ class InteractionMatrix:
         weight = frame[weight_col].to_numpy(dtype=np.float64, na_value=0.0)
         shape = (len(user_ids), len(item_ids))
         positive = weight > 0
-        weights = sp.csr_matrix(
-            (weight[positive].astype(np.float32), (user_codes[positive], item_codes[positive])),
-            shape=shape,
-        )
+        # float32 for the solvers, floored at its smallest normal number: a positive signal decayed
+        # below float32's range (an old event) stays a positive entry instead of becoming 0.
+        values = np.maximum(weight[positive], np.finfo(np.float32).tiny).astype(np.float32)
+        weights = sp.csr_matrix((values, (user_codes[positive], item_codes[positive])), shape=shape)
         seen = sp.csr_matrix((np.ones(len(frame), dtype=np.bool_), (user_codes, item_codes)), shape=shape)
         for matrix in (weights, seen):
             matrix.sum_duplicates()

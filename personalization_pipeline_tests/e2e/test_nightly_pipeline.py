@@ -130,6 +130,24 @@ def test_quarantine_counts_are_reported_in_asset_metadata(pipeline):
     assert meta["quarantined"] == natural_duplicates + 4
 
 
+def test_signals_decay_with_a_half_life_of_half_the_data_span(pipeline):
+    settings, *_ = pipeline
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        span, worst = con.execute(
+            """
+            WITH bounds AS (SELECT min(occurred_at) AS t0, max(occurred_at) AS t1 FROM int_consented_events),
+            expected AS (
+                SELECT e.user_id, e.item_id, sum(e.signal * pow(0.5, date_diff('second', e.occurred_at, b.t1)
+                       / (date_diff('second', b.t0, b.t1) * 0.5))) AS weight
+                FROM int_consented_events e, bounds b GROUP BY ALL
+            )
+            SELECT (SELECT date_diff('day', t0, t1) FROM bounds), max(abs(s.weight - x.weight))
+            FROM mart_user_item_signals s JOIN expected x USING (user_id, item_id)
+            """
+        ).fetchone()
+    assert span >= 30 and worst < 1e-9
+
+
 def test_als_beats_popularity_on_planted_preferences(pipeline):
     settings, result, *_ = pipeline
     with psycopg.connect(settings.database_url) as conn:

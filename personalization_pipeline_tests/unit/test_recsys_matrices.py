@@ -47,3 +47,10 @@ def test_bad_input_is_rejected():
         InteractionMatrix.from_frame(FRAME.assign(item_id=["a", None, "b", "c", "c", "c"]))
     with pytest.raises(ValueError):
         IdIndex(np.array(["b", "a"]))
+
+
+def test_a_positive_signal_too_small_for_float32_stays_positive():
+    frame = pd.DataFrame({"user_id": ["u1", "u1"], "item_id": ["old", "new"], "weight": [1e-73, 2.0]})
+    matrix = InteractionMatrix.from_frame(frame)
+    assert matrix.weights.nnz == 2 and (matrix.weights.data > 0).all()
+    assert list(matrix.positive_counts) == [2]
