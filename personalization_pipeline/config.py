@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     run_lock_timeout_seconds: float = Field(600.0, ge=0)
     eval_k: int = Field(10, gt=0)
     eval_max_users: int = Field(10_000, gt=0)
-    eval_split: Literal["temporal", "random"] = "temporal"
+    eval_split: Literal["temporal", "random"] = "random"
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     # Model hyper-parameters: unset keeps the model's own default (its Params class, the one place for them).
     als_factors: int | None = Field(None, gt=0)
@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     event_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     per_user_min_interactions: int | None = Field(None, ge=2)
     per_user_min_auc: float | None = Field(None, ge=0, le=1)
+    ranker_candidates: int = Field(200, gt=0)
+    ranker_folds: int = Field(3, ge=2)
+    ranker_max_users: int = Field(5000, gt=1)
+    fresh_days: float = Field(14.0, ge=0)
+    dismiss_filter_min: int = Field(3, ge=1)
+    dismiss_filter_share: float = Field(0.8, gt=0, le=1)
     similar_users_k: int = Field(20, gt=0)
     similar_users_threshold: float = Field(0.5, ge=-1, le=1)
     nightly_cron: str = "0 2 * * *"

@@ -8,11 +8,13 @@ from ..config import Settings
 from ..resources import WarehouseResource
 from ..steps.evaluate import evaluate_registered, metrics_markdown
 from ..steps.registry import latest_trained
-from ..steps.tables import ITEMS, SIGNALS
+from ..steps.tables import ITEMS, SIGNALS, USER_FEATURES
 from .models import MODEL_ASSET_KEYS
 
 
-@dg.asset(group_name="evaluation", deps=[*MODEL_ASSET_KEYS, SIGNALS, ITEMS], pool="warehouse")
+@dg.asset(
+    group_name="evaluation", deps=[*MODEL_ASSET_KEYS, "ranker_model", SIGNALS, ITEMS, USER_FEATURES], pool="warehouse"
+)
 def offline_eval(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """precision@K, recall@K, NDCG@K, MAP@K, hit rate, coverage, diversity and novelty per model; history kept."""
     with warehouse.connect() as con:

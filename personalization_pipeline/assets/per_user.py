@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..config import Settings
+from ..recsys.registry import PERSONAL_MODELS
 from ..resources import ModelStoreResource, WarehouseResource
 from ..steps.per_user import report_summary, train_per_user
 from ..steps.rank import choose_serving_model
@@ -24,7 +25,7 @@ def per_user_models(
     counts, mean AUCs (kept vs global) and time per 10k eligible users in the metadata."""
     started = time.perf_counter()
     with warehouse.connect() as con:
-        base_entry = choose_serving_model(con, latest_trained(con))
+        base_entry = choose_serving_model(con, latest_trained(con), PERSONAL_MODELS)
         entry, fitted = train_per_user(
             con,
             Settings.from_env(),

@@ -15,21 +15,22 @@ from .models import MODEL_ASSET_KEYS
 
 @dg.asset(
     group_name="rankings",
-    deps=[*MODEL_ASSET_KEYS, "offline_eval", "per_user_models", ACTIVITY, ITEMS],
+    deps=[*MODEL_ASSET_KEYS, "ranker_model", "offline_eval", "per_user_models", ACTIVITY, ITEMS],
     pool="warehouse",
 )
 def user_rankings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:
-    """Top-N items per opted-in user and scope, seen and dismissed items removed, from the personal
-    model that scored best in this run's offline evaluation; users with a kept per-user model are
-    ranked by it over that model."""
+    """Top-N items per opted-in user and scope, seen items and consistently dismissed categories
+    removed, from whichever scored best in this run's offline evaluation: a personal model, or the
+    re-ranker over every source's candidates (diversified, rationale tags in ``rank_rationale``);
+    users with a kept per-user model are scored by it."""
     now = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect() as con:
         registry = latest_trained(con)
         entry = choose_serving_model(con, registry)
         per_user = current_per_user(con, registry.get("per_user"), Path(model_store.root), context.run_id, now)
-        counts = write_user_rankings(con, entry, Settings.from_env().top_n, per_user)
+        counts = write_user_rankings(con, Settings.from_env(), entry, registry, per_user)
     return dg.MaterializeResult(
         metadata={
             "serving_model": entry.model_name,

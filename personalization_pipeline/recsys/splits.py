@@ -78,3 +78,18 @@ def stratified_random_split(
     pairs = pairs.assign(_key=np.random.default_rng(seed).random(len(pairs)))
     ordered = pairs.sort_values([USER, "_key"], kind="stable")
     return _split_by_pairs(frame, _held_out(ordered, fraction, min_train))
+
+
+def random_folds(frame: pd.DataFrame, k: int, seed: int = 42) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """``k`` (train, test) splits in which each user's distinct items are dealt at random into ``k``
+    near-equal parts and part ``f`` is the test of split ``f`` (so every pair is tested once).
+    Deterministic for a seed whatever the input row order."""
+    if k < 2:
+        raise ValueError("k must be at least 2")
+    pairs = _with_str_ids(frame)[[USER, ITEM]].drop_duplicates().sort_values([USER, ITEM])
+    pairs = pairs.assign(_key=np.random.default_rng(seed).random(len(pairs)))
+    ordered = pairs.sort_values([USER, "_key"], kind="stable")
+    position = ordered.groupby(USER, sort=False).cumcount().to_numpy()
+    size = ordered.groupby(USER, sort=False)[ITEM].transform("size").to_numpy()
+    fold = position * k // size
+    return [_split_by_pairs(frame, ordered[fold == f]) for f in range(k)]

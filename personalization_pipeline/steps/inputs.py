@@ -6,7 +6,8 @@ import duckdb
 import pandas as pd
 
 from ..recsys.matrices import InteractionMatrix
-from .tables import ACTIVITY, ITEMS, SIGNALS
+from ..recsys.rerank_features import USER_VECTOR_FEATURES
+from .tables import ACTIVITY, ITEMS, SIGNALS, USER_FEATURES
 
 
 def read_signals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -22,8 +23,17 @@ def read_history(con: duckdb.DuckDBPyConnection) -> InteractionMatrix:
 
 
 def read_catalog(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """(item_id, scope, category) of every served item, ordered by item_id."""
-    return con.execute(f"SELECT item_id, scope, category FROM {ITEMS} ORDER BY item_id").df()
+    """(item_id, scope, category, approved_at) of every served item, ordered by item_id."""
+    return con.execute(
+        f"SELECT item_id, scope, category, TRY_CAST(approved_at AS TIMESTAMP) AS approved_at FROM {ITEMS} "
+        "ORDER BY item_id"
+    ).df()
+
+
+def read_user_vectors(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The numeric fields of the privacy-safe feature vectors the re-ranker uses, per user."""
+    columns = ", ".join(USER_VECTOR_FEATURES)
+    return con.execute(f"SELECT user_id, {columns} FROM {USER_FEATURES} ORDER BY user_id").df()
 
 
 def read_active_users(con: duckdb.DuckDBPyConnection) -> pd.Series:

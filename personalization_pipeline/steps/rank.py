@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
+import pandas as pd
 
 from ..recsys.base import Recommender
 from ..recsys.per_user import PerUserComposite
 from ..recsys.popularity import Popularity
-from ..recsys.ranking import global_rankings, iter_user_rankings
-from ..recsys.registry import PERSONAL_MODELS
+from ..recsys.ranking import USER_COLUMNS, global_rankings, iter_user_rankings
+from ..recsys.registry import GLOBAL_MODELS, PERSONAL_MODELS
 from ..sqlutil import scalar
 from .inputs import read_active_users, read_catalog, read_history
 from .registry import RegistryEntry, record
-from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, USER_RANKINGS
+from .rerank import RANKER, load_ranker, rerank, signals_as_of
+from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, RANK_RATIONALE, USER_RANKINGS
 from .train import load
 
 SELECTION_METRIC = "ndcg"
@@ -29,10 +33,15 @@ class RankingCounts:
     rows: int
 
 
-def choose_serving_model(con: duckdb.DuckDBPyConnection, entries: dict[str, RegistryEntry]) -> RegistryEntry:
-    """The personal model with the best NDCG@K in the latest evaluation of these versions (ties: the
-    order of :data:`PERSONAL_MODELS`); ALS when none of them was evaluated."""
-    candidates = [entries[name] for name in PERSONAL_MODELS if name in entries]
+def choose_serving_model(
+    con: duckdb.DuckDBPyConnection,
+    entries: dict[str, RegistryEntry],
+    names: tuple[str, ...] = (*PERSONAL_MODELS, RANKER),
+) -> RegistryEntry:
+    """Of ``names`` (the personal models, then the re-ranker), the one with the best NDCG@K in the
+    latest evaluation of these versions (ties: the order of ``names``); ALS when none of them was
+    evaluated."""
+    candidates = [entries[name] for name in names if name in entries]
     if not candidates:
         raise ValueError("no personal model is trained: nothing to rank with")
     versions = [entry.model_version for entry in candidates]
@@ -53,28 +62,64 @@ def choose_serving_model(con: duckdb.DuckDBPyConnection, entries: dict[str, Regi
 
 
 def write_user_rankings(
-    con: duckdb.DuckDBPyConnection, entry: RegistryEntry, n: int, per_user: PerUserComposite | None = None
+    con: duckdb.DuckDBPyConnection,
+    settings: Any,
+    entry: RegistryEntry,
+    registry: dict[str, RegistryEntry],
+    per_user: PerUserComposite | None = None,
 ) -> RankingCounts:
-    """Top-``n`` per opted-in user and scope from ``entry``'s model into ``user_rankings``, seen items
-    removed; with ``per_user``, kept users are ranked by their own model over it. Every row records
-    the version of the model that produced it."""
-    model: Recommender = load(entry)
-    kept = np.empty(0, dtype=str)
-    if per_user is not None:
-        model, kept = per_user.over(model), per_user.users.ids
+    """Top-``settings.top_n`` per opted-in user and scope into ``user_rankings``, seen items
+    removed, from ``entry``: a personal model, or the re-ranker over the registered models'
+    candidates (its rationale tags go to ``rank_rationale``). With ``per_user``, kept users are
+    scored by their own model over the personal model (for the re-ranker, over the best personal
+    model's source). Every row records the version of the model that produced it."""
     history = read_history(con)
+    users, catalog, n = read_active_users(con), read_catalog(con), settings.top_n
     con.execute(
         f"CREATE OR REPLACE TABLE {USER_RANKINGS} (user_id VARCHAR, scope VARCHAR, rank INTEGER, "
         "item_id VARCHAR, score DOUBLE, confidence DOUBLE, model_version VARCHAR)"
     )
-    for batch in iter_user_rankings(model, read_active_users(con), read_catalog(con), history, n):
+    con.execute(
+        f"CREATE OR REPLACE TABLE {RANK_RATIONALE} (user_id VARCHAR, scope VARCHAR, item_id VARCHAR, "
+        "rank INTEGER, tags VARCHAR[])"
+    )
+    kept = per_user.users.ids if per_user is not None else np.empty(0, dtype=str)
+    batches: Iterator[pd.DataFrame]
+    if entry.model_name == RANKER:
+        models: dict[str, Recommender] = {name: load(registry[name]) for name in GLOBAL_MODELS if name in registry}
+        base = choose_serving_model(con, registry, PERSONAL_MODELS).model_name
+        ranked = rerank(
+            con,
+            settings,
+            load_ranker(entry),
+            models,
+            history,
+            signals_as_of(con),
+            users.to_numpy(str),
+            catalog,
+            n,
+            personal=(base, per_user) if per_user is not None else None,
+        )
+        batches = (_with_rationale(con, batch.lists) for batch in ranked)
+    else:
+        model: Recommender = load(entry)
+        if per_user is not None:
+            model = per_user.over(model)
+        batches = iter_user_rankings(model, users, catalog, history, n)
+    for batch in batches:
         own = np.isin(batch["user_id"].to_numpy(str), kept)
         versions = np.where(own, per_user.version if per_user is not None else "", str(entry.model_version))
-        con.append(USER_RANKINGS, batch.assign(model_version=versions))
+        con.append(USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions))
     return RankingCounts(
         users=scalar(con, f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS}"),
         rows=scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}"),
     )
+
+
+def _with_rationale(con: duckdb.DuckDBPyConnection, lists: pd.DataFrame) -> pd.DataFrame:
+    """Append the lists' rationale tags to ``rank_rationale``; return the lists."""
+    con.append(RANK_RATIONALE, lists[["user_id", "scope", "item_id", "rank", "tags"]])
+    return lists
 
 
 def current_per_user(

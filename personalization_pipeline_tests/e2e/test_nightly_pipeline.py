@@ -78,10 +78,11 @@ def test_model_registry_rows_carry_training_time_and_metrics(pipeline):
             "WHERE active ORDER BY model_name"
         ).fetchall()
     published = served_ranks(settings)["generated_at"].min()
-    assert [m[0] for m in models] == ["als", "ease", "popularity"]
-    assert all(m[1].startswith(f"{m[0]}-") for m in models)  # versions are <kind>-<content hash>
-    assert all(m[4] == m[0] for m in models)  # the registry mirrors kind and parameters
+    assert [m[0] for m in models] == ["als", "ease", "popularity", "ranker"]
+    assert all(m[1].startswith(f"{m[4]}-") for m in models)  # versions are <kind>-<content hash>
+    assert [m[4] for m in models] == ["als", "ease", "popularity", "lambdarank"]  # kind and parameters mirrored
     assert models[0][5]["factors"] == 16 and models[1][5]["regularization"] == 250.0
+    assert models[3][5]["diversity_weight"] in (0.0, 0.05, 0.1, 0.2, 0.3)
     assert all(m[2] < published for m in models)  # trained before the publish, not stamped with it
     assert all(m[3]["ndcg@10"] > 0 for m in models)
     best = max((m for m in models if m[0] != "popularity"), key=lambda m: m[3]["ndcg@10"])

@@ -9,7 +9,7 @@ import pytest
 from personalization_pipeline.config import Settings
 from personalization_pipeline.privacy.k_anonymity import generalised_sql, kept_values
 from personalization_pipeline.runner import run_notes
-from personalization_pipeline.steps.evaluate import split_for_evaluation
+from personalization_pipeline.steps.splitting import split_for_evaluation
 
 
 def test_settings_read_typed_overrides_and_keep_defaults(monkeypatch, tmp_path):
@@ -93,9 +93,9 @@ def test_evaluation_split_is_configurable():
         }
     )
     settings = Settings.from_env().model_copy(update={"holdout_fraction": 0.4})
-    _, temporal = split_for_evaluation(frame, settings)
+    _, temporal = split_for_evaluation(frame, settings.model_copy(update={"eval_split": "temporal"}))
     assert sorted(temporal["item_id"]) == ["d", "e"]  # the two latest of five
-    _, random = split_for_evaluation(frame, settings.model_copy(update={"eval_split": "random"}))
+    _, random = split_for_evaluation(frame, settings)  # the default
     assert len(random) == 2 and random["item_id"].isin(list("abcde")).all()
 
 

@@ -1,0 +1,120 @@
+"""Post-processing of scored candidate lists, each stage a pure function over frames.
+
+Frames hold one row per (user_id, scope, item_id) with a ``score`` (higher is better); a list
+is one (user_id, scope). Stages, in serving order:
+
+1. :func:`drop_seen` removes items the user has interacted with.
+2. :func:`drop_dismissed_categories` removes items of categories the user consistently
+   dismisses: at least ``min_dismissals`` dismissed items there and a dismissed share of at
+   least ``share`` of the user's answered items in that category.
+3. :func:`diversify` (maximal marginal relevance) picks each next item by
+   ``(1 - weight) * relevance - weight * redundancy``; relevance is the score scaled to [0, 1]
+   within the list, redundancy is 1 when an item of the same category is already picked. Weight
+   0 is the plain score order.
+4. :func:`with_confidence` adds ``confidence = exp(score - top score) * support``, support
+   ``h / (h + damping)`` for a user with ``h`` positive items (see :mod:`.ranking`).
+5. :func:`rationale` names what placed each item (sources that ranked it in their top 10, the
+   user's affinity to its category, a move up by diversification): internal tags, never served.
+
+Ties break by item id everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from personalization_pipeline.recsys.matrices import InteractionMatrix
+
+LIST = ["user_id", "scope"]
+SOURCE_TOP = 10
+AFFINITY_SHARE = 0.2
+
+
+def sort_lists(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by list, score descending, item id; ``rank`` 1-based within each list."""
+    ordered = frame.sort_values([*LIST, "score", "item_id"], ascending=[True, True, False, True], kind="stable")
+    return ordered.assign(rank=ordered.groupby(LIST, sort=False).cumcount() + 1).reset_index(drop=True)
+
+
+def drop_seen(frame: pd.DataFrame, history: InteractionMatrix) -> pd.DataFrame:
+    """Rows whose (user, item) is not in ``history.seen``."""
+    users = history.users.positions(frame["user_id"])
+    items = history.items.positions(frame["item_id"])
+    known = (users >= 0) & (items >= 0)
+    seen = np.zeros(len(frame), dtype=bool)
+    seen[known] = np.asarray(history.seen[users[known], items[known]]).ravel()
+    return frame[~seen]
+
+
+def drop_dismissed_categories(
+    frame: pd.DataFrame, dismissals: pd.Series, positives: pd.Series, min_dismissals: int, share: float
+) -> pd.DataFrame:
+    """Rows whose category the user does not consistently dismiss (``dismissals`` and
+    ``positives``: the user's counts in the row's category, aligned with ``frame``)."""
+    answered = dismissals + positives
+    consistent = (dismissals >= min_dismissals) & (dismissals >= share * answered)
+    return frame[~consistent.to_numpy()]
+
+
+def diversify(frame: pd.DataFrame, categories: pd.Series, weight: float, n: int) -> pd.DataFrame:
+    """The top ``n`` of each list by maximal marginal relevance (see the module docstring), ranked;
+    ``categories`` is aligned with ``frame`` (missing = its own category per item)."""
+    ordered = sort_lists(frame.assign(_category=categories.to_numpy()))
+    if weight <= 0:
+        return ordered[ordered["rank"] <= n].drop(columns="_category").reset_index(drop=True)
+    lists = ordered.groupby(LIST, sort=False).ngroup().to_numpy()
+    sizes = np.bincount(lists)
+    width = int(sizes.max())
+    starts = np.cumsum(sizes) - sizes
+    slot = ordered["rank"].to_numpy() - 1
+    score = np.full((len(sizes), width), np.nan)
+    score[lists, slot] = ordered["score"].to_numpy(np.float64)
+    codes = np.full((len(sizes), width), -1, dtype=np.int64)
+    category = ordered["_category"].astype("string").fillna("")
+    raw_codes = pd.factorize(category.to_numpy(str))[0]
+    unique_item = -(np.arange(len(ordered)) + 2)  # an item without a category resembles no other
+    codes[lists, slot] = np.where(category.to_numpy(str) == "", unique_item, raw_codes)
+    top = np.nanmax(score, axis=1, keepdims=True)
+    low = np.nanmin(score, axis=1, keepdims=True)
+    relevance = np.where(top > low, (score - low) / np.where(top > low, top - low, 1.0), 1.0)
+    available = ~np.isnan(score)
+    redundant = np.zeros_like(available)
+    picked = np.full((len(sizes), min(n, width)), -1, dtype=np.int64)
+    rows = np.arange(len(sizes))
+    for step in range(picked.shape[1]):
+        value = np.where(available, (1 - weight) * relevance - weight * redundant, -np.inf)
+        choice = np.argmax(value, axis=1)  # the first maximum: the better-scored item on ties
+        ok = available[rows, choice]
+        picked[ok, step] = choice[ok]
+        available[rows[ok], choice[ok]] = False
+        redundant |= (codes == codes[rows, choice][:, np.newaxis]) & ok[:, np.newaxis]
+    keep_rows, steps = np.nonzero(picked >= 0)
+    positions = starts[keep_rows] + picked[keep_rows, steps]
+    result = ordered.iloc[positions].assign(rank=steps + 1, diversified=steps + 1 < slot[positions] + 1)
+    return result.drop(columns="_category").reset_index(drop=True)
+
+
+def with_confidence(frame: pd.DataFrame, history: InteractionMatrix, damping: float) -> pd.DataFrame:
+    """``frame`` (ranked lists) with ``confidence`` in [0, 1] (see the module docstring)."""
+    top = frame.groupby(LIST, sort=False)["score"].transform("max").to_numpy(np.float64)
+    relative = np.exp(np.minimum(frame["score"].to_numpy(np.float64) - top, 0.0))
+    positive = np.append(history.positive_counts, 0).astype(np.float64)
+    h = positive[history.users.positions(frame["user_id"])]
+    return frame.assign(confidence=relative * h / (h + damping))
+
+
+def rationale(frame: pd.DataFrame, sources: list[str], category_share: pd.Series) -> pd.Series:
+    """Per row, the sorted tags that explain its place (aligned with ``frame``)."""
+    tags: list[list[str]] = [[] for _ in range(len(frame))]
+    for source in sources:
+        column = f"{source}_rank"
+        if column in frame:
+            for i in np.flatnonzero(frame[column].to_numpy(np.float64) <= SOURCE_TOP):
+                tags[i].append(f"source:{source}")
+    for i in np.flatnonzero(category_share.to_numpy(np.float64) >= AFFINITY_SHARE):
+        tags[i].append("boost:category_affinity")
+    if "diversified" in frame:
+        for i in np.flatnonzero(frame["diversified"].to_numpy(bool)):
+            tags[i].append("boost:diversity")
+    return pd.Series([sorted(t) for t in tags], index=frame.index)

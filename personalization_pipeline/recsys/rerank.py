@@ -1,0 +1,239 @@
+"""The ranking path: candidates from every source, LambdaRank scores, post-processing.
+
+The same functions serve three histories: the whole one (nightly serving), the evaluation
+split's train part (the replay that measures what is served) and, for training the re-ranker,
+that train part cut once more in time (base models on its earlier part, relevance from its
+later part), so the re-ranker never sees the evaluation holdout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from personalization_pipeline.recsys.candidates import iter_candidates
+from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.metrics import evaluate
+from personalization_pipeline.recsys.postprocess import (
+    diversify,
+    drop_dismissed_categories,
+    drop_seen,
+    rationale,
+    with_confidence,
+)
+from personalization_pipeline.recsys.ranking import DEFAULT_HISTORY_DAMPING, USER_COLUMNS, Scorer
+from personalization_pipeline.recsys.rerank_features import FeatureContext
+from personalization_pipeline.recsys.reranker import Reranker, RerankerParams, TrainingReport, validation_rows
+from personalization_pipeline.recsys.similarity import SearchParams, nearest_neighbours
+from personalization_pipeline.recsys.sources import FreshScorer, NeighbourScorer
+from personalization_pipeline.recsys.splits import random_folds, temporal_holdout
+
+SOURCES = ["als", "ease", "similar_users", "popularity", "fresh"]
+"""Every candidate source, in feature order; a source a run lacks (EASE skipped, no fresh item)
+has NaN features."""
+DIVERSITY_GRID = (0.0, 0.05, 0.1, 0.2, 0.3)
+"""Diversity weights tried on validation; the best NDCG wins (ties: the larger weight)."""
+RANKED_COLUMNS = [*USER_COLUMNS, "tags"]
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    candidates: int = 200
+    fresh_days: float = 14.0
+    dismiss_min: int = 3
+    dismiss_share: float = 0.8
+    history_damping: float = DEFAULT_HISTORY_DAMPING
+    neighbours: SearchParams = field(default_factory=SearchParams)
+
+
+def build_sources(
+    models: Mapping[str, Scorer],
+    history: InteractionMatrix,
+    catalog: pd.DataFrame,
+    as_of: datetime,
+    config: RankingConfig,
+) -> dict[str, Scorer]:
+    """Candidate sources from fitted ``models`` (any of als, ease, popularity): the models, the
+    items of ALS neighbours (:class:`NeighbourScorer`) and fresh items when any."""
+    sources = {name: models[name] for name in ("als", "ease", "popularity") if name in models}
+    als = models.get("als")
+    if als is not None:
+        neighbours = nearest_neighbours(als.users.ids, als.user_factors, config.neighbours)  # type: ignore[attr-defined]
+        sources["similar_users"] = NeighbourScorer(neighbours, history)
+    if "approved_at" in catalog:
+        fresh = FreshScorer(catalog, as_of, config.fresh_days)
+        if np.isfinite(fresh.score(np.array(["-"]), history)).any():
+            sources["fresh"] = fresh
+    return {name: sources[name] for name in SOURCES if name in sources}
+
+
+def candidate_features(
+    sources: Mapping[str, Scorer],
+    users: np.ndarray,
+    item_scopes: pd.DataFrame,
+    history: InteractionMatrix,
+    context: FeatureContext,
+    config: RankingConfig,
+    batch_size: int = 2048,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(candidates, features) per batch of users; every source of :data:`SOURCES` has columns."""
+    for candidates in iter_candidates(sources, users, item_scopes, history, config.candidates, batch_size):
+        for name in SOURCES:
+            if name not in sources:
+                candidates[f"{name}_score"] = np.nan
+                candidates[f"{name}_rank"] = np.nan
+        yield candidates, context.features(candidates, SOURCES)
+
+
+def finish_lists(
+    candidates: pd.DataFrame,
+    features: pd.DataFrame,
+    scores: np.ndarray,
+    history: InteractionMatrix,
+    categories: pd.Series,
+    config: RankingConfig,
+    diversity_weight: float,
+    n: int,
+) -> pd.DataFrame:
+    """Scored candidates to served lists (``RANKED_COLUMNS``): seen and consistently dismissed
+    categories removed, diversified, top ``n``, confidence and rationale tags."""
+    frame = pd.concat([candidates, features[["category_share", "category_dismissals", "category_positives"]]], axis=1)
+    frame = frame.assign(score=scores)
+    frame = drop_seen(frame, history)
+    frame = drop_dismissed_categories(
+        frame, frame["category_dismissals"], frame["category_positives"], config.dismiss_min, config.dismiss_share
+    )
+    category = categories.reindex(frame["item_id"].to_numpy())
+    frame = diversify(frame, category, diversity_weight, n)
+    frame = with_confidence(frame, history, config.history_damping)
+    frame["tags"] = rationale(frame, SOURCES, frame["category_share"])
+    return frame[RANKED_COLUMNS]
+
+
+@dataclass(frozen=True)
+class RankedBatch:
+    """One batch of users: their candidates and their served lists (``RANKED_COLUMNS``)."""
+
+    candidates: pd.DataFrame
+    lists: pd.DataFrame
+
+
+def iter_reranked(
+    reranker: Reranker,
+    sources: Mapping[str, Scorer],
+    users: np.ndarray,
+    item_scopes: pd.DataFrame,
+    history: InteractionMatrix,
+    context: FeatureContext,
+    config: RankingConfig,
+    n: int,
+    batch_size: int = 2048,
+) -> Iterator[RankedBatch]:
+    """Candidates and served lists per batch of users, lists ordered by user, scope, rank."""
+    categories = _categories(item_scopes)
+    weight = float(reranker.settings.get("diversity_weight", 0.0))
+    for candidates, features in candidate_features(sources, users, item_scopes, history, context, config, batch_size):
+        scores = reranker.predict(features)
+        yield RankedBatch(
+            candidates, finish_lists(candidates, features, scores, history, categories, config, weight, n)
+        )
+
+
+@dataclass(frozen=True)
+class RerankerTraining:
+    reranker: Reranker
+    report: TrainingReport
+    diversity: dict[float, float]
+    """Validation NDCG per diversity weight of the grid."""
+
+
+def train_reranker(
+    train: pd.DataFrame,
+    catalog: pd.DataFrame,
+    user_vectors: pd.DataFrame,
+    fit_models: Callable[[InteractionMatrix], Mapping[str, Scorer]],
+    config: RankingConfig,
+    params: RerankerParams,
+    split: TrainingSplit,
+) -> RerankerTraining:
+    """Train the re-ranker on ``train`` (user_id, item_id, weight, occurred_at), never on what
+    ``train`` lacks (an evaluation holdout). For each fold of :func:`training_folds`,
+    ``fit_models`` fits the base models on the fold's history, candidates come from them, and a
+    candidate's relevance is 2 when the user answered it positively in the fold's test part, 1
+    for another answer there, else 0. Each fold gives one list per user (at most
+    ``split.max_users``, a seeded sample). The diversity weight is then chosen on the validation
+    users of the first fold (see :data:`DIVERSITY_GRID`) and kept in the re-ranker's settings."""
+    items = catalog[["item_id", "category"]].assign(scope="all")
+    folds = []
+    for number, (earlier, later) in enumerate(training_folds(train, split, params.seed)):
+        history = InteractionMatrix.from_frame(earlier)
+        as_of = pd.to_datetime(earlier["occurred_at"]).max().to_pydatetime()
+        sources = build_sources(fit_models(history), history, catalog, as_of, config)
+        users = later["user_id"].astype(str).drop_duplicates().sort_values()
+        if len(users) > split.max_users:
+            users = users.sample(split.max_users, random_state=params.seed + number).sort_values()
+        context = FeatureContext(history, catalog, user_vectors, as_of)
+        parts = list(candidate_features(sources, users.to_numpy(str), items, history, context, config))
+        candidates = pd.concat([c for c, _ in parts], ignore_index=True)
+        features = pd.concat([f for _, f in parts], ignore_index=True)
+        labels = _relevance(candidates, later)
+        folds.append((history, candidates.assign(fold=number), features, labels, later))
+    candidates = pd.concat([f[1] for f in folds], ignore_index=True)
+    features = pd.concat([f[2] for f in folds], ignore_index=True)
+    labels = np.concatenate([f[3] for f in folds])
+    users = candidates["user_id"].to_numpy(str)
+    groups = np.char.add(np.char.add(users, "#"), candidates["fold"].to_numpy().astype(str))
+    reranker, report = Reranker.fit(features, labels, groups, users, params)
+    history, candidates, features, labels, later = folds[0]
+    valid = validation_rows(candidates["user_id"].to_numpy(str), labels, params)
+    scores = reranker.predict(features[valid])
+    positives = later[later["weight"] > 0][["user_id", "item_id"]].astype(str)
+    truth = positives[positives["user_id"].isin(candidates["user_id"][valid])]
+    categories = _categories(catalog)
+    diversity = {}
+    for weight in DIVERSITY_GRID:
+        lists = finish_lists(
+            candidates[valid], features[valid], scores, history, categories, config, weight, params.eval_at
+        )
+        diversity[weight] = evaluate(lists, truth, params.eval_at, len(items), truth["user_id"].nunique())["ndcg"]
+    chosen = max(diversity, key=lambda w: (diversity[w], w))
+    reranker.settings["diversity_weight"] = chosen
+    return RerankerTraining(reranker, report, diversity)
+
+
+@dataclass(frozen=True)
+class TrainingSplit:
+    """How the re-ranker's training lists are cut from its training data: ``random`` deals each
+    user's items into ``folds`` parts (every part is once the relevance of a fold), ``temporal``
+    takes each user's last ``holdout_fraction`` of items as the one fold's relevance."""
+
+    kind: str = "random"
+    folds: int = 3
+    holdout_fraction: float = 0.2
+    max_users: int = 5000
+
+
+def training_folds(train: pd.DataFrame, split: TrainingSplit, seed: int) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(history, relevance) pairs of ``split`` over ``train``."""
+    if split.kind == "temporal":
+        return [temporal_holdout(train, fraction=split.holdout_fraction)]
+    if split.kind == "random":
+        return random_folds(train, split.folds, seed)
+    raise ValueError(f"unknown training split {split.kind!r} (random or temporal)")
+
+
+def _relevance(candidates: pd.DataFrame, later: pd.DataFrame) -> np.ndarray:
+    """2 for a later positive answer, 1 for another later answer, 0 otherwise."""
+    key = pd.MultiIndex.from_frame(candidates[["user_id", "item_id"]].astype(str))
+    pairs = later[["user_id", "item_id"]].astype(str)
+    answered = key.isin(pd.MultiIndex.from_frame(pairs))
+    liked = key.isin(pd.MultiIndex.from_frame(pairs[later["weight"].to_numpy() > 0]))
+    return answered.astype(np.float64) + liked.astype(np.float64)
+
+
+def _categories(catalog: pd.DataFrame) -> pd.Series:
+    return catalog.drop_duplicates("item_id").set_index("item_id")["category"]

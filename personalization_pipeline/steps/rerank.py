@@ -1,0 +1,150 @@
+"""The re-ranker's training step and the candidates-to-lists path shared by evaluation and serving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ..recsys.base import Recommender
+from ..recsys.matrices import InteractionMatrix
+from ..recsys.per_user import PerUserComposite
+from ..recsys.registry import GLOBAL_MODELS, MODELS
+from ..recsys.rerank import (
+    RankedBatch,
+    RankingConfig,
+    RerankerTraining,
+    TrainingSplit,
+    build_sources,
+    iter_reranked,
+    train_reranker,
+)
+from ..recsys.rerank_features import FeatureContext
+from ..recsys.reranker import Reranker, RerankerParams
+from ..recsys.similarity import SearchParams
+from ..sqlutil import scalar
+from .inputs import read_catalog, read_signals, read_user_vectors
+from .registry import SKIPPED, TRAINED, RegistryEntry, record
+from .splitting import split_for_evaluation
+from .tables import SIGNALS
+
+RANKER = "ranker"
+
+
+def ranking_config(settings: Any) -> RankingConfig:
+    """The ranking path's settings."""
+    return RankingConfig(
+        candidates=settings.ranker_candidates,
+        fresh_days=settings.fresh_days,
+        dismiss_min=settings.dismiss_filter_min,
+        dismiss_share=settings.dismiss_filter_share,
+        neighbours=SearchParams(k=settings.similar_users_k, threshold=settings.similar_users_threshold),
+    )
+
+
+def reranker_params(settings: Any) -> RerankerParams:
+    return RerankerParams(seed=settings.seed, eval_at=settings.eval_k)
+
+
+def refit(entries: dict[str, RegistryEntry]) -> Callable[[InteractionMatrix], dict[str, Recommender]]:
+    """A function fitting each registered global model (its entry's kind and parameters) on a
+    history; a model its limits skip there is left out."""
+
+    def fit(history: InteractionMatrix) -> dict[str, Recommender]:
+        fitted = {}
+        for name in GLOBAL_MODELS:
+            if name in entries:
+                cls = MODELS[name]
+                model = cls(cls.Params(**entries[name].params_dict))
+                if model.skip_reason(history) is None:
+                    fitted[name] = model.fit(history)
+        return fitted
+
+    return fit
+
+
+def train_ranker(
+    con: duckdb.DuckDBPyConnection,
+    settings: Any,
+    entries: dict[str, RegistryEntry],
+    store: Path,
+    run_id: str,
+    trained_at: datetime,
+) -> tuple[RegistryEntry, RerankerTraining | None]:
+    """Train the re-ranker on the evaluation split's train part (so the evaluation holdout stays
+    unseen), store it under ``store/ranker/<version>/`` and register it; skipped,
+    with the reason, when the data has too few answered candidates."""
+    params = reranker_params(settings)
+    split = TrainingSplit(
+        kind=settings.eval_split,
+        folds=settings.ranker_folds,
+        holdout_fraction=settings.holdout_fraction,
+        max_users=settings.ranker_max_users,
+    )
+    train, _ = split_for_evaluation(read_signals(con), settings)
+    try:
+        training = train_reranker(
+            train,
+            read_catalog(con),
+            read_user_vectors(con),
+            refit(entries),
+            ranking_config(settings),
+            params,
+            split,
+        )
+    except ValueError as exc:
+        entry = RegistryEntry(
+            run_id, RANKER, None, Reranker.kind, json.dumps(asdict(params)), trained_at, SKIPPED, str(exc)
+        )
+        record(con, entry)
+        return entry, None
+    reranker = training.reranker
+    path = reranker.save(store / RANKER / reranker.version)
+    described = json.dumps({**asdict(params), **reranker.settings}, sort_keys=True)
+    entry = RegistryEntry(
+        run_id, RANKER, reranker.version, Reranker.kind, described, trained_at, TRAINED, None, str(path.parent)
+    )
+    record(con, entry)
+    return entry, training
+
+
+def load_ranker(entry: RegistryEntry) -> Reranker:
+    if entry.path is None:
+        raise ValueError(f"the re-ranker was not trained in run {entry.run_id}: {entry.detail}")
+    return Reranker.load(entry.path)
+
+
+def rerank(
+    con: duckdb.DuckDBPyConnection,
+    settings: Any,
+    reranker: Reranker,
+    models: dict[str, Any],
+    history: InteractionMatrix,
+    as_of: datetime,
+    users: np.ndarray,
+    item_scopes: pd.DataFrame,
+    n: int,
+    personal: tuple[str, PerUserComposite] | None = None,
+) -> Iterator[RankedBatch]:
+    """Candidates and re-ranked lists of ``users`` from fitted base ``models`` on ``history``;
+    with ``personal`` = (source name, per-user models), that source scores kept users by their
+    own model over it."""
+    catalog = read_catalog(con)
+    config = ranking_config(settings)
+    sources: dict[str, Any] = build_sources(models, history, catalog, as_of, config)
+    if personal is not None and personal[0] in sources:
+        sources[personal[0]] = personal[1].over(sources[personal[0]])
+    context = FeatureContext(history, catalog, read_user_vectors(con), as_of)
+    return iter_reranked(reranker, sources, users, item_scopes, history, context, config, n)
+
+
+def signals_as_of(con: duckdb.DuckDBPyConnection) -> datetime:
+    """The newest signal's time: "now" for item ages and freshness, so a re-run gives the same lists."""
+    return pd.Timestamp(scalar(con, f"SELECT max(last_at) FROM {SIGNALS}")).to_pydatetime()
