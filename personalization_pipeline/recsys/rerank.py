@@ -160,11 +160,11 @@ def train_reranker(
     params: RerankerParams,
     split: TrainingSplit,
 ) -> RerankerTraining:
-    """Train the re-ranker on ``train`` (user_id, item_id, weight, occurred_at), never on what
+    """Train the re-ranker on ``train`` (user_id, item_id, weight, occurred_at, optionally
+    dismissed), never on what
     ``train`` lacks (an evaluation holdout). For each fold of :func:`training_folds`,
     ``fit_models`` fits the base models on the fold's history, candidates come from them, and a
-    candidate's relevance is 2 when the user answered it positively in the fold's test part, 1
-    for another answer there, else 0. Each fold gives one list per user (at most
+    candidate's relevance comes from the fold's test part (:func:`_relevance`). Each fold gives one list per user (at most
     ``split.max_users``, a seeded sample). The diversity weight is then chosen on the validation
     users of the first fold (see :data:`DIVERSITY_GRID`) and kept in the re-ranker's settings."""
     items = catalog[["item_id", "category"]].assign(scope="all")
@@ -227,12 +227,15 @@ def training_folds(train: pd.DataFrame, split: TrainingSplit, seed: int) -> list
 
 
 def _relevance(candidates: pd.DataFrame, later: pd.DataFrame) -> np.ndarray:
-    """2 for a later positive answer, 1 for another later answer, 0 otherwise."""
+    """2 for a later positive answer; 1 for a later answer that is neither positive nor a
+    dismissal (a low rating, a short view: the user chose to engage); 0 otherwise."""
     key = pd.MultiIndex.from_frame(candidates[["user_id", "item_id"]].astype(str))
     pairs = later[["user_id", "item_id"]].astype(str)
-    answered = key.isin(pd.MultiIndex.from_frame(pairs))
-    liked = key.isin(pd.MultiIndex.from_frame(pairs[later["weight"].to_numpy() > 0]))
-    return answered.astype(np.float64) + liked.astype(np.float64)
+    positive = later["weight"].to_numpy() > 0
+    dismissed = later["dismissed"].to_numpy(bool) if "dismissed" in later else np.zeros(len(later), bool)
+    liked = key.isin(pd.MultiIndex.from_frame(pairs[positive]))
+    engaged = key.isin(pd.MultiIndex.from_frame(pairs[~positive & ~dismissed]))
+    return 2.0 * liked + 1.0 * engaged
 
 
 def _categories(catalog: pd.DataFrame) -> pd.Series:

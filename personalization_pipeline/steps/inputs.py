@@ -11,9 +11,11 @@ from .tables import ACTIVITY, ITEMS, SIGNALS, USER_FEATURES
 
 
 def read_signals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """User-item signals of opted-in users (user_id, item_id, weight, occurred_at), ordered by (user, item)."""
+    """User-item signals of opted-in users (user_id, item_id, weight, occurred_at, dismissed: any
+    dismissal of the pair), ordered by (user, item)."""
     return con.execute(
-        f"SELECT user_id, item_id, weight, last_at AS occurred_at FROM {SIGNALS} ORDER BY user_id, item_id"
+        f"SELECT user_id, item_id, weight, last_at AS occurred_at, n_dismiss > 0 AS dismissed FROM {SIGNALS} "
+        "ORDER BY user_id, item_id"
     ).df()
 
 

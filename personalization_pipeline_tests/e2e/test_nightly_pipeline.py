@@ -163,6 +163,27 @@ def test_als_beats_popularity_on_planted_preferences(pipeline):
     assert "| als |" in result.metadata["offline_eval"]["metrics"]
 
 
+def test_the_served_reranked_lists_beat_als_alone_on_planted_data(pipeline):
+    settings, result, *_ = pipeline
+    with psycopg.connect(settings.database_url) as conn:
+        ndcg = dict(conn.execute("SELECT model_name, value FROM personalization_eval WHERE metric = 'ndcg'").fetchall())
+        (ranker_version,) = conn.execute(
+            "SELECT model_version FROM personalization_models WHERE model_name = 'ranker'"
+        ).fetchone()
+    assert ndcg["ranker"] > 1.02 * ndcg["als"] and ndcg["ranker"] > 2 * ndcg["popularity"]
+    assert set(served_ranks(settings)["model_version"]) == {ranker_version}
+    meta = result.metadata["ranker_model"]
+    assert meta["best_iteration"] >= 1 and set(meta["feature_importance_gain"]) >= {"als_rank", "ease_rank"}
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        unexplained = con.execute(
+            "SELECT count(*) FROM user_rankings r ANTI JOIN rank_rationale t USING (user_id, scope, item_id)"
+        ).fetchone()[0]
+        recall = con.execute(
+            "SELECT value FROM eval_history WHERE model_name = 'candidates' AND metric = 'recall'"
+        ).fetchone()[0]
+    assert unexplained == 0 and recall > ndcg["ranker"]
+
+
 def test_lookup_over_http_returns_the_published_ranking_and_falls_back(pipeline):
     settings, *_ = pipeline
     served = served_ranks(settings).sort_values(["user_id", "scope"]).iloc[0]

@@ -1,0 +1,83 @@
+"""Candidate merge and the non-model sources, on hand-built cases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from personalization_pipeline.recsys.candidates import iter_candidates, merge_candidates
+from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.popularity import Popularity
+from personalization_pipeline.recsys.sources import FreshScorer, NeighbourScorer
+from personalization_pipeline.recsys.splits import random_folds
+
+
+def ranked(rows):
+    return pd.DataFrame(rows, columns=["user_id", "scope", "item_id", "rank", "score"])
+
+
+def test_merge_keeps_every_source_score_and_rank_and_cuts_by_best_rank():
+    lists = {
+        "als": ranked([("u", "s", "a", 1, 0.9), ("u", "s", "b", 2, 0.8), ("u", "s", "c", 3, 0.1)]),
+        "ease": ranked([("u", "s", "d", 1, 5.0), ("u", "s", "b", 2, 4.0), ("u", "s", "e", 3, 3.0)]),
+    }
+    merged = merge_candidates(lists, size=4)
+    assert list(merged["item_id"]) == ["a", "d", "b", "c"]  # best rank first; b (listed twice) before c
+    b = merged.set_index("item_id").loc["b"]
+    assert (b["als_score"], b["als_rank"], b["ease_score"], b["ease_rank"]) == (0.8, 2, 4.0, 2)
+    a = merged.set_index("item_id").loc["a"]
+    assert np.isnan(a["ease_score"]) and np.isnan(a["ease_rank"])
+    with pytest.raises(ValueError):
+        merge_candidates(lists, size=0)
+
+
+def test_candidates_exclude_seen_items_and_do_not_depend_on_the_batch_size():
+    frame = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2", "u3", "u3"], "item_id": ["a", "b", "a", "c", "b"], "weight": 1.0}
+    )
+    history = InteractionMatrix.from_frame(frame)
+    sources = {"popularity": Popularity().fit(history)}
+    scopes = pd.DataFrame({"item_id": ["a", "b", "c"], "scope": "s"})
+    whole = pd.concat(iter_candidates(sources, ["u1", "u2", "u3"], scopes, history, size=3, batch_size=10))
+    batched = pd.concat(iter_candidates(sources, ["u1", "u2", "u3"], scopes, history, size=3, batch_size=1))
+    pd.testing.assert_frame_equal(whole.reset_index(drop=True), batched.reset_index(drop=True))
+    assert list(whole[whole["user_id"] == "u1"]["item_id"]) == ["c"]
+
+
+def test_neighbour_scorer_sums_the_similarity_of_neighbours_who_answered_positively():
+    frame = pd.DataFrame(
+        {"user_id": ["n1", "n1", "n2", "n2", "u"], "item_id": ["x", "y", "x", "z", "w"], "weight": [1, 1, 1, -1, 1]}
+    )
+    history = InteractionMatrix.from_frame(frame)
+    neighbours = pd.DataFrame({"user_id": ["u", "u"], "similar_user_id": ["n1", "n2"], "similarity_score": [0.9, 0.6]})
+    scorer = NeighbourScorer(neighbours, history)
+    scores = dict(zip(scorer.item_ids, scorer.score(np.array(["u", "nobody"]), history)[0], strict=True))
+    assert scores["x"] == pytest.approx(1.5) and scores["y"] == pytest.approx(0.9)
+    assert np.isnan(scores["z"]) and np.isnan(scores["w"])  # a dismissal is no proposal
+    assert np.isnan(scorer.score(np.array(["nobody"]), history)).all()
+
+
+def test_fresh_scorer_proposes_recently_approved_items_newest_first():
+    catalog = pd.DataFrame(
+        {
+            "item_id": ["old", "new", "newer", "unknown"],
+            "approved_at": [datetime(2024, 1, 1), datetime(2024, 3, 1), datetime(2024, 3, 9), None],
+        }
+    )
+    scorer = FreshScorer(catalog, datetime(2024, 3, 10), days=14)
+    scores = dict(zip(scorer.item_ids, scorer.score(np.array(["u"]), None)[0], strict=True))  # type: ignore[arg-type]
+    assert scores["newer"] > scores["new"] and np.isnan(scores["old"]) and np.isnan(scores["unknown"])
+
+
+def test_random_folds_test_every_pair_exactly_once():
+    frame = pd.DataFrame({"user_id": ["u"] * 7 + ["v"] * 3, "item_id": list("abcdefg") + list("abc"), "weight": 1.0})
+    folds = random_folds(frame, k=3, seed=1)
+    tested = pd.concat([test for _, test in folds])
+    assert len(tested) == len(frame) and not tested.duplicated(["user_id", "item_id"]).any()
+    for train, test in folds:
+        assert not set(zip(train.user_id, train.item_id)) & set(zip(test.user_id, test.item_id))
+        assert test.groupby("user_id").size().max() <= 3
+    assert [len(t) for _, t in folds] == [len(t) for _, t in random_folds(frame.iloc[::-1], k=3, seed=1)]
