@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     event_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     per_user_min_interactions: int | None = Field(None, ge=2)
     per_user_min_auc: float | None = Field(None, ge=0, le=1)
+    regression_tolerance: float = Field(0.05, ge=0, le=1)
     ranker_candidates: int = Field(200, gt=0)
     ranker_folds: int = Field(3, ge=2)
     ranker_max_users: int = Field(5000, gt=1)

@@ -19,7 +19,7 @@ from .assets import (
     similarity,
 )
 from .assets.dbt import dbt_models, dbt_resource
-from .checks import privacy_checks
+from .checks import privacy_checks, regression_gate
 from .config import Settings
 from .resources import ModelStoreResource, ServingDatabaseResource, WarehouseResource
 
@@ -69,7 +69,7 @@ def build_definitions() -> dg.Definitions:
 
     return dg.Definitions(
         assets=all_assets,
-        asset_checks=privacy_checks,
+        asset_checks=[*privacy_checks, regression_gate],
         jobs=[nightly_job, weekly_job, cleanup_job],
         schedules=[
             dg.ScheduleDefinition(job=nightly_job, cron_schedule=settings.nightly_cron, execution_timezone="UTC"),

@@ -164,9 +164,10 @@ def train_reranker(
     dismissed), never on what
     ``train`` lacks (an evaluation holdout). For each fold of :func:`training_folds`,
     ``fit_models`` fits the base models on the fold's history, candidates come from them, and a
-    candidate's relevance comes from the fold's test part (:func:`_relevance`). Each fold gives one list per user (at most
-    ``split.max_users``, a seeded sample). The diversity weight is then chosen on the validation
-    users of the first fold (see :data:`DIVERSITY_GRID`) and kept in the re-ranker's settings."""
+    candidate's relevance comes from the fold's test part (:func:`_relevance`). Each fold gives
+    one list per user (at most ``split.max_users``, a seeded sample). The diversity weight is then
+    chosen on the validation users of the first fold (see :data:`DIVERSITY_GRID`) and kept in the
+    re-ranker's settings."""
     items = catalog[["item_id", "category"]].assign(scope="all")
     folds = []
     for number, (earlier, later) in enumerate(training_folds(train, split, params.seed)):

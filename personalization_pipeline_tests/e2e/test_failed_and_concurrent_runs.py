@@ -174,7 +174,8 @@ def test_two_runs_at_once_never_interleave(tmp_path, reset_pg, wait_seconds: int
     generate(data["a"], users=90, items=40, seed=1)
     generate(data["b"], users=60, items=30, seed=2)
     url = reset_pg()
-    with pipeline_env(tmp_path, url, run_lock_timeout_seconds=wait_seconds, top_n=5):
+    # run b's data is another catalogue: its figures are not comparable, so the gate is opened
+    with pipeline_env(tmp_path, url, run_lock_timeout_seconds=wait_seconds, top_n=5, regression_tolerance=1):
         settings = Settings.from_env()
         env = {name: dict(os.environ, PERSONALIZATION_DATA_DIR=str(path)) for name, path in data.items()}
     first = _start_run(env["a"], tmp_path / "a.log")
@@ -184,8 +185,33 @@ def test_two_runs_at_once_never_interleave(tmp_path, reset_pg, wait_seconds: int
     logs = {name: (tmp_path / f"{name}.log").read_text() for name in data}
     assert codes["a"] == 0, logs["a"]
     if wait_seconds == 0:
-        assert codes["b"] == 1 and "is in use by run" in logs["b"] and "changed nothing" in logs["b"], logs["b"]
+        said = " ".join(logs["b"].split())  # the console wraps long lines
+        assert codes["b"] == 1 and "is in use by run" in said and "changed nothing" in said, logs["b"]
         _served_matches(settings, data["a"])
     else:
         assert codes["b"] == 0, logs["b"]
         _served_matches(settings, data["b"])  # it ran after the first one, on its own data
+
+
+def test_the_regression_gate_passes_the_first_run_and_blocks_a_worse_model(published):
+    settings, env, _ = published
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        first = con.execute("SELECT count(*) FROM eval_history").fetchone()[0]
+    assert first > 0  # the fixture's first run was published: the gate passed with nothing serving
+    before = serving_checksums(settings.database_url, exclude=CONSENT_STORE)
+    worse = {  # a deliberately weak personal model, no EASE, a re-ranker over weak candidates
+        "PERSONALIZATION_ALS_FACTORS": "1",
+        "PERSONALIZATION_ALS_ITERATIONS": "1",
+        "PERSONALIZATION_EASE_MAX_ITEMS": "1",
+        "PERSONALIZATION_RANKER_CANDIDATES": "3",
+    }
+    for name, value in worse.items():
+        env.setenv(name, value)
+    try:
+        result = run_job("nightly")
+    finally:
+        for name in worse:
+            env.delenv(name)
+    assert not result.success and result.checks["user_rankings.regression_gate"] is False
+    assert "worse than the tolerance" in (result.error or "") and "floor" in result.error
+    assert serving_checksums(settings.database_url, exclude=CONSENT_STORE) == before  # the old rankings keep serving

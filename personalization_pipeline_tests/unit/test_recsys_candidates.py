@@ -78,6 +78,8 @@ def test_random_folds_test_every_pair_exactly_once():
     tested = pd.concat([test for _, test in folds])
     assert len(tested) == len(frame) and not tested.duplicated(["user_id", "item_id"]).any()
     for train, test in folds:
-        assert not set(zip(train.user_id, train.item_id)) & set(zip(test.user_id, test.item_id))
+        assert not set(zip(train.user_id, train.item_id, strict=True)) & set(
+            zip(test.user_id, test.item_id, strict=True)
+        )
         assert test.groupby("user_id").size().max() <= 3
     assert [len(t) for _, t in folds] == [len(t) for _, t in random_folds(frame.iloc[::-1], k=3, seed=1)]

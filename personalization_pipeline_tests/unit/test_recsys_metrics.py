@@ -164,7 +164,7 @@ def test_metrics_agree_with_ranx_on_random_lists():
         relevant = list(rng.choice(items, size=int(rng.integers(1, 8)), replace=False))  # at most K: MAP agrees
         rec_rows += [(user, item, rank) for rank, item in enumerate(ranked, start=1)]
         truth_rows += [(user, item) for item in relevant]
-        qrels[user] = {item: 1 for item in relevant}
+        qrels[user] = dict.fromkeys(relevant, 1)
         run[user] = {item: float(10 - rank) for rank, item in enumerate(ranked)}
     ours = evaluate(
         pd.DataFrame(rec_rows, columns=["user_id", "item_id", "rank"]),

@@ -32,7 +32,7 @@ def test_the_reranker_learns_a_planted_signal_and_is_deterministic(tmp_path):
     assert first.version == second.version and first.version.startswith("lambdarank-")
     with_relevant = pd.Series(labels).groupby(groups).max().gt(0).sum()
     assert report.lists == with_relevant < 60 and report.valid_ndcg > 0.9  # lists without one are left out
-    assert list(first.importance())[0] == "good"
+    assert next(iter(first.importance())) == "good"
     test, _, _ = planted_lists(1)
     order = np.argsort(-first.predict(test))
     assert test["good"].to_numpy()[order[:10]].min() > 0.7

@@ -1,0 +1,24 @@
+"""The regression gate's rule."""
+
+from __future__ import annotations
+
+from personalization_pipeline.steps.gate import Figure, decide
+
+
+def test_a_first_publish_passes():
+    assert decide(Figure("ease-1", 0.2), None, 0.05).passed
+
+
+def test_a_challenger_worse_than_the_tolerance_is_blocked_with_both_figures():
+    result = decide(Figure("ranker-2", 0.18), Figure("ease-1", 0.20), 0.05)
+    assert not result.passed
+    assert "ranker-2 NDCG@K 0.1800" in result.reason and "ease-1 0.2000" in result.reason and "0.1900" in result.reason
+
+
+def test_a_small_drop_within_the_tolerance_and_a_republished_model_pass():
+    assert decide(Figure("ranker-2", 0.191), Figure("ease-1", 0.20), 0.05).passed
+    assert decide(Figure("ease-1", 0.10), Figure("ease-1", 0.20), 0.05).passed
+
+
+def test_a_challenger_without_an_evaluation_is_blocked():
+    assert not decide(None, Figure("ease-1", 0.20), 0.05).passed
