@@ -89,7 +89,8 @@ def evaluate(
     has the relevant (user_id, item_id) pairs. Users in ``truth`` without recommendations
     score 0. Returns ``METRICS`` (means), ``catalog_coverage`` (distinct items in any
     top-k / catalog_size), ``user_coverage`` (users with a recommendation /
-    n_users_total) and ``users_evaluated``. With no user to evaluate the means are 0.0.
+    n_users_total), ``users_evaluated`` and ``ndcg_stderr`` (the standard error of the NDCG
+    mean). With no user to evaluate the means are 0.0.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -130,4 +131,6 @@ def evaluate(
     result["catalog_coverage"] = top["item_id"].nunique() / catalog_size if catalog_size > 0 else 0.0
     result["user_coverage"] = top["user_id"].nunique() / n_users_total if n_users_total > 0 else 0.0
     result["users_evaluated"] = float(len(n_relevant))
+    ndcg = per_user["ndcg"]
+    result["ndcg_stderr"] = float(ndcg.std(ddof=1) / np.sqrt(len(ndcg))) if len(ndcg) > 1 else 0.0
     return result

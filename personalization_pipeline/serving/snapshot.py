@@ -11,7 +11,14 @@ import pandas as pd
 from ..privacy.allowlist import FEATURE_COLUMNS
 from ..sqlutil import scalar
 from ..steps.registry import RegistryEntry
-from ..steps.tables import EVAL_HISTORY, GLOBAL_RANKINGS, SIMILAR_USERS, USER_FEATURES, USER_RANKINGS
+from ..steps.tables import (
+    EVAL_HISTORY,
+    GLOBAL_RANKINGS,
+    RANK_RATIONALE,
+    SIMILAR_USERS,
+    USER_FEATURES,
+    USER_RANKINGS,
+)
 from .publish import Snapshot, items_json_sql
 
 
@@ -64,8 +71,19 @@ def build_snapshot(
             f"SELECT user_id, similar_user_id, similarity_score, calculated_at, common_attributes FROM {SIMILAR_USERS} "
             "ORDER BY user_id, similar_user_id"
         ).df()
+    rationale = None  # tags per (user, scope): [{id, rank, tags}] in rank order; never readable by the endpoint
+    if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [RANK_RATIONALE]):
+        rationale = (
+            con.execute(
+                "SELECT user_id, scope, CAST(to_json(list({'id': item_id, 'rank': rank, 'tags': tags} ORDER BY rank)) "
+                f"AS VARCHAR) AS tags FROM {RANK_RATIONALE} GROUP BY user_id, scope ORDER BY user_id, scope"
+            )
+            .df()
+            .assign(generated_at=generated_at)
+        )
     return Snapshot(
         ranks=ranks,
+        rationale=rationale,
         global_ranks=global_ranks,
         features=features,
         models=models,

@@ -4,7 +4,10 @@ Champion/challenger over the evaluation history: the challenger is the model thi
 with (its NDCG@K in this run's evaluation), the champion the model of most rows in
 ``personalization_ranks`` (its latest NDCG@K in ``personalization_eval``). The gate fails when the
 challenger is worse than the champion by more than ``tolerance`` (a share of the champion's
-figure). Nothing serving, no figure for the champion, or the same version: it passes.
+figure) and by more than :data:`NOISE_STDERRS` standard errors of the difference (the two
+figures come from different evaluation samples: on a few hundred users NDCG moves by several
+per cent from one night to the next without any change in quality). Nothing serving, no figure
+for the champion, or the same version: it passes.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from ..sqlutil import scalar
 from .tables import EVAL_HISTORY, USER_RANKINGS
 
 METRIC = "ndcg"
+STDERR = "ndcg_stderr"
+NOISE_STDERRS = 2.0
 
 
 @dataclass(frozen=True)
 class Figure:
     model_version: str
     ndcg: float
+    stderr: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,14 @@ def decide(challenger: Figure | None, champion: Figure | None, tolerance: float)
         return GateResult(False, None, champion, tolerance, "the new rankings' model has no evaluation in this run")
     if challenger.model_version == champion.model_version:
         return GateResult(True, challenger, champion, tolerance, "the serving model is republished")
-    floor = champion.ndcg * (1 - tolerance)
+    noise = NOISE_STDERRS * (challenger.stderr**2 + champion.stderr**2) ** 0.5
+    floor = min(champion.ndcg * (1 - tolerance), champion.ndcg - noise)
     passed = challenger.ndcg >= floor
     verdict = "within" if passed else "worse than"
     reason = (
         f"{challenger.model_version} NDCG@K {challenger.ndcg:.4f} is {verdict} the tolerance of "
-        f"{champion.model_version} {champion.ndcg:.4f} (floor {floor:.4f}, tolerance {tolerance:.0%})"
+        f"{champion.model_version} {champion.ndcg:.4f} (floor {floor:.4f}: tolerance {tolerance:.0%}, "
+        f"noise {noise:.4f})"
     )
     return GateResult(passed, challenger, champion, tolerance, reason)
 
@@ -58,12 +66,14 @@ def challenger_figure(con: duckdb.DuckDBPyConnection, k: int) -> Figure | None:
     version = scalar(con, f"SELECT model_version FROM {USER_RANKINGS} GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")
     if version is None:
         return None
-    row = con.execute(
-        f"SELECT value FROM {EVAL_HISTORY} WHERE model_version = ? AND metric = ? AND k = ? "
-        "ORDER BY computed_at DESC LIMIT 1",
-        [version, METRIC, k],
-    ).fetchone()
-    return Figure(version, float(row[0])) if row else None
+    rows = dict(
+        con.execute(
+            f"SELECT metric, value FROM {EVAL_HISTORY} WHERE model_version = ? AND k = ? AND metric IN (?, ?) "
+            "QUALIFY row_number() OVER (PARTITION BY metric ORDER BY computed_at DESC) = 1",
+            [version, k, METRIC, STDERR],
+        ).fetchall()
+    )
+    return Figure(version, float(rows[METRIC]), float(rows.get(STDERR, 0.0))) if METRIC in rows else None
 
 
 def champion_figure(url: str, k: int) -> Figure | None:
@@ -75,12 +85,13 @@ def champion_figure(url: str, k: int) -> Figure | None:
         ).fetchone()
         if not present or not present[0]:
             return None
+        figure = "(SELECT value FROM personalization_eval e WHERE e.model_version = s.model_version AND e.metric = %s "
+        "AND e.k = %s ORDER BY computed_at DESC LIMIT 1)"
         row = conn.execute(
             "WITH serving AS (SELECT model_version FROM personalization_ranks GROUP BY 1 ORDER BY count(*) DESC, 1 "
-            "LIMIT 1) SELECT s.model_version, (SELECT value FROM personalization_eval e WHERE e.model_version = "
-            "s.model_version AND e.metric = %s AND e.k = %s ORDER BY computed_at DESC LIMIT 1) FROM serving s",
-            [METRIC, k],
+            f"LIMIT 1) SELECT s.model_version, {figure}, {figure} FROM serving s",
+            [METRIC, k, STDERR, k],
         ).fetchone()
     if row is None or row[1] is None:
         return None
-    return Figure(str(row[0]), float(row[1]))
+    return Figure(str(row[0]), float(row[1]), float(row[2] or 0.0))

@@ -182,6 +182,14 @@ def test_the_served_reranked_lists_beat_als_alone_on_planted_data(pipeline):
             "SELECT value FROM eval_history WHERE model_name = 'candidates' AND metric = 'recall'"
         ).fetchone()[0]
     assert unexplained == 0 and recall > ndcg["ranker"]
+    with psycopg.connect(settings.database_url) as conn:
+        explained = conn.execute(
+            "SELECT r.user_id, r.scope, jsonb_array_length(r.items), jsonb_array_length(t.tags), t.tags -> 0 "
+            "FROM personalization_ranks r JOIN personalization_rank_rationale t USING (user_id, scope)"
+        ).fetchall()
+    assert len(explained) == len(served_ranks(settings))  # every served list is explained, item by item
+    assert all(n_items == n_tags and first["rank"] == 1 for _, _, n_items, n_tags, first in explained)
+    assert any(tag.startswith("source:") for *_, first in explained for tag in first["tags"])
 
 
 def test_lookup_over_http_returns_the_published_ranking_and_falls_back(pipeline):

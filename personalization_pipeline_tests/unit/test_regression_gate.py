@@ -20,5 +20,11 @@ def test_a_small_drop_within_the_tolerance_and_a_republished_model_pass():
     assert decide(Figure("ease-1", 0.10), Figure("ease-1", 0.20), 0.05).passed
 
 
+def test_a_drop_within_the_noise_of_small_samples_passes():
+    champion = Figure("ease-1", 0.30, stderr=0.02)
+    assert decide(Figure("ranker-2", 0.25, stderr=0.02), champion, 0.05).passed  # 0.05 < 2 x 0.028
+    assert not decide(Figure("ranker-2", 0.22, stderr=0.02), champion, 0.05).passed
+
+
 def test_a_challenger_without_an_evaluation_is_blocked():
     assert not decide(None, Figure("ease-1", 0.20), 0.05).passed
