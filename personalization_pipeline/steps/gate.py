@@ -85,8 +85,10 @@ def champion_figure(url: str, k: int) -> Figure | None:
         ).fetchone()
         if not present or not present[0]:
             return None
-        figure = "(SELECT value FROM personalization_eval e WHERE e.model_version = s.model_version AND e.metric = %s "
-        "AND e.k = %s ORDER BY computed_at DESC LIMIT 1)"
+        figure = (
+            "(SELECT value FROM personalization_eval e WHERE e.model_version = s.model_version AND e.metric = %s "
+            "AND e.k = %s ORDER BY computed_at DESC LIMIT 1)"
+        )
         row = conn.execute(
             "WITH serving AS (SELECT model_version FROM personalization_ranks GROUP BY 1 ORDER BY count(*) DESC, 1 "
             f"LIMIT 1) SELECT s.model_version, {figure}, {figure} FROM serving s",
