@@ -8,6 +8,7 @@ and what is served afterwards is one run's complete, self-consistent publish.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -199,19 +200,12 @@ def test_the_regression_gate_passes_the_first_run_and_blocks_a_worse_model(publi
         first = con.execute("SELECT count(*) FROM eval_history").fetchone()[0]
     assert first > 0  # the fixture's first run was published: the gate passed with nothing serving
     before = serving_checksums(settings.database_url, exclude=CONSENT_STORE)
-    worse = {  # a deliberately weak personal model, no EASE, a re-ranker over weak candidates
-        "PERSONALIZATION_ALS_FACTORS": "1",
-        "PERSONALIZATION_ALS_ITERATIONS": "1",
-        "PERSONALIZATION_EASE_MAX_ITEMS": "1",
-        "PERSONALIZATION_RANKER_CANDIDATES": "3",
-    }
-    for name, value in worse.items():
-        env.setenv(name, value)
+    inverted = {"view": -1, "click": -1, "time_spent": -1, "rate": -1, "accept": -1, "complete": -1, "dismiss": 4}
+    env.setenv("PERSONALIZATION_EVENT_WEIGHTS", json.dumps(inverted))  # a misconfiguration: dismissals as signal
     try:
         result = run_job("nightly")
     finally:
-        for name in worse:
-            env.delenv(name)
+        env.delenv("PERSONALIZATION_EVENT_WEIGHTS")
     assert not result.success and result.checks["user_rankings.regression_gate"] is False
     assert "worse than the tolerance" in (result.error or "") and "floor" in result.error
     assert serving_checksums(settings.database_url, exclude=CONSENT_STORE) == before  # the old rankings keep serving
