@@ -9,8 +9,18 @@ import dagster as dg
 from ..config import Settings
 from ..recsys.registry import GLOBAL_MODELS
 from ..resources import ModelStoreResource, WarehouseResource
+from ..steps.registry import RegistryEntry
 from ..steps.tables import ITEMS, SIGNALS
 from ..steps.train import train_and_register
+
+
+def registry_metadata(context: dg.AssetExecutionContext, entry: RegistryEntry) -> dict[str, Any]:
+    """Status, kind and parameters of a registry entry; a skip is logged and its reason shown."""
+    metadata: dict[str, Any] = {"status": entry.status, "kind": entry.kind, "params": entry.params_dict}
+    if entry.path is None:
+        context.log.warning(f"{entry.model_name} skipped: {entry.detail}")
+        metadata["skipped_because"] = entry.detail
+    return metadata
 
 
 def _model_asset(name: str) -> dg.AssetsDefinition:
@@ -31,11 +41,8 @@ def _model_asset(name: str) -> dg.AssetsDefinition:
                 context.run_id,
                 datetime.now(UTC).replace(tzinfo=None),
             )
-        metadata: dict[str, Any] = {"status": entry.status, "kind": entry.kind, "params": entry.params_dict}
-        if model is None:
-            context.log.warning(f"{name} skipped: {entry.detail}")
-            metadata["skipped_because"] = entry.detail
-        else:
+        metadata = registry_metadata(context, entry)
+        if model is not None:
             metadata.update({"model_version": entry.model_version, "items": len(model.item_ids), "path": entry.path})
         return dg.MaterializeResult(metadata=metadata)
 

@@ -2,7 +2,6 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 
@@ -11,7 +10,7 @@ from ..resources import ModelStoreResource, WarehouseResource
 from ..steps.registry import latest_trained
 from ..steps.rerank import train_ranker
 from ..steps.tables import ITEMS, SIGNALS, USER_FEATURES
-from .models import MODEL_ASSET_KEYS
+from .models import MODEL_ASSET_KEYS, registry_metadata
 
 
 @dg.asset(group_name="models", deps=[*MODEL_ASSET_KEYS, SIGNALS, ITEMS, USER_FEATURES], pool="warehouse")
@@ -30,11 +29,8 @@ def ranker_model(
             context.run_id,
             datetime.now(UTC).replace(tzinfo=None),
         )
-    metadata: dict[str, Any] = {"status": entry.status, "kind": entry.kind, "params": entry.params_dict}
-    if training is None:
-        context.log.warning(f"re-ranker skipped: {entry.detail}")
-        metadata["skipped_because"] = entry.detail
-    else:
+    metadata = registry_metadata(context, entry)
+    if training is not None:
         report = training.report
         metadata.update(
             {
