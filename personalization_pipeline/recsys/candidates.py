@@ -25,21 +25,48 @@ KEYS = ["user_id", "scope", "item_id"]
 def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFrame:
     """Merge per-source ranked lists (``user_id, scope, item_id, rank, score``) into one candidate
     frame: ``KEYS`` + ``<source>_score`` / ``<source>_rank`` per source in ``lists`` order, at most
-    ``size`` rows per (user, scope), ordered by user, scope, best rank, item."""
+    ``size`` rows per (user, scope), ordered by user, scope, best rank, item.
+
+    The union is taken on integer codes of the keys (one factorisation of the concatenated lists),
+    not by joining string columns, so its cost is a sort of the rows."""
     if size < 1:
         raise ValueError("candidate size must be at least 1")
-    merged: pd.DataFrame | None = None
-    for name, frame in lists.items():
-        part = frame[[*KEYS, "score", "rank"]].rename(columns={"score": f"{name}_score", "rank": f"{name}_rank"})
-        part[f"{name}_rank"] = part[f"{name}_rank"].astype(np.float64)
-        merged = part if merged is None else merged.merge(part, on=KEYS, how="outer")
-    if merged is None:
+    if not lists:
         raise ValueError("no candidate source")
-    ranks = merged[[f"{name}_rank" for name in lists]]
-    merged = merged.assign(_best=ranks.min(axis=1), _listed=ranks.notna().sum(axis=1))
-    merged = merged.sort_values(["user_id", "scope", "_best", "_listed", "item_id"], ascending=[1, 1, 1, 0, 1])
-    merged = merged[merged.groupby(["user_id", "scope"], sort=False).cumcount() < size]
-    return merged.drop(columns=["_best", "_listed"]).reset_index(drop=True)
+    stacked = pd.concat([frame[KEYS] for frame in lists.values()], ignore_index=True)
+    codes = [pd.factorize(stacked[key], sort=True) for key in KEYS]
+    combined = np.zeros(len(stacked), dtype=np.int64)
+    for numbers, uniques in codes:
+        combined = combined * len(uniques) + numbers
+    pairs, row_of = np.unique(combined, return_inverse=True)
+    merged: dict[str, np.ndarray] = {}
+    best = np.full(len(pairs), np.inf)
+    listed = np.zeros(len(pairs), dtype=np.int64)
+    start = 0
+    for name, frame in lists.items():
+        rows = row_of[start : start + len(frame)]
+        start += len(frame)
+        score, rank = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
+        score[rows] = frame["score"].to_numpy(np.float64)
+        rank[rows] = frame["rank"].to_numpy(np.float64)
+        merged[f"{name}_score"], merged[f"{name}_rank"] = score, rank
+        best = np.fmin(best, rank)
+        listed += ~np.isnan(rank)
+    keys = {}
+    remaining = pairs
+    for key, (_, uniques) in reversed(list(zip(KEYS, codes, strict=True))):
+        keys[key] = np.asarray(uniques)[remaining % len(uniques)]
+        remaining = remaining // len(uniques)
+    list_code = pairs // len(codes[2][1])  # (user, scope) as one number, in key order
+    order = np.lexsort((pairs, -listed, best, list_code))
+    list_code = list_code[order]
+    first = np.r_[0, np.flatnonzero(np.diff(list_code)) + 1]
+    position = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    keep = order[position < size]
+    frame = pd.DataFrame({key: keys[key][keep] for key in KEYS})
+    for column, values in merged.items():
+        frame[column] = values[keep]
+    return frame
 
 
 def iter_candidates(
