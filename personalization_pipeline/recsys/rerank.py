@@ -2,8 +2,8 @@
 
 The same functions serve three histories: the whole one (nightly serving), the evaluation
 split's train part (the replay that measures what is served) and, for training the re-ranker,
-that train part cut once more in time (base models on its earlier part, relevance from its
-later part), so the re-ranker never sees the evaluation holdout.
+folds of that train part (base models on the rest of a fold, relevance from the fold), so the
+re-ranker never sees the evaluation holdout.
 """
 
 from __future__ import annotations
@@ -161,13 +161,12 @@ def train_reranker(
     split: TrainingSplit,
 ) -> RerankerTraining:
     """Train the re-ranker on ``train`` (user_id, item_id, weight, occurred_at, optionally
-    dismissed), never on what
-    ``train`` lacks (an evaluation holdout). For each fold of :func:`training_folds`,
+    dismissed), never on what ``train`` lacks (an evaluation holdout). For each fold of :func:`training_folds`,
     ``fit_models`` fits the base models on the fold's history, candidates come from them, and a
     candidate's relevance comes from the fold's test part (:func:`_relevance`). Each fold gives
     one list per user (at most ``split.max_users``, a seeded sample). The diversity weight is then
-    chosen on the validation users of the first fold (see :data:`DIVERSITY_GRID`) and kept in the
-    re-ranker's settings."""
+    chosen on the first fold's lists of the users held out for early stopping, which no tree was
+    fitted on (see :data:`DIVERSITY_GRID`), and kept in the re-ranker's settings."""
     items = catalog[["item_id", "category"]].assign(scope="all")
     folds = []
     for number, (earlier, later) in enumerate(training_folds(train, split, params.seed)):
@@ -189,8 +188,9 @@ def train_reranker(
     users = candidates["user_id"].to_numpy(str)
     groups = np.char.add(np.char.add(users, "#"), candidates["fold"].to_numpy().astype(str))
     reranker, report = Reranker.fit(features, labels, groups, users, params)
+    held_out = set(users[validation_rows(users, labels, params)])  # the users fit() stopped early on
     history, candidates, features, labels, later = folds[0]
-    valid = validation_rows(candidates["user_id"].to_numpy(str), labels, params)
+    valid = candidates["user_id"].isin(held_out).to_numpy()
     scores = reranker.predict(features[valid])
     positives = later[later["weight"] > 0][["user_id", "item_id"]].astype(str)
     truth = positives[positives["user_id"].isin(candidates["user_id"][valid])]
