@@ -1,10 +1,20 @@
-"""EASE (Steck 2019): a closed-form item-item model on binary history.
+"""EASE (Steck 2019): closed-form item-item models on binary history, whole and in sequence.
 
-With ``X`` the users x items binary matrix and ``G = XᵀX + λI``, the weights are
+With ``X`` the users x items binary matrix of engaged pairs (positive answers and any other
+answer that is not a dismissal) and ``G = XᵀX + λI``, the weights are
 ``B = I - P / diag(P)`` for ``P = G⁻¹`` (so ``diag(B) = 0``: an item never explains
-itself), and a user's scores are ``x_u B``. Items held by fewer than ``min_item_users``
-users are left out (they add rows to ``G`` and nothing to the scores), which keeps the
-item x item matrix small; :func:`ease_fits` says whether the rest fits the budget.
+itself), and a user's scores are ``x_u B``.
+
+Whole-history co-occurrence cannot tell items engaged with one after the other from items
+merely held by the same user years apart. A second EASE learns from order: its Gram matrix
+counts, off the diagonal, the times two items stand within ``sequence_window`` places of each
+other in a user's history ordered by time (the diagonal keeps each item's users), with its own
+``sequence_regularization``. The served weights are ``B + sequence_weight · B_seq``: one item x
+item matrix, so scoring costs the same (``sequence_weight = 0`` gives the plain model).
+
+Items held by fewer than ``min_item_users`` users are left out (they add rows to ``G`` and
+nothing to the scores), which keeps the item x item matrix small; :func:`ease_fits` says
+whether the rest fits the budget.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from personalization_pipeline.recsys.base import Recommender, UserIds
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 
-BYTES_PER_CELL = 8 * 3  # G, its inverse and B in float64, at the peak
+BYTES_PER_CELL = 8 * 3 + 4  # G, its inverse and B in float64 at the peak, plus the kept float32 weights
 
 
 @dataclass(frozen=True)
@@ -28,15 +38,38 @@ class EASEParams:
     """``max_items`` and ``max_memory_mb`` bound the item x item matrix: beyond them EASE is skipped."""
 
     regularization: float = 250.0
+    sequence_weight: float = 0.5
+    sequence_window: int = 5
+    sequence_regularization: float = 50.0
     min_item_users: int = 2
     max_items: int = 20_000
     max_memory_mb: float = 4096.0
 
 
 def ease_items(history: InteractionMatrix, min_item_users: int) -> np.ndarray:
-    """Positions of the items held (positive weight) by at least ``min_item_users`` users."""
-    holders = np.bincount(history.weights.indices, minlength=len(history.items))
+    """Positions of the items engaged with by at least ``min_item_users`` users."""
+    holders = np.bincount(history.engaged.indices, minlength=len(history.items))
     return np.flatnonzero(holders >= min_item_users)
+
+
+def sequence_cooccurrence(history: InteractionMatrix, keep: np.ndarray, window: int) -> sp.csr_matrix:
+    """Symmetric counts, over the ``keep`` items (positions of ``history.items``), of two engaged
+    items standing within ``window`` places of each other in a user's time-ordered history."""
+    n = len(keep)
+    if history.sequence is None or window < 1:
+        return sp.csr_matrix((n, n))
+    column = np.full(len(history.items), -1, dtype=np.int64)
+    column[keep] = np.arange(n)
+    rows = np.repeat(np.arange(len(history.users)), np.diff(history.seen.indptr))
+    items = history.sequence
+    engaged = np.asarray(history.engaged[rows, items]).ravel() & (column[items] >= 0)
+    rows, items = rows[engaged], column[items[engaged]]
+    counts = sp.csr_matrix((n, n), dtype=np.float64)
+    for offset in range(1, window + 1):
+        same = rows[offset:] == rows[:-offset]
+        pairs = sp.csr_matrix((np.ones(int(same.sum())), (items[:-offset][same], items[offset:][same])), shape=(n, n))
+        counts = counts + pairs + pairs.T
+    return counts.tocsr()
 
 
 def ease_fits(n_items: int, max_items: int, max_memory_mb: float) -> str | None:
@@ -49,6 +82,16 @@ def ease_fits(n_items: int, max_items: int, max_memory_mb: float) -> str | None:
     if needed > max_memory_mb:
         return f"{n_items} items need {needed:.0f} MB, more than the EASE memory limit of {max_memory_mb:g} MB"
     return None
+
+
+def _item_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
+    """EASE's ``B`` (float32) from a Gram matrix (overwritten)."""
+    gram[np.diag_indices_from(gram)] += regularization
+    with threadpool_limits(None, "blas"):
+        inverse = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+    weights = inverse / (-np.diag(inverse))
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights.astype(np.float32)
 
 
 class EASE(Recommender):
@@ -68,14 +111,15 @@ class EASE(Recommender):
         keep = ease_items(history, self.params.min_item_users)
         if len(keep) == 0:
             raise ValueError(f"no item is held by {self.params.min_item_users} or more users: nothing for EASE")
-        x = (history.weights[:, keep] > 0).astype(np.float64)
+        x = history.engaged[:, keep].astype(np.float64)
         gram = np.asarray((x.T @ x).todense())
-        gram[np.diag_indices_from(gram)] += self.params.regularization
-        with threadpool_limits(None, "blas"):
-            inverse = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-        weights = inverse / (-np.diag(inverse))
-        weights[np.diag_indices_from(weights)] = 0.0
-        self.restore({"item_ids": history.items.ids[keep], "weights": weights.astype(np.float32)})
+        holders = np.diag(gram).copy()
+        weights = _item_weights(gram, self.params.regularization)
+        if self.params.sequence_weight > 0 and history.sequence is not None:
+            near = sequence_cooccurrence(history, keep, self.params.sequence_window).toarray()
+            near[np.diag_indices_from(near)] = holders
+            weights += self.params.sequence_weight * _item_weights(near, self.params.sequence_regularization)
+        self.restore({"item_ids": history.items.ids[keep], "weights": weights})
         return self
 
     @property
@@ -90,7 +134,7 @@ class EASE(Recommender):
         known = np.flatnonzero(rows >= 0)
         if len(known) == 0:
             return out
-        sub = history.weights[rows[known]].tocoo()
+        sub = history.engaged[rows[known]].tocoo()
         inside = cols[sub.col] >= 0
         x = sp.csr_matrix(
             (np.ones(int(inside.sum()), dtype=np.float32), (sub.row[inside], cols[sub.col[inside]])),

@@ -47,6 +47,24 @@ class IdIndex:
         return np.where(self.ids[clipped] == query, clipped, -1).astype(np.int64)
 
 
+def engaged_rows(frame: pd.DataFrame, weight_col: str = "weight", dismissed_col: str = "dismissed") -> np.ndarray:
+    """Rows the user chose to engage with: a positive weight, or an answer that is not a dismissal
+    (a low rating still says the user watched the item). Without a dismissal column, every row."""
+    positive = frame[weight_col].to_numpy(dtype=np.float64, na_value=0.0) > 0
+    if dismissed_col not in frame:
+        return np.ones(len(frame), dtype=np.bool_)
+    return positive | ~frame[dismissed_col].to_numpy(dtype=np.bool_, na_value=False)
+
+
+def _time_order(users: np.ndarray, items: np.ndarray, times: np.ndarray, n_items: int) -> np.ndarray:
+    """Item codes of each distinct (user, item) pair, grouped by user ascending and ordered by
+    the pair's latest time, then item (see :attr:`InteractionMatrix.sequence`)."""
+    order = np.lexsort((items, times, users))
+    key = users[order].astype(np.int64) * n_items + items[order]
+    _, last = np.unique(key[::-1], return_index=True)  # a pair's latest row comes last in ``order``
+    return items[order][np.sort(len(key) - 1 - last)].astype(np.int32)
+
+
 @dataclass(frozen=True)
 class InteractionMatrix:
     """Users x items view of an interaction frame.
@@ -54,13 +72,21 @@ class InteractionMatrix:
     ``weights`` holds the summed positive weights (rows with weight <= 0 are left
     out): the training signal. ``seen`` marks every (user, item) pair present in the
     frame whatever its weight, so dismissed items count as seen and are never
-    recommended again. Both share the ``users`` and ``items`` indexes.
+    recommended again. ``engaged`` marks the pairs the user chose to engage with: a
+    positive weight, or any answer that is not a dismissal (a low rating still says the
+    user watched it). All share the ``users`` and ``items`` indexes.
+
+    ``sequence`` (when the frame has a time column) lists each user's items, as column
+    positions, in the order of the pair's latest event (ties by item), row after row with
+    the row bounds of ``seen.indptr``: what items follow each other in a user's history.
     """
 
     users: IdIndex
     items: IdIndex
     weights: sp.csr_matrix
     seen: sp.csr_matrix
+    engaged: sp.csr_matrix
+    sequence: np.ndarray | None = None
 
     @classmethod
     def from_frame(
@@ -70,8 +96,11 @@ class InteractionMatrix:
         user_col: str = "user_id",
         item_col: str = "item_id",
         weight_col: str = "weight",
+        time_col: str = "occurred_at",
+        dismissed_col: str = "dismissed",
     ) -> InteractionMatrix:
-        """Build from rows of (user, item, weight); repeated pairs are summed."""
+        """Build from rows of (user, item, weight), with optional event time and dismissal flag
+        columns; repeated pairs are summed, and a pair is engaged when any of its rows is."""
         missing = [c for c in (user_col, item_col, weight_col) if c not in frame.columns]
         if missing:
             raise ValueError(f"interaction frame lacks column(s): {', '.join(missing)}")
@@ -85,14 +114,24 @@ class InteractionMatrix:
         values = np.maximum(weight[positive], np.finfo(np.float32).tiny).astype(np.float32)
         weights = sp.csr_matrix((values, (user_codes[positive], item_codes[positive])), shape=shape)
         seen = sp.csr_matrix((np.ones(len(frame), dtype=np.bool_), (user_codes, item_codes)), shape=shape)
-        for matrix in (weights, seen):
+        chose = engaged_rows(frame, weight_col, dismissed_col)
+        engaged = sp.csr_matrix(
+            (np.ones(int(chose.sum()), dtype=np.bool_), (user_codes[chose], item_codes[chose])), shape=shape
+        )
+        for matrix in (weights, seen, engaged):
             matrix.sum_duplicates()
             matrix.sort_indices()
+        sequence = None
+        if time_col in frame:
+            times = pd.to_datetime(frame[time_col], utc=True).dt.tz_localize(None).to_numpy().astype(np.int64)
+            sequence = _time_order(user_codes, item_codes, times, len(item_ids))
         return cls(
             users=IdIndex(np.asarray(user_ids, dtype=str)),
             items=IdIndex(np.asarray(item_ids, dtype=str)),
             weights=weights,
             seen=seen,
+            engaged=engaged,
+            sequence=sequence,
         )
 
     @property

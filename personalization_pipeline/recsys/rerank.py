@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from personalization_pipeline.recsys.candidates import iter_candidates
-from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.matrices import InteractionMatrix, engaged_rows
 from personalization_pipeline.recsys.metrics import evaluate
 from personalization_pipeline.recsys.postprocess import (
     diversify,
@@ -192,7 +192,7 @@ def train_reranker(
     history, candidates, features, labels, later = folds[0]
     valid = candidates["user_id"].isin(held_out).to_numpy()
     scores = reranker.predict(features[valid])
-    positives = later[later["weight"] > 0][["user_id", "item_id"]].astype(str)
+    positives = later[engaged_rows(later)][["user_id", "item_id"]].astype(str)
     truth = positives[positives["user_id"].isin(candidates["user_id"][valid])]
     categories = _categories(catalog)
     diversity = {}

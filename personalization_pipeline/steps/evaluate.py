@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..recsys.beyond_accuracy import intra_list_diversity, novelty
-from ..recsys.matrices import InteractionMatrix
+from ..recsys.matrices import InteractionMatrix, engaged_rows
 from ..recsys.metrics import evaluate
 from ..recsys.ranking import user_rankings
 from .inputs import read_catalog, read_signals
@@ -44,7 +44,7 @@ def evaluate_registered(
     returns this run's rows.
     """
     train, test = split_for_evaluation(read_signals(con), settings)
-    truth = test[test["weight"] > 0][["user_id", "item_id"]]
+    truth = test[engaged_rows(test)][["user_id", "item_id"]]
     history = InteractionMatrix.from_frame(train)
     catalog = read_catalog(con)
     items = catalog[["item_id", "category"]].assign(scope=EVAL_SCOPE)  # one list over the whole catalog

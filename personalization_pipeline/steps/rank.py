@@ -19,12 +19,13 @@ from ..recsys.ranking import USER_COLUMNS, global_rankings, iter_user_rankings
 from ..recsys.registry import GLOBAL_MODELS, PERSONAL_MODELS
 from ..sqlutil import scalar
 from .inputs import read_active_users, read_catalog, read_history
+from .gate import METRIC, STDERR, Figure
 from .registry import RegistryEntry, record
 from .rerank import RANKER, load_ranker, rerank, signals_as_of
 from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, RANK_RATIONALE, USER_RANKINGS
 from .train import load
 
-SELECTION_METRIC = "ndcg"
+RERANKER_MARGIN_STDERRS = 1.0
 
 
 @dataclass(frozen=True)
@@ -38,27 +39,45 @@ def choose_serving_model(
     entries: dict[str, RegistryEntry],
     names: tuple[str, ...] = (*PERSONAL_MODELS, RANKER),
 ) -> RegistryEntry:
-    """Of ``names`` (the personal models, then the re-ranker), the one with the best NDCG@K in the
-    latest evaluation of these versions (ties: the order of ``names``); ALS when none of them was
-    evaluated."""
+    """Of ``names`` (the personal models, then the re-ranker), the one :func:`pick_serving` picks by
+    the latest evaluation of these versions; ALS when none of them was evaluated."""
     candidates = [entries[name] for name in names if name in entries]
     if not candidates:
         raise ValueError("no personal model is trained: nothing to rank with")
     versions = [entry.model_version for entry in candidates]
-    evaluated = (
-        dict(
-            con.execute(
-                f"SELECT model_version, value FROM {EVAL_HISTORY} WHERE metric = ? AND list_contains(?, model_version) "
-                f"QUALIFY row_number() OVER (PARTITION BY model_version ORDER BY computed_at DESC) = 1",
-                [SELECTION_METRIC, versions],
-            ).fetchall()
-        )
-        if scalar(con, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{EVAL_HISTORY}'")
-        else {}
-    )
-    if not evaluated:
+    evaluated: dict[str, dict[str, float]] = {}
+    if scalar(con, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{EVAL_HISTORY}'"):
+        for version, metric, value in con.execute(
+            f"SELECT model_version, metric, value FROM {EVAL_HISTORY} WHERE metric IN (?, ?) "
+            "AND list_contains(?, model_version) "
+            "QUALIFY row_number() OVER (PARTITION BY model_version, metric ORDER BY computed_at DESC) = 1",
+            [METRIC, STDERR, versions],
+        ).fetchall():
+            evaluated.setdefault(version, {})[metric] = value
+    figures = {
+        e.model_name: Figure(e.model_version, got[METRIC], got.get(STDERR, 0.0))
+        for e in candidates
+        if METRIC in (got := evaluated.get(e.model_version, {}))
+    }
+    if not figures:
         return entries.get("als", candidates[0])
-    return max(candidates, key=lambda e: (evaluated.get(e.model_version, float("-inf")), -candidates.index(e)))
+    return entries[pick_serving(figures, [e.model_name for e in candidates])]
+
+
+def pick_serving(figures: dict[str, Figure], names: list[str]) -> str:
+    """The personal model (any name but the re-ranker's) with the best NDCG (ties: the order of
+    ``names``); the re-ranker instead only when its NDCG beats that one's by more than
+    :data:`RERANKER_MARGIN_STDERRS` standard errors of the difference: a stage on top of the
+    personal models must earn its cost and its risk, not win on evaluation noise."""
+    personal = [name for name in names if name in figures and name != RANKER]
+    if not personal:
+        return RANKER
+    best = max(personal, key=lambda name: (figures[name].ndcg, -names.index(name)))
+    ranker = figures.get(RANKER)
+    if ranker is None:
+        return best
+    margin = RERANKER_MARGIN_STDERRS * (ranker.stderr**2 + figures[best].stderr**2) ** 0.5
+    return RANKER if ranker.ndcg > figures[best].ndcg + margin else best
 
 
 def write_user_rankings(
