@@ -18,8 +18,8 @@ from ..recsys.popularity import Popularity
 from ..recsys.ranking import USER_COLUMNS, global_rankings, iter_user_rankings
 from ..recsys.registry import GLOBAL_MODELS, PERSONAL_MODELS
 from ..sqlutil import scalar
-from .inputs import read_active_users, read_catalog, read_history
 from .gate import METRIC, STDERR, Figure
+from .inputs import read_active_users, read_catalog, read_history
 from .registry import RegistryEntry, record
 from .rerank import RANKER, load_ranker, rerank, signals_as_of
 from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, RANK_RATIONALE, USER_RANKINGS
@@ -57,7 +57,7 @@ def choose_serving_model(
     figures = {
         e.model_name: Figure(e.model_version, got[METRIC], got.get(STDERR, 0.0))
         for e in candidates
-        if METRIC in (got := evaluated.get(e.model_version, {}))
+        if e.model_version is not None and METRIC in (got := evaluated.get(e.model_version, {}))
     }
     if not figures:
         return entries.get("als", candidates[0])
@@ -76,7 +76,7 @@ def pick_serving(figures: dict[str, Figure], names: list[str]) -> str:
     ranker = figures.get(RANKER)
     if ranker is None:
         return best
-    margin = RERANKER_MARGIN_STDERRS * (ranker.stderr**2 + figures[best].stderr**2) ** 0.5
+    margin = RERANKER_MARGIN_STDERRS * (ranker.stderr**2 + figures[best].stderr ** 2) ** 0.5
     return RANKER if ranker.ndcg > figures[best].ndcg + margin else best
 
 

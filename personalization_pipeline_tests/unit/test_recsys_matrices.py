@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, engaged_rows
 
 FRAME = pd.DataFrame(
     {
@@ -54,3 +54,30 @@ def test_a_positive_signal_too_small_for_float32_stays_positive():
     matrix = InteractionMatrix.from_frame(frame)
     assert matrix.weights.nnz == 2 and (matrix.weights.data > 0).all()
     assert list(matrix.positive_counts) == [2]
+
+
+def test_engaged_pairs_and_each_users_items_in_time_order():
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b", "b", "a"],
+            "item_id": ["x", "y", "z", "x", "y", "x"],
+            "weight": [1.0, -1.0, -2.0, 1.0, 1.0, 1.0],
+            "occurred_at": pd.to_datetime(
+                ["2020-01-03", "2020-01-01", "2020-01-02", "2020-01-01", "2020-01-01", "2020-01-04"]
+            ),
+            "dismissed": [False, True, False, False, False, False],
+        }
+    )
+    m = InteractionMatrix.from_frame(frame)
+    # a: x positive, y dismissed (not engaged), z a low answer that is not a dismissal (engaged)
+    assert m.engaged.toarray().tolist() == [[True, False, True], [True, True, False]]
+    assert engaged_rows(frame).tolist() == [True, False, True, True, True, True]
+    # a: y (Jan 1), z (Jan 2), x (latest event Jan 4); b: x and y at the same time, by item
+    assert m.sequence.tolist() == [1, 2, 0, 0, 1]
+    assert m.seen.indptr.tolist() == [0, 3, 5]
+
+
+def test_without_time_or_dismissal_columns_every_pair_is_engaged_and_there_is_no_sequence():
+    m = InteractionMatrix.from_frame(FRAME)
+    assert m.sequence is None
+    assert (m.engaged.toarray() == m.seen.toarray()).all()  # a negative weight alone is not a dismissal

@@ -1,8 +1,9 @@
-"""The regression gate's rule."""
+"""The regression gate's rule, and which evaluated model serves."""
 
 from __future__ import annotations
 
 from personalization_pipeline.steps.gate import Figure, decide
+from personalization_pipeline.steps.rank import pick_serving
 
 
 def test_a_first_publish_passes():
@@ -28,3 +29,15 @@ def test_a_drop_within_the_noise_of_small_samples_passes():
 
 def test_a_challenger_without_an_evaluation_is_blocked():
     assert not decide(None, Figure("ease-1", 0.20), 0.05).passed
+
+
+def test_the_reranker_serves_only_when_it_beats_the_best_personal_model_beyond_the_noise():
+    names = ["als", "ease", "ranker"]
+    ease, als = Figure("ease-1", 0.20, 0.0075), Figure("als-1", 0.16, 0.0072)
+    close = {"als": als, "ease": ease, "ranker": Figure("ranker-1", 0.205, 0.0075)}  # +0.005 < one SE (0.0106)
+    assert pick_serving(close, names) == "ease"
+    clear = {**close, "ranker": Figure("ranker-2", 0.215, 0.0075)}
+    assert pick_serving(clear, names) == "ranker"
+    assert pick_serving({"als": als, "ease": ease}, names) == "ease"
+    assert pick_serving({"als": ease, "ease": ease}, names) == "als"  # a tie goes to the earlier name
+    assert pick_serving({"ranker": ease}, names) == "ranker"
