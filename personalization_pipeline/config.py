@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ease_min_item_users: int | None = Field(None, ge=1)
     ease_max_items: int | None = Field(None, ge=1)
     ease_max_memory_mb: float | None = Field(None, gt=0)
+    tuning_budget_seconds: float = Field(600.0, gt=0)
+    tuning_max_trials: int = Field(16, ge=1)  # per tuned model, the current configuration included
+    tuning_max_users: int = Field(5000, gt=0)
     seed: int = 42
     pii_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list of confirmed non-PII values
     pii_allow_file: Path | None = None  # one confirmed value per line

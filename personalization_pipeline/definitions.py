@@ -17,6 +17,7 @@ from .assets import (
     rankings,
     serving,
     similarity,
+    tuning,
 )
 from .assets.dbt import dbt_models, dbt_resource
 from .checks import privacy_checks, regression_gate
@@ -28,6 +29,7 @@ all_assets = [
     catalog_screening.withheld_items,
     dbt_models,
     features.user_features,
+    tuning.tuned_settings,
     *models.model_assets,
     ranker.ranker_model,
     similarity.similar_users,
@@ -51,15 +53,15 @@ def build_definitions() -> dg.Definitions:
     serving_db = ServingDatabaseResource.from_settings(settings)
     nightly_job = dg.define_asset_job(
         "nightly",
-        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance", "similarity", "per_user"),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance", "similarity", "per_user", "tuning"),
         description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish -> privacy report.",
     )
     weekly_job = dg.define_asset_job(
         "weekly",
         selection=dg.AssetSelection.groups(
-            "features", "models", "similarity", "per_user", "rankings", "evaluation", "serving"
+            "features", "tuning", "models", "similarity", "per_user", "rankings", "evaluation", "serving"
         ),
-        description="Rebuild features, retrain the models, similar-user maps, full evaluation, re-rank and publish.",
+        description="Rebuild features, tune, retrain the models, similar users, full evaluation, re-rank, publish.",
     )
     cleanup_job = dg.define_asset_job(
         "cleanup",

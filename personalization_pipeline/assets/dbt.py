@@ -12,6 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from ..config import Settings, project_root
 from ..resources import WarehouseResource
+from ..steps.tuning import with_tuned
 
 DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 
@@ -62,6 +63,9 @@ def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
     manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=_Translator(), pool="warehouse"
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-    """Build the staging and mart models and run their tests."""
-    args = ["build", "--vars", json.dumps(dbt_vars(Settings.from_env(), warehouse.active_path))]
+    """Build the staging and mart models and run their tests (time decay: the last tuned values
+    where the environment sets none)."""
+    with warehouse.connect() as con:  # closed before dbt opens the file
+        settings = with_tuned(con, Settings.from_env())
+    args = ["build", "--vars", json.dumps(dbt_vars(settings, warehouse.active_path))]
     yield from dbt.cli(args, context=context).stream()

@@ -27,9 +27,10 @@ def _model_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"{name}_model",
         group_name="models",
-        deps=[SIGNALS, ITEMS],
+        deps=[SIGNALS, ITEMS, "tuned_settings"],
         pool="warehouse",
-        description=f"The {name} recommender trained on the decayed user-item signals, stored and registered.",
+        description=f"The {name} recommender trained on the decayed user-item signals (with the last tuned "
+        "settings), stored and registered.",
     )
     def train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource):
         with warehouse.connect() as con:

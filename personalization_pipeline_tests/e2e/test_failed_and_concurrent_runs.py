@@ -200,12 +200,22 @@ def test_the_regression_gate_passes_the_first_run_and_blocks_a_worse_model(publi
         first = con.execute("SELECT count(*) FROM eval_history").fetchone()[0]
     assert first > 0  # the fixture's first run was published: the gate passed with nothing serving
     before = serving_checksums(settings.database_url, exclude=CONSENT_STORE)
+    # a misconfiguration: dismissals as signal (ALS, popularity), EASE left to the unregularised order of
+    # events, and the re-ranker (which makes the best of poor sources) given only 5 candidates per user
     inverted = {"view": -1, "click": -1, "time_spent": -1, "rate": -1, "accept": -1, "complete": -1, "dismiss": 4}
-    env.setenv("PERSONALIZATION_EVENT_WEIGHTS", json.dumps(inverted))  # a misconfiguration: dismissals as signal
+    bad = {
+        "PERSONALIZATION_EVENT_WEIGHTS": json.dumps(inverted),
+        "PERSONALIZATION_EASE_SEQUENCE_WEIGHT": "1e6",
+        "PERSONALIZATION_EASE_SEQUENCE_REGULARIZATION": "1e-3",
+        "PERSONALIZATION_RANKER_CANDIDATES": "5",
+    }
+    for name, value in bad.items():
+        env.setenv(name, value)
     try:
         result = run_job("nightly")
     finally:
-        env.delenv("PERSONALIZATION_EVENT_WEIGHTS")
+        for name in bad:
+            env.delenv(name)
     assert not result.success and result.checks["user_rankings.regression_gate"] is False
     assert "worse than the tolerance" in (result.error or "") and "floor" in result.error
     assert serving_checksums(settings.database_url, exclude=CONSENT_STORE) == before  # the old rankings keep serving

@@ -1,0 +1,196 @@
+"""Weekly tuning: signal settings and model hyper-parameters chosen by validation on the run's own
+data, registered, and applied by later runs where the environment does not set them.
+
+Validation never touches the evaluation holdout: trials fit on the evaluation split's train part
+less a seeded random ``holdout_fraction`` of each user's items, and are scored by NDCG@K on that
+part (every engaged answer relevant), for a seeded sample of at most ``tuning_max_users`` users.
+ALS is tuned together with the time decay of the signals it learns from (recomputed from the
+consented events for each half-life tried); EASE learns from binary history, so its own
+parameters are tuned on the run's signals. Each model gets half of the time budget left.
+A setting given in the environment is not tuned: it wins (see :func:`with_tuned`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from ..recsys.matrices import InteractionMatrix, engaged_rows
+from ..recsys.metrics import evaluate
+from ..recsys.ranking import user_rankings
+from ..recsys.registry import build
+from ..recsys.splits import stratified_random_split
+from ..recsys.tuning import Config, SearchResult, dimension_fields, random_search
+from .inputs import read_catalog, read_signals
+from .registry import TRAINED, RegistryEntry, latest_trained, record
+from .splitting import split_for_evaluation
+from .tables import CONSENTED_EVENTS, TUNING_TRIALS
+
+TUNING = "tuning"
+"""The registry name of the tuned configuration (kind ``random_search``)."""
+GRIDS: dict[str, dict[str, Sequence[Any]]] = {
+    "als": {
+        "als_factors": [16, 32, 64, 128],
+        "als_regularization": [0.1, 1.0, 10.0, 30.0],
+        "als_alpha": [1.0, 3.0, 10.0, 30.0],
+        "decay": [  # half-life as a share of the data's span, or no decay
+            {"half_life_days": None, "half_life_span_fraction": 0.25},
+            {"half_life_days": None, "half_life_span_fraction": 0.5},
+            {"half_life_days": None, "half_life_span_fraction": 1.0},
+            {"half_life_days": 0.0},
+        ],
+    },
+    "ease": {
+        "ease_regularization": [100.0, 250.0, 500.0, 1000.0],
+        "ease_sequence_weight": [0.0, 0.25, 0.5, 1.0],
+        "ease_sequence_regularization": [25.0, 50.0, 100.0],
+    },
+}
+"""Settings tried per model (values of :class:`~personalization_pipeline.config.Settings` fields)."""
+
+
+def with_tuned(con: duckdb.DuckDBPyConnection, settings: Any) -> Any:
+    """``settings`` with the last registered tuned values, except those the environment sets."""
+    entry = latest_trained(con).get(TUNING)
+    if entry is None:
+        return settings
+    tuned = {name: value for name, value in entry.params_dict.items() if name not in settings.model_fields_set}
+    return settings.model_copy(update=tuned)
+
+
+def read_signals_decayed(con: duckdb.DuckDBPyConnection, half_life_days: float | None, span_fraction: float):
+    """The signals as :func:`~.inputs.read_signals` gives them, with the time decay recomputed from
+    the consented events for this half-life (days; None: ``span_fraction`` of the data's span, at
+    least a day; 0: no decay), measured back from the newest event as the signals mart does."""
+    decay = "1.0" if half_life_days == 0 else "pow(0.5, date_diff('second', e.occurred_at, a.t) / 86400.0 / a.h)"
+    half_life = (
+        "greatest(date_diff('second', min(occurred_at), max(occurred_at)) / 86400.0 * ?, 1.0)"
+        if half_life_days is None
+        else "CAST(? AS DOUBLE)"
+    )
+    return con.execute(
+        f"WITH a AS (SELECT max(occurred_at) AS t, {half_life} AS h FROM {CONSENTED_EVENTS}) "
+        f"SELECT e.user_id, e.item_id, sum(e.signal * {decay}) AS weight, max(e.occurred_at) AS occurred_at, "
+        f"count(*) FILTER (WHERE e.event_type = 'dismiss') > 0 AS dismissed FROM {CONSENTED_EVENTS} e, a "
+        "GROUP BY e.user_id, e.item_id ORDER BY e.user_id, e.item_id",
+        [span_fraction if half_life_days is None else half_life_days],
+    ).df()
+
+
+def validation_scorer(frame: pd.DataFrame, catalog: pd.DataFrame, settings: Any) -> Callable[[str, Any], float]:
+    """NDCG@K on the validation part of ``frame`` (see the module docstring) of model ``name``
+    built from ``settings``."""
+    train, _ = split_for_evaluation(frame, settings)
+    fit, valid = stratified_random_split(train, fraction=settings.holdout_fraction, seed=settings.seed + 1)
+    truth = valid[engaged_rows(valid)][["user_id", "item_id"]].astype(str)
+    users = truth["user_id"].drop_duplicates().sort_values()
+    if len(users) > settings.tuning_max_users:
+        users = users.sample(settings.tuning_max_users, random_state=settings.seed).sort_values()
+        truth = truth[truth["user_id"].isin(users)]
+    history = InteractionMatrix.from_frame(fit)
+    items = catalog[["item_id", "category"]].assign(scope="all")
+    k = settings.eval_k
+
+    def score(name: str, trial_settings: Any) -> float:
+        model = build(name, trial_settings)
+        if model.skip_reason(history) is not None:
+            return float("-inf")
+        recs = user_rankings(model.fit(history), users, items, history, k)
+        return evaluate(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))["ndcg"]
+
+    return score
+
+
+def tune(
+    con: duckdb.DuckDBPyConnection, settings: Any, run_id: str, trained_at: datetime, clock: Callable[[], float]
+) -> tuple[RegistryEntry, dict[str, SearchResult]]:
+    """Search :data:`GRIDS` (less the settings the environment sets) model by model, starting from
+    the settings in force (``settings`` with the last tuned values); record every trial in
+    ``tuning_trials`` and the chosen values, with their validation NDCG, as the ``tuning`` entry."""
+    current = with_tuned(con, settings)
+    catalog = read_catalog(con)
+    signals = read_signals(con)
+
+    @lru_cache(maxsize=2)  # a history per decay: keep few
+    def scorer(half_life_days: float | None, span_fraction: float) -> Callable[[str, Any], float]:
+        if (half_life_days, span_fraction) == (current.half_life_days, current.half_life_span_fraction):
+            frame = signals
+        else:
+            frame = read_signals_decayed(con, half_life_days, span_fraction)
+        return validation_scorer(frame, catalog, current)
+
+    def trial(name: str) -> Callable[[Config], float]:
+        def score(config: Config) -> float:
+            trial_settings = current.model_copy(update=config)
+            return scorer(trial_settings.half_life_days, trial_settings.half_life_span_fraction)(name, trial_settings)
+
+        return score
+
+    started = clock()
+    results: dict[str, SearchResult] = {}
+    chosen: Config = {}
+    for number, (name, grid) in enumerate(GRIDS.items()):
+        free = {
+            dim: values for dim, values in grid.items() if not dimension_fields(dim, values) & settings.model_fields_set
+        }
+        if not free:
+            continue
+        remaining = settings.tuning_budget_seconds - (clock() - started)
+        share = remaining / (len(GRIDS) - number)
+        start = {
+            field: getattr(current, field) for dim, values in free.items() for field in dimension_fields(dim, values)
+        }
+        results[name] = random_search(
+            free,
+            start,
+            trial(name),
+            seed=settings.seed + number,
+            max_trials=settings.tuning_max_trials,
+            budget_seconds=share,
+            clock=clock,
+        )
+        chosen.update(results[name].best.config)
+    _record_trials(con, run_id, results)
+    params = json.dumps(chosen, sort_keys=True)
+    entry = RegistryEntry(
+        run_id,
+        TUNING,
+        f"{TUNING}-{hashlib.sha256(params.encode()).hexdigest()[:12]}",
+        "random_search",
+        params,
+        trained_at,
+        TRAINED,
+        _summary(results),
+    )
+    record(con, entry)
+    return entry, results
+
+
+def _summary(results: Mapping[str, SearchResult]) -> str:
+    """Validation NDCG of the chosen and of the configuration in force, per model."""
+    return "; ".join(
+        f"{name}: validation NDCG {r.best.score:.4f} (in force {r.trials[0].score:.4f}, {len(r.trials)} trials)"
+        for name, r in results.items()
+    )
+
+
+def _record_trials(con: duckdb.DuckDBPyConnection, run_id: str, results: Mapping[str, SearchResult]) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {TUNING_TRIALS} (run_id VARCHAR, model_name VARCHAR, trial INTEGER, "
+        "settings VARCHAR, ndcg DOUBLE, seconds DOUBLE, chosen BOOLEAN)"
+    )
+    con.execute(f"DELETE FROM {TUNING_TRIALS} WHERE run_id = ?", [run_id])
+    rows = [
+        [run_id, name, t.number, json.dumps(t.config, sort_keys=True), t.score, t.seconds, t is r.best]
+        for name, r in results.items()
+        for t in r.trials
+    ]
+    if rows:
+        con.executemany(f"INSERT INTO {TUNING_TRIALS} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
