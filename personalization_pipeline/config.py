@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     ranker_candidates: int = Field(200, gt=0)
     ranker_folds: int = Field(3, ge=2)
     ranker_max_users: int = Field(5000, gt=1)
+    ranker_margin_stderrs: float = Field(1.0, ge=0)  # how clearly the re-ranker must beat the best personal model
     fresh_days: float = Field(14.0, ge=0)
     dismiss_filter_min: int = Field(3, ge=1)
     dismiss_filter_share: float = Field(0.8, gt=0, le=1)

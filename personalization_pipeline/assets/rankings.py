@@ -22,15 +22,16 @@ def user_rankings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:
     """Top-N items per opted-in user and scope, seen items and consistently dismissed categories
-    removed, from whichever scored best in this run's offline evaluation: a personal model, or the
-    re-ranker over every source's candidates (diversified, rationale tags in ``rank_rationale``);
-    users with a kept per-user model are scored by it."""
+    removed, from the best personal model of this run's offline evaluation, or the re-ranker over
+    every source's candidates (diversified, rationale tags in ``rank_rationale``) when it beats that
+    model clearly; users with a kept per-user model are scored by it."""
     now = datetime.now(UTC).replace(tzinfo=None)
+    settings = Settings.from_env()
     with warehouse.connect() as con:
         registry = latest_trained(con)
-        entry = choose_serving_model(con, registry)
+        entry = choose_serving_model(con, registry, margin_stderrs=settings.ranker_margin_stderrs)
         per_user = current_per_user(con, registry.get("per_user"), Path(model_store.root), context.run_id, now)
-        counts = write_user_rankings(con, Settings.from_env(), entry, registry, per_user)
+        counts = write_user_rankings(con, settings, entry, registry, per_user)
     return dg.MaterializeResult(
         metadata={
             "serving_model": entry.model_name,

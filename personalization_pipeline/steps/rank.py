@@ -25,8 +25,6 @@ from .rerank import RANKER, load_ranker, rerank, signals_as_of
 from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, RANK_RATIONALE, USER_RANKINGS
 from .train import load
 
-RERANKER_MARGIN_STDERRS = 1.0
-
 
 @dataclass(frozen=True)
 class RankingCounts:
@@ -38,6 +36,7 @@ def choose_serving_model(
     con: duckdb.DuckDBPyConnection,
     entries: dict[str, RegistryEntry],
     names: tuple[str, ...] = (*PERSONAL_MODELS, RANKER),
+    margin_stderrs: float = 1.0,
 ) -> RegistryEntry:
     """Of ``names`` (the personal models, then the re-ranker), the one :func:`pick_serving` picks by
     the latest evaluation of these versions; ALS when none of them was evaluated."""
@@ -61,14 +60,14 @@ def choose_serving_model(
     }
     if not figures:
         return entries.get("als", candidates[0])
-    return entries[pick_serving(figures, [e.model_name for e in candidates])]
+    return entries[pick_serving(figures, [e.model_name for e in candidates], margin_stderrs)]
 
 
-def pick_serving(figures: dict[str, Figure], names: list[str]) -> str:
+def pick_serving(figures: dict[str, Figure], names: list[str], margin_stderrs: float = 1.0) -> str:
     """The personal model (any name but the re-ranker's) with the best NDCG (ties: the order of
     ``names``); the re-ranker instead only when its NDCG beats that one's by more than
-    :data:`RERANKER_MARGIN_STDERRS` standard errors of the difference: a stage on top of the
-    personal models must earn its cost and its risk, not win on evaluation noise."""
+    ``margin_stderrs`` standard errors of the difference: a stage on top of the personal models
+    must earn its cost and its risk, not win on evaluation noise."""
     personal = [name for name in names if name in figures and name != RANKER]
     if not personal:
         return RANKER
@@ -76,7 +75,7 @@ def pick_serving(figures: dict[str, Figure], names: list[str]) -> str:
     ranker = figures.get(RANKER)
     if ranker is None:
         return best
-    margin = RERANKER_MARGIN_STDERRS * (ranker.stderr**2 + figures[best].stderr ** 2) ** 0.5
+    margin = margin_stderrs * (ranker.stderr**2 + figures[best].stderr ** 2) ** 0.5
     return RANKER if ranker.ndcg > figures[best].ndcg + margin else best
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -171,6 +172,16 @@ def tune(
     )
     record(con, entry)
     return entry, results
+
+
+def _in_force(settings: Any, name: str, fields: set[str]) -> Config:
+    """The values of ``fields`` in force: a model setting left unset is the model's own default."""
+    defaults = asdict(build(name, settings).params)
+    prefix = f"{name}_"
+    return {
+        field: defaults[field.removeprefix(prefix)] if field.startswith(prefix) else getattr(settings, field)
+        for field in sorted(fields)
+    }
 
 
 def _summary(results: Mapping[str, SearchResult]) -> str:

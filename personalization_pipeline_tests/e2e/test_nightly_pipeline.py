@@ -16,6 +16,7 @@ from personalization_pipeline.config import Settings
 from personalization_pipeline.runner import run_job, sample_lookup
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
+from personalization_pipeline.steps.tuning import read_signals_decayed
 from personalization_pipeline.synth.generator import generate
 from personalization_pipeline_tests.pipeline_support import pipeline_env, served_ranks
 
@@ -41,7 +42,8 @@ def pipeline(tmp_path_factory, reset_pg):
     assert header == ["user_id", "item_id", "occurred_at", "event_type", "value", "session_id", "device_type"]
     with interactions.open("a") as handle:
         handle.write("\n".join([first, *BAD_ROWS]) + "\n")  # `first` again: an exact duplicate
-    with pipeline_env(root, reset_pg(), top_n=TOP_N) as env:
+    # the re-ranker serves whenever it evaluates best, so that this module follows its whole path
+    with pipeline_env(root, reset_pg(), top_n=TOP_N, ranker_margin_stderrs=0) as env:
         settings = Settings.from_env()
         result = run_job("nightly")
         assert result.success, result.error
@@ -220,11 +222,14 @@ def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
     settings, _, env, _ = pipeline
     before = served_ranks(settings)
     env.setenv("PERSONALIZATION_PER_USER_MIN_INTERACTIONS", "12")  # the sample's users have short histories
+    env.setenv("PERSONALIZATION_TUNING_MAX_TRIALS", "1")  # tuning keeps the configuration in force
     try:
         weekly = run_job("weekly")
     finally:
         env.delenv("PERSONALIZATION_PER_USER_MIN_INTERACTIONS")
+        env.delenv("PERSONALIZATION_TUNING_MAX_TRIALS")
     assert weekly.success, weekly.error
+    assert weekly.metadata["tuned_settings"]["stopped_by"] == {"als": "trials", "ease": "trials"}
     assert {"user_features", "als_model", "offline_eval", "serving_tables"} <= set(weekly.metadata)
     assert "raw_interactions" not in weekly.metadata  # no re-ingest
     assert weekly.checks["user_features.pii_free"] and weekly.checks["user_rankings.pii_free"]
@@ -295,3 +300,47 @@ def test_bad_input_fails_the_run_and_keeps_the_served_rankings(pipeline, tmp_pat
     assert len(after) == len(before)
     assert json.dumps(sorted(after["items"].map(json.dumps))) == json.dumps(sorted(before["items"].map(json.dumps)))
     assert after["generated_at"].max() == before["generated_at"].max()
+
+
+def test_weekly_tuning_registers_its_best_trial_and_later_runs_train_with_it(pipeline):
+    settings, _, env, _ = pipeline
+    env.setenv("PERSONALIZATION_TUNING_MAX_TRIALS", "4")
+    env.setenv("PERSONALIZATION_ALS_FACTORS", "8")  # set by the operator: never tuned, always used
+    try:
+        weekly = run_job("weekly")
+        assert weekly.success, weekly.error
+        nightly = run_job("nightly")
+        assert nightly.success, nightly.error
+    finally:
+        env.delenv("PERSONALIZATION_TUNING_MAX_TRIALS")
+        env.delenv("PERSONALIZATION_ALS_FACTORS")
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        trials = con.execute("SELECT * FROM tuning_trials WHERE run_id = ?", [weekly.run_id]).df()
+        (tuned,) = con.execute(
+            "SELECT params FROM model_registry WHERE model_name = 'tuning' AND run_id = ?", [weekly.run_id]
+        ).fetchall()
+        params = dict(
+            con.execute(
+                "SELECT model_name, params FROM model_registry WHERE run_id = ? AND model_name IN ('als', 'ease')",
+                [nightly.run_id],
+            ).fetchall()
+        )
+        chosen = json.loads(tuned[0])
+        weights = con.execute("SELECT user_id, item_id, weight FROM mart_user_item_signals ORDER BY ALL").df()
+        expected = read_signals_decayed(con, chosen["half_life_days"], chosen["half_life_span_fraction"])
+    assert trials.groupby("model_name").size().to_dict() == {"als": 4, "ease": 4}
+    for _, rows in trials.groupby("model_name"):
+        best = rows.sort_values(["ndcg", "trial"], ascending=[False, True]).iloc[0]
+        assert rows["chosen"].sum() == 1 and bool(best["chosen"])
+        assert json.loads(best["settings"]).items() <= chosen.items()
+    assert not any("als_factors" in json.loads(config) for config in trials["settings"])
+    assert "als_factors" not in chosen
+    als, ease = json.loads(params["als"]), json.loads(params["ease"])
+    assert als["factors"] == 8  # the environment wins
+    assert (als["regularization"], als["alpha"]) == (chosen["als_regularization"], chosen["als_alpha"])
+    assert (ease["regularization"], ease["sequence_weight"]) == (
+        chosen["ease_regularization"],
+        chosen["ease_sequence_weight"],
+    )
+    merged = weights.merge(expected, on=["user_id", "item_id"], suffixes=("", "_tuned"))
+    assert len(merged) == len(weights) and (merged["weight"] - merged["weight_tuned"]).abs().max() < 1e-9
