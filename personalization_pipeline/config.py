@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     ranker_candidates: int = Field(200, gt=0)
     ranker_folds: int = Field(3, ge=2)
     ranker_max_users: int = Field(5000, gt=1)
+    cold_start_max_history: int = Field(5, ge=0)  # fewer engaged items: the cold-start blend; 0 turns it off
+    cold_start_category_boost: float = Field(1.0, ge=0)
+    cold_start_fresh_boost: float = Field(0.5, ge=0)
     ranker_margin_stderrs: float = Field(1.0, ge=0)  # how clearly the re-ranker must beat the best personal model
     fresh_days: float = Field(14.0, ge=0)
     dismiss_filter_min: int = Field(3, ge=1)

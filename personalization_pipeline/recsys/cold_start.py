@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.ranking import DEFAULT_HISTORY_DAMPING, Scorer
 
 
@@ -52,8 +52,8 @@ class ColdStartBlend:
         self.model = model
         self.params = params
         items = np.asarray(model.item_ids, dtype=str)
-        listed = catalog.drop_duplicates("item_id").set_index(catalog["item_id"].drop_duplicates().astype(str))
-        listed = listed.reindex(items)
+        listed = catalog.assign(item_id=catalog["item_id"].astype(str)).drop_duplicates("item_id")
+        listed = listed.set_index("item_id").reindex(items)
         codes, _ = pd.factorize(listed["category"].astype("string").fillna("").to_numpy(str), sort=True)
         self._categories = codes
         users_per_item = np.asarray(history.engaged.sum(axis=0)).ravel()
@@ -91,6 +91,8 @@ class ColdStartBlend:
         return scores
 
 
-def with_cold_start(model: Scorer, catalog: pd.DataFrame, history: InteractionMatrix, as_of: datetime, params: ColdStartParams) -> Scorer:
+def with_cold_start(
+    model: Scorer, catalog: pd.DataFrame, history: InteractionMatrix, as_of: datetime, params: ColdStartParams
+) -> Scorer:
     """``model`` blended for short histories, or ``model`` itself when the blend is off (``max_history`` 0)."""
     return model if params.max_history <= 0 else ColdStartBlend(model, catalog, history, as_of, params)

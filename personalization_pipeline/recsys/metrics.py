@@ -83,7 +83,27 @@ def evaluate(
     catalog_size: int,
     n_users_total: int,
 ) -> dict[str, float]:
-    """Mean metrics@k over users with a relevant item, plus coverage.
+    """Mean metrics@k over users with a relevant item, plus coverage: :func:`evaluate_per_user`'s summary."""
+    return evaluate_per_user(recs, truth, k, catalog_size, n_users_total)[0]
+
+
+def paired_stderr(a: pd.Series, b: pd.Series) -> float:
+    """Standard error of the mean per-user difference ``a - b`` (same users in both; 0 below two).
+    Two lists scored on the same users differ far less from user to user than either varies, so
+    this is the noise to weigh a difference between two models by."""
+    diff = (a - b.reindex(a.index)).to_numpy(np.float64)
+    return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+
+
+def evaluate_per_user(
+    recs: pd.DataFrame,
+    truth: pd.DataFrame,
+    k: int,
+    catalog_size: int,
+    n_users_total: int,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Mean metrics@k over users with a relevant item, plus coverage, and the per-user frame they
+    are the means of (index user_id, columns ``METRICS``).
 
     ``recs`` has (user_id, item_id, rank): one list per user, ordered by rank. ``truth``
     has the relevant (user_id, item_id) pairs. Users in ``truth`` without recommendations
@@ -133,4 +153,4 @@ def evaluate(
     result["users_evaluated"] = float(len(n_relevant))
     ndcg = per_user["ndcg"]
     result["ndcg_stderr"] = float(ndcg.std(ddof=1) / np.sqrt(len(ndcg))) if len(ndcg) > 1 else 0.0
-    return result
+    return result, pd.DataFrame(per_user, index=n_relevant.index)

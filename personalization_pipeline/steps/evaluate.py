@@ -10,12 +10,15 @@ import numpy as np
 import pandas as pd
 
 from ..recsys.beyond_accuracy import intra_list_diversity, novelty
+from ..recsys.cold_start import with_cold_start
 from ..recsys.matrices import InteractionMatrix, engaged_rows
-from ..recsys.metrics import evaluate
+from ..recsys.metrics import evaluate, evaluate_per_user, paired_stderr
 from ..recsys.ranking import user_rankings
+from ..recsys.registry import PERSONAL_MODELS
+from .gate import GAIN_STDERR
 from .inputs import read_catalog, read_signals
 from .registry import RegistryEntry
-from .rerank import RANKER, load_ranker, refit, rerank
+from .rerank import RANKER, cold_start_params, load_ranker, refit, rerank
 from .splitting import split_for_evaluation
 from .tables import EVAL_HISTORY
 
@@ -33,12 +36,15 @@ def evaluate_registered(
     computed_at: datetime,
 ) -> pd.DataFrame:
     """Refit each registered global model (same kind and parameters as its entry) on the split's
-    train part and score its top-K on the test part: accuracy and coverage (:func:`evaluate`),
+    train part and score its top-K on the test part, personal models with the cold-start blend
+    they are served with: accuracy and coverage (:func:`evaluate`),
     intra-list diversity and novelty, over at most ``settings.eval_max_users`` users (a seeded
     sample). A model its limits skip on the train part is left out. With a registered re-ranker
     (trained on the same train part) the whole ranking path is replayed over those refitted
     models: ``ranker`` rows score the lists it serves, the ``candidates`` row is the recall of
-    the candidate sets (the ceiling of any re-ranking, at K = the candidate count).
+    the candidate sets (the ceiling of any re-ranking, at K = the candidate count), and the
+    ranker's ``ndcg_gain_stderr`` the standard error of its per-user NDCG gain over the best
+    personal model (:func:`paired_stderr`).
 
     Appends one row per (model, metric) to ``eval_history``, carrying the entry's version, and
     returns this run's rows.
@@ -60,21 +66,31 @@ def evaluate_registered(
     def add(name: str, version: str | None, metrics: dict[str, float], at: int = k) -> None:
         rows.extend([run_id, name, version, metric, at, float(value), computed_at] for metric, value in metrics.items())
 
-    def scored(recs: pd.DataFrame) -> dict[str, float]:
-        metrics = evaluate(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))
+    ndcg_by_user: dict[str, pd.Series] = {}
+
+    def scored(name: str, recs: pd.DataFrame) -> dict[str, float]:
+        metrics, per_user = evaluate_per_user(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))
+        ndcg_by_user[name] = per_user["ndcg"]
         metrics["intra_list_diversity"] = intra_list_diversity(recs, categories, k)
         metrics["novelty"] = novelty(recs, item_users, len(history.users), k)
         return metrics
 
     fitted = refit(entries)(history)
+    as_of = pd.to_datetime(train["occurred_at"]).max().to_pydatetime()
+    blend = cold_start_params(settings)
     for name, model in fitted.items():
-        add(name, entries[name].model_version, scored(user_rankings(model, users, items, history, k)))
+        served = with_cold_start(model, catalog, history, as_of, blend) if name in PERSONAL_MODELS else model
+        add(name, entries[name].model_version, scored(name, user_rankings(served, users, items, history, k)))
     if RANKER in entries:
-        as_of = pd.to_datetime(train["occurred_at"]).max().to_pydatetime()
         batches = list(
             rerank(con, settings, load_ranker(entries[RANKER]), fitted, history, as_of, users.to_numpy(str), items, k)
         )
-        add(RANKER, entries[RANKER].model_version, scored(pd.concat([b.lists for b in batches])))
+        ranked = scored(RANKER, pd.concat([b.lists for b in batches]))
+        personal = [name for name in PERSONAL_MODELS if name in ndcg_by_user]
+        if personal:  # the noise of its gain over the best personal model, on the same users
+            best = max(personal, key=lambda name: (ndcg_by_user[name].mean(), -personal.index(name)))
+            ranked[GAIN_STDERR] = paired_stderr(ndcg_by_user[RANKER], ndcg_by_user[best])
+        add(RANKER, entries[RANKER].model_version, ranked)
         candidates = pd.concat([b.candidates for b in batches])
         recall = evaluate(
             candidates.assign(rank=1), truth, k=len(candidates), catalog_size=len(items), n_users_total=len(users)

@@ -22,6 +22,8 @@ from .tables import EVAL_HISTORY, USER_RANKINGS
 
 METRIC = "ndcg"
 STDERR = "ndcg_stderr"
+GAIN_STDERR = "ndcg_gain_stderr"
+"""Of the re-ranker: the standard error of its per-user NDCG gain over the best personal model."""
 NOISE_STDERRS = 2.0
 
 
@@ -30,6 +32,7 @@ class Figure:
     model_version: str
     ndcg: float
     stderr: float = 0.0
+    gain_stderr: float | None = None
 
 
 @dataclass(frozen=True)

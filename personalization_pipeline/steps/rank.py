@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 
 from ..recsys.base import Recommender
+from ..recsys.cold_start import with_cold_start
 from ..recsys.per_user import PerUserComposite
 from ..recsys.popularity import Popularity
 from ..recsys.ranking import USER_COLUMNS, global_rankings, iter_user_rankings
 from ..recsys.registry import GLOBAL_MODELS, PERSONAL_MODELS
 from ..sqlutil import scalar
-from .gate import METRIC, STDERR, Figure
+from .gate import GAIN_STDERR, METRIC, STDERR, Figure
 from .inputs import read_active_users, read_catalog, read_history
 from .registry import RegistryEntry, record
-from .rerank import RANKER, load_ranker, rerank, signals_as_of
+from .rerank import RANKER, cold_start_params, load_ranker, rerank, signals_as_of
 from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, RANK_RATIONALE, USER_RANKINGS
 from .train import load
 
@@ -47,14 +48,14 @@ def choose_serving_model(
     evaluated: dict[str, dict[str, float]] = {}
     if scalar(con, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{EVAL_HISTORY}'"):
         for version, metric, value in con.execute(
-            f"SELECT model_version, metric, value FROM {EVAL_HISTORY} WHERE metric IN (?, ?) "
+            f"SELECT model_version, metric, value FROM {EVAL_HISTORY} WHERE metric IN (?, ?, ?) "
             "AND list_contains(?, model_version) "
             "QUALIFY row_number() OVER (PARTITION BY model_version, metric ORDER BY computed_at DESC) = 1",
-            [METRIC, STDERR, versions],
+            [METRIC, STDERR, GAIN_STDERR, versions],
         ).fetchall():
             evaluated.setdefault(version, {})[metric] = value
     figures = {
-        e.model_name: Figure(e.model_version, got[METRIC], got.get(STDERR, 0.0))
+        e.model_name: Figure(e.model_version, got[METRIC], got.get(STDERR, 0.0), got.get(GAIN_STDERR))
         for e in candidates
         if e.model_version is not None and METRIC in (got := evaluated.get(e.model_version, {}))
     }
@@ -66,8 +67,9 @@ def choose_serving_model(
 def pick_serving(figures: dict[str, Figure], names: list[str], margin_stderrs: float = 1.0) -> str:
     """The personal model (any name but the re-ranker's) with the best NDCG (ties: the order of
     ``names``); the re-ranker instead only when its NDCG beats that one's by more than
-    ``margin_stderrs`` standard errors of the difference: a stage on top of the personal models
-    must earn its cost and its risk, not win on evaluation noise."""
+    ``margin_stderrs`` standard errors of the difference (of the per-user gain when the
+    evaluation recorded it, else of two independent means): a stage on top of the personal
+    models must earn its cost and its risk, not win on evaluation noise."""
     personal = [name for name in names if name in figures and name != RANKER]
     if not personal:
         return RANKER
@@ -75,7 +77,10 @@ def pick_serving(figures: dict[str, Figure], names: list[str], margin_stderrs: f
     ranker = figures.get(RANKER)
     if ranker is None:
         return best
-    margin = margin_stderrs * (ranker.stderr**2 + figures[best].stderr ** 2) ** 0.5
+    noise = ranker.gain_stderr
+    if noise is None:
+        noise = (ranker.stderr**2 + figures[best].stderr ** 2) ** 0.5
+    margin = margin_stderrs * noise
     return RANKER if ranker.ndcg > figures[best].ndcg + margin else best
 
 
@@ -87,8 +92,9 @@ def write_user_rankings(
     per_user: PerUserComposite | None = None,
 ) -> RankingCounts:
     """Top-``settings.top_n`` per opted-in user and scope into ``user_rankings``, seen items
-    removed, from ``entry``: a personal model, or the re-ranker over the registered models'
-    candidates (its rationale tags go to ``rank_rationale``). With ``per_user``, kept users are
+    removed, from ``entry``: a personal model (blended for short histories, see :mod:`~.cold_start`),
+    or the re-ranker over the registered models' candidates (its rationale tags go to
+    ``rank_rationale``). With ``per_user``, kept users are
     scored by their own model over the personal model (for the re-ranker, over the best personal
     model's source). Every row records the version of the model that produced it."""
     history = read_history(con)
@@ -123,7 +129,8 @@ def write_user_rankings(
         model: Recommender = load(entry)
         if per_user is not None:
             model = per_user.over(model)
-        batches = iter_user_rankings(model, users, catalog, history, n)
+        blended = with_cold_start(model, catalog, history, signals_as_of(con), cold_start_params(settings))
+        batches = iter_user_rankings(blended, users, catalog, history, n)
     for batch in batches:
         own = np.isin(batch["user_id"].to_numpy(str), kept)
         versions = np.where(own, per_user.version if per_user is not None else "", str(entry.model_version))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..recsys.base import Recommender
+from ..recsys.cold_start import ColdStartParams
 from ..recsys.matrices import InteractionMatrix
 from ..recsys.per_user import PerUserComposite
 from ..recsys.registry import GLOBAL_MODELS, MODELS
@@ -46,6 +47,16 @@ def ranking_config(settings: Any) -> RankingConfig:
         dismiss_min=settings.dismiss_filter_min,
         dismiss_share=settings.dismiss_filter_share,
         neighbours=SearchParams(k=settings.similar_users_k, threshold=settings.similar_users_threshold),
+    )
+
+
+def cold_start_params(settings: Any) -> ColdStartParams:
+    """The cold-start blend of personal models from settings."""
+    return ColdStartParams(
+        max_history=settings.cold_start_max_history,
+        category_boost=settings.cold_start_category_boost,
+        fresh_boost=settings.cold_start_fresh_boost,
+        fresh_days=settings.fresh_days,
     )
 
 

@@ -12,8 +12,10 @@ import ranx
 from personalization_pipeline.recsys.metrics import (
     average_precision_at_k,
     evaluate,
+    evaluate_per_user,
     hit_rate_at_k,
     ndcg_at_k,
+    paired_stderr,
     precision_at_k,
     recall_at_k,
 )
@@ -178,3 +180,16 @@ def test_metrics_agree_with_ranx_on_random_lists():
     )
     for name in ("ndcg", "precision", "recall", "map", "hit_rate"):
         assert ours[name] == pytest.approx(float(theirs[f"{name}@10"]), abs=1e-9), name
+
+
+def test_per_user_figures_and_the_paired_standard_error_of_a_difference():
+    truth = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["a", "b", "c"]})
+    good = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["a", "b", "x"], "rank": 1})
+    poor = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["a", "x", "x"], "rank": 1})
+    summary, per_user = evaluate_per_user(good, truth, k=1, catalog_size=4, n_users_total=3)
+    assert per_user["ndcg"].to_dict() == {"u1": 1.0, "u2": 1.0, "u3": 0.0}
+    assert summary["ndcg"] == pytest.approx(2 / 3)
+    _, other = evaluate_per_user(poor, truth, k=1, catalog_size=4, n_users_total=3)
+    # differences 0, 1, 0: mean 1/3, sample standard deviation sqrt(1/3), over sqrt(3) users = 1/3
+    assert paired_stderr(per_user["ndcg"], other["ndcg"]) == pytest.approx(1 / 3)
+    assert paired_stderr(per_user["ndcg"], per_user["ndcg"]) == 0.0

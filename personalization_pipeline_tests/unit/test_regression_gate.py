@@ -42,3 +42,13 @@ def test_the_reranker_serves_only_when_it_beats_the_best_personal_model_beyond_t
     assert pick_serving({"als": als, "ease": ease}, names) == "ease"
     assert pick_serving({"als": ease, "ease": ease}, names) == "als"  # a tie goes to the earlier name
     assert pick_serving({"ranker": ease}, names) == "ranker"
+
+
+def test_the_noise_of_the_per_user_gain_is_used_when_recorded():
+    names = ["ease", "ranker"]
+    ease = Figure("ease-1", 0.20, 0.0100)
+    # +0.012 is below one SE of two independent means (0.0141) but well above the paired SE (0.004)
+    ranker = Figure("ranker-1", 0.212, 0.0100, gain_stderr=0.004)
+    assert pick_serving({"ease": ease, "ranker": ranker}, names) == "ranker"
+    unpaired = Figure("ranker-1", 0.212, 0.0100)
+    assert pick_serving({"ease": ease, "ranker": unpaired}, names) == "ease"
