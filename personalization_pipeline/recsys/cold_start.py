@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.ranking import DEFAULT_HISTORY_DAMPING, Scorer
+from personalization_pipeline.recsys.sources import age_days
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,7 @@ class ColdStartBlend:
         in_history = history.items.positions(items)
         popularity = np.log1p(np.where(in_history >= 0, users_per_item[np.maximum(in_history, 0)], 0.0))
         self._popularity = _standardised(popularity[None, :])[0]
-        approved = pd.to_datetime(listed.get("approved_at", pd.Series(index=listed.index)), errors="coerce")
-        age = (pd.Timestamp(as_of) - approved).dt.total_seconds().to_numpy(np.float64) / 86400.0
+        age = age_days(listed, as_of)
         self._fresh = ((age >= 0) & (age <= params.fresh_days)).astype(np.float64)
         # history item -> category of the model's items (items the model lacks have no category here)
         inside = in_history >= 0

@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+from personalization_pipeline.recsys.sources import age_days
 
 USER_VECTOR_FEATURES = ("engagement_score", "click_through_rate", "sessions_30d", "avg_session_seconds")
 CONTEXT_FEATURES = (
@@ -51,8 +52,7 @@ class FeatureContext:
         listed = catalog.drop_duplicates("item_id").set_index("item_id").reindex(self.items.ids)
         category = listed["category"].astype("string").fillna("")
         self._category_codes, categories = pd.factorize(category.to_numpy(str), sort=True)
-        approved = pd.to_datetime(listed.get("approved_at", pd.Series(index=listed.index)), errors="coerce")
-        self._age = (pd.Timestamp(as_of) - approved).dt.total_seconds().to_numpy(np.float64) / 86400.0
+        self._age = age_days(listed, as_of)
         in_history = self.items.positions(history.items.ids)
         inside = in_history >= 0
         to_catalog = sp.csr_matrix(

@@ -15,6 +15,12 @@ import scipy.sparse as sp
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 
 
+def age_days(catalog: pd.DataFrame, as_of: datetime) -> np.ndarray:
+    """Days from each catalogue row's ``approved_at`` to ``as_of`` (NaN when unknown or absent)."""
+    approved = pd.to_datetime(catalog.get("approved_at", pd.Series(index=catalog.index)), errors="coerce")
+    return (pd.Timestamp(as_of) - approved).dt.total_seconds().to_numpy(np.float64) / 86400.0
+
+
 class NeighbourScorer:
     """Items a user's neighbours responded to positively, scored by the summed similarity of
     those neighbours (``neighbours``: user_id, similar_user_id, similarity_score, e.g. from
@@ -50,8 +56,7 @@ class FreshScorer:
     for every user: catalogue cold start. ``catalog`` has item_id and approved_at."""
 
     def __init__(self, catalog: pd.DataFrame, as_of: datetime, days: float) -> None:
-        approved = pd.to_datetime(catalog["approved_at"], errors="coerce")
-        age = (pd.Timestamp(as_of) - approved).dt.total_seconds().to_numpy(np.float64) / 86400.0
+        age = age_days(catalog, as_of)
         fresh = (age >= 0) & (age <= days)
         order = np.argsort(catalog["item_id"].astype(str).to_numpy())
         self._items = catalog["item_id"].astype(str).to_numpy()[order]

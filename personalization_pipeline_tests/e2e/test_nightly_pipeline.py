@@ -42,8 +42,7 @@ def pipeline(tmp_path_factory, reset_pg):
     assert header == ["user_id", "item_id", "occurred_at", "event_type", "value", "session_id", "device_type"]
     with interactions.open("a") as handle:
         handle.write("\n".join([first, *BAD_ROWS]) + "\n")  # `first` again: an exact duplicate
-    # the re-ranker serves whenever it evaluates best, so that this module follows its whole path
-    with pipeline_env(root, reset_pg(), top_n=TOP_N, ranker_margin_stderrs=0) as env:
+    with pipeline_env(root, reset_pg(), top_n=TOP_N) as env:
         settings = Settings.from_env()
         result = run_job("nightly")
         assert result.success, result.error
