@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     ranker_candidates: int = Field(200, gt=0)
     ranker_folds: int = Field(3, ge=2)
     ranker_max_users: int = Field(5000, gt=1)
+    # LightGBM parameters of the re-ranker: unset keeps RerankerParams' default (recsys/reranker.py).
+    ranker_learning_rate: float | None = Field(None, gt=0)
+    ranker_num_leaves: int | None = Field(None, ge=2)
+    ranker_min_child_samples: int | None = Field(None, ge=1)
+    ranker_lambda_l2: float | None = Field(None, ge=0)
     cold_start_max_history: int = Field(5, ge=0)  # fewer engaged items: the cold-start blend; 0 turns it off
     cold_start_category_boost: float = Field(1.0, ge=0)
     cold_start_fresh_boost: float = Field(0.5, ge=0)

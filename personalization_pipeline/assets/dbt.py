@@ -12,7 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from ..config import Settings, project_root
 from ..resources import WarehouseResource
-from ..steps.tuning import with_tuned
+from ..steps.registry import with_tuned
 
 DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 

@@ -7,15 +7,15 @@ import dagster as dg
 
 from ..config import Settings
 from ..resources import WarehouseResource
-from ..steps.tables import CONSENTED_EVENTS, ITEMS, SIGNALS
+from ..steps.tables import CONSENTED_EVENTS, ITEMS, SIGNALS, USER_FEATURES
 from ..steps.tuning import tune
 
 
-@dg.asset(group_name="tuning", deps=[SIGNALS, CONSENTED_EVENTS, ITEMS], pool="warehouse")
+@dg.asset(group_name="tuning", deps=[SIGNALS, CONSENTED_EVENTS, ITEMS, USER_FEATURES], pool="warehouse")
 def tuned_settings(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """A seeded random search, within ``PERSONALIZATION_TUNING_BUDGET_SECONDS``, of the time decay
-    with ALS's parameters and of EASE's, scored by NDCG@K on a validation part of the evaluation
-    split's train part. The chosen values are registered as the ``tuning`` entry and used by the
+    with ALS's parameters, of EASE's and of the re-ranker's, scored on a validation part of the
+    evaluation split's train part. The chosen values are registered as the ``tuning`` entry and used by the
     model training and the signals of later runs, except where the environment sets them."""
     with warehouse.connect() as con:
         entry, results = tune(

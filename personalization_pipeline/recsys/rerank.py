@@ -151,45 +151,67 @@ class RerankerTraining:
     """Validation NDCG per diversity weight of the grid."""
 
 
-def train_reranker(
+@dataclass(frozen=True)
+class TrainingLists:
+    """The re-ranker's training data: per fold (history, candidates, features, labels, later), and
+    all folds' rows together with their list (``groups``: user#fold) and user."""
+
+    folds: list[tuple[InteractionMatrix, pd.DataFrame, pd.DataFrame, np.ndarray, pd.DataFrame]]
+    features: pd.DataFrame
+    labels: np.ndarray
+    groups: np.ndarray
+    users: np.ndarray
+
+
+def training_lists(
     train: pd.DataFrame,
     catalog: pd.DataFrame,
     user_vectors: pd.DataFrame,
     fit_models: Callable[[InteractionMatrix], Mapping[str, Scorer]],
     config: RankingConfig,
-    params: RerankerParams,
     split: TrainingSplit,
-) -> RerankerTraining:
-    """Train the re-ranker on ``train`` (user_id, item_id, weight, occurred_at, optionally
-    dismissed), never on what ``train`` lacks (an evaluation holdout). For each fold of :func:`training_folds`,
-    ``fit_models`` fits the base models on the fold's history, candidates come from them, and a
-    candidate's relevance comes from the fold's test part (:func:`_relevance`). Each fold gives
-    one list per user (at most ``split.max_users``, a seeded sample). The diversity weight is then
-    chosen on the first fold's lists of the users held out for early stopping, which no tree was
-    fitted on (see :data:`DIVERSITY_GRID`), and kept in the re-ranker's settings."""
+    seed: int,
+) -> TrainingLists:
+    """The lists to train on, from ``train`` (user_id, item_id, weight, occurred_at, optionally
+    dismissed), never from what ``train`` lacks (an evaluation holdout). For each fold of
+    :func:`training_folds`, ``fit_models`` fits the base models on the fold's history, candidates
+    come from them, and a candidate's relevance comes from the fold's test part
+    (:func:`_relevance`). Each fold gives one list per user (at most ``split.max_users``, a seeded
+    sample)."""
     items = catalog[["item_id", "category"]].assign(scope="all")
     folds = []
-    for number, (earlier, later) in enumerate(training_folds(train, split, params.seed)):
+    for number, (earlier, later) in enumerate(training_folds(train, split, seed)):
         history = InteractionMatrix.from_frame(earlier)
         as_of = pd.to_datetime(earlier["occurred_at"]).max().to_pydatetime()
         sources = build_sources(fit_models(history), history, catalog, as_of, config)
         users = later["user_id"].astype(str).drop_duplicates().sort_values()
         if len(users) > split.max_users:
-            users = users.sample(split.max_users, random_state=params.seed + number).sort_values()
+            users = users.sample(split.max_users, random_state=seed + number).sort_values()
         context = FeatureContext(history, catalog, user_vectors, as_of)
         parts = list(candidate_features(sources, users.to_numpy(str), items, history, context, config))
         candidates = pd.concat([c for c, _ in parts], ignore_index=True)
         features = pd.concat([f for _, f in parts], ignore_index=True)
-        labels = _relevance(candidates, later)
-        folds.append((history, candidates.assign(fold=number), features, labels, later))
+        folds.append((history, candidates.assign(fold=number), features, _relevance(candidates, later), later))
     candidates = pd.concat([f[1] for f in folds], ignore_index=True)
-    features = pd.concat([f[2] for f in folds], ignore_index=True)
-    labels = np.concatenate([f[3] for f in folds])
     users = candidates["user_id"].to_numpy(str)
-    groups = np.char.add(np.char.add(users, "#"), candidates["fold"].to_numpy().astype(str))
-    reranker, report = Reranker.fit(features, labels, groups, users, params)
-    held_out = set(users[validation_rows(users, labels, params)])  # the users fit() stopped early on
-    history, candidates, features, labels, later = folds[0]
+    return TrainingLists(
+        folds=folds,
+        features=pd.concat([f[2] for f in folds], ignore_index=True),
+        labels=np.concatenate([f[3] for f in folds]),
+        groups=np.char.add(np.char.add(users, "#"), candidates["fold"].to_numpy().astype(str)),
+        users=users,
+    )
+
+
+def train_reranker(
+    lists: TrainingLists, catalog: pd.DataFrame, config: RankingConfig, params: RerankerParams
+) -> RerankerTraining:
+    """Fit the re-ranker on ``lists`` (:func:`training_lists`). The diversity weight is then chosen
+    on the first fold's lists of the users held out for early stopping, which no tree was fitted
+    on (see :data:`DIVERSITY_GRID`), and kept in the re-ranker's settings."""
+    reranker, report = Reranker.fit(lists.features, lists.labels, lists.groups, lists.users, params)
+    held_out = set(lists.users[validation_rows(lists.users, lists.labels, params)])  # where fit() stopped early
+    history, candidates, features, _, later = lists.folds[0]
     valid = candidates["user_id"].isin(held_out).to_numpy()
     scores = reranker.predict(features[valid])
     positives = later[engaged_rows(later)][["user_id", "item_id"]].astype(str)
@@ -197,10 +219,10 @@ def train_reranker(
     categories = _categories(catalog)
     diversity = {}
     for weight in DIVERSITY_GRID:
-        lists = finish_lists(
+        served = finish_lists(
             candidates[valid], features[valid], scores, history, categories, config, weight, params.eval_at
         )
-        diversity[weight] = evaluate(lists, truth, params.eval_at, len(items), truth["user_id"].nunique())["ndcg"]
+        diversity[weight] = evaluate(served, truth, params.eval_at, len(categories), truth["user_id"].nunique())["ndcg"]
     chosen = max(diversity, key=lambda w: (diversity[w], w))
     reranker.settings["diversity_weight"] = chosen
     return RerankerTraining(reranker, report, diversity)

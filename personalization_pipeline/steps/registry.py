@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 import duckdb
 
@@ -18,6 +19,8 @@ from .tables import REGISTRY
 
 TRAINED = "trained"
 SKIPPED = "skipped"
+TUNING = "tuning"
+"""The registry name of the settings the weekly tuning chose (kind ``random_search``)."""
 
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {REGISTRY} (run_id VARCHAR, model_name VARCHAR, model_version VARCHAR, "
@@ -61,3 +64,12 @@ def latest_trained(con: duckdb.DuckDBPyConnection) -> dict[str, RegistryEntry]:
         "ORDER BY model_name"
     ).fetchall()
     return {row[1]: RegistryEntry(*row) for row in rows}
+
+
+def with_tuned(con: duckdb.DuckDBPyConnection, settings: Any) -> Any:
+    """``settings`` with the values of the last ``tuning`` entry, except those the environment sets."""
+    entry = latest_trained(con).get(TUNING)
+    if entry is None:
+        return settings
+    tuned = {name: value for name, value in entry.params_dict.items() if name not in settings.model_fields_set}
+    return settings.model_copy(update=tuned)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,17 +22,19 @@ from ..recsys.rerank import (
     RankedBatch,
     RankingConfig,
     RerankerTraining,
+    TrainingLists,
     TrainingSplit,
     build_sources,
     iter_reranked,
     train_reranker,
+    training_lists,
 )
 from ..recsys.rerank_features import FeatureContext
 from ..recsys.reranker import Reranker, RerankerParams
 from ..recsys.similarity import SearchParams
 from ..sqlutil import scalar
 from .inputs import read_catalog, read_signals, read_user_vectors
-from .registry import SKIPPED, TRAINED, RegistryEntry, record
+from .registry import SKIPPED, TRAINED, RegistryEntry, record, with_tuned
 from .splitting import split_for_evaluation
 from .tables import SIGNALS
 
@@ -61,7 +63,30 @@ def cold_start_params(settings: Any) -> ColdStartParams:
 
 
 def reranker_params(settings: Any) -> RerankerParams:
-    return RerankerParams(seed=settings.seed, eval_at=settings.eval_k)
+    """LightGBM's parameters: the defaults of :class:`RerankerParams` where ``ranker_<field>`` is unset."""
+    tuned = {
+        f.name: value
+        for f in fields(RerankerParams)
+        if (value := getattr(settings, f"ranker_{f.name}", None)) is not None
+    }
+    return RerankerParams(**{**tuned, "seed": settings.seed, "eval_at": settings.eval_k})
+
+
+def read_training_lists(
+    con: duckdb.DuckDBPyConnection, settings: Any, entries: dict[str, RegistryEntry]
+) -> tuple[TrainingLists, pd.DataFrame]:
+    """The re-ranker's training lists (:func:`training_lists` over the registered models, on the
+    evaluation split's train part, so the evaluation holdout stays unseen) and the catalogue."""
+    split = TrainingSplit(
+        kind=settings.eval_split,
+        folds=settings.ranker_folds,
+        holdout_fraction=settings.holdout_fraction,
+        max_users=settings.ranker_max_users,
+    )
+    train, _ = split_for_evaluation(read_signals(con), settings)
+    catalog = read_catalog(con)
+    config = ranking_config(settings)
+    return training_lists(train, catalog, read_user_vectors(con), refit(entries), config, split, settings.seed), catalog
 
 
 def refit(entries: dict[str, RegistryEntry]) -> Callable[[InteractionMatrix], dict[str, Recommender]]:
@@ -89,27 +114,13 @@ def train_ranker(
     run_id: str,
     trained_at: datetime,
 ) -> tuple[RegistryEntry, RerankerTraining | None]:
-    """Train the re-ranker on the evaluation split's train part (so the evaluation holdout stays
-    unseen), store it under ``store/ranker/<version>/`` and register it; skipped,
-    with the reason, when the data has too few answered candidates."""
-    params = reranker_params(settings)
-    split = TrainingSplit(
-        kind=settings.eval_split,
-        folds=settings.ranker_folds,
-        holdout_fraction=settings.holdout_fraction,
-        max_users=settings.ranker_max_users,
-    )
-    train, _ = split_for_evaluation(read_signals(con), settings)
+    """Train the re-ranker on :func:`read_training_lists` with the LightGBM parameters in force (the
+    last tuned values where the environment sets none), store it under ``store/ranker/<version>/``
+    and register it; skipped, with the reason, when the data has too few answered candidates."""
+    params = reranker_params(with_tuned(con, settings))
     try:
-        training = train_reranker(
-            train,
-            read_catalog(con),
-            read_user_vectors(con),
-            refit(entries),
-            ranking_config(settings),
-            params,
-            split,
-        )
+        lists, catalog = read_training_lists(con, settings, entries)
+        training = train_reranker(lists, catalog, ranking_config(settings), params)
     except ValueError as exc:
         entry = RegistryEntry(
             run_id, RANKER, None, Reranker.kind, json.dumps(asdict(params)), trained_at, SKIPPED, str(exc)

@@ -11,15 +11,14 @@ import duckdb
 from ..recsys.base import Recommender
 from ..recsys.registry import MODELS, build
 from .inputs import read_history
-from .registry import SKIPPED, TRAINED, RegistryEntry, record
-from .tuning import with_tuned
+from .registry import SKIPPED, TRAINED, RegistryEntry, record, with_tuned
 
 
 def train_and_register(
     con: duckdb.DuckDBPyConnection, name: str, settings: Any, store: Path, run_id: str, trained_at: datetime
 ) -> tuple[RegistryEntry, Recommender | None]:
     """Fit model ``name`` with the settings in force (the last tuned values where the environment
-    sets none, see :func:`~.tuning.with_tuned`) (or skip it, with the reason, when it does not fit the data or the
+    sets none, see :func:`~.registry.with_tuned`) (or skip it, with the reason, when it does not fit the data or the
     limits), save it under ``store/<name>/<version>/`` and record it in the registry.
 
     Raises ``ValueError`` when the model has nothing to learn: the run fails and the last good

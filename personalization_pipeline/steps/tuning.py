@@ -6,8 +6,10 @@ less a seeded random ``holdout_fraction`` of each user's items, and are scored b
 part (every engaged answer relevant), for a seeded sample of at most ``tuning_max_users`` users.
 ALS is tuned together with the time decay of the signals it learns from (recomputed from the
 consented events for each half-life tried); EASE learns from binary history, so its own
-parameters are tuned on the run's signals. Each model gets half of the time budget left.
-A setting given in the environment is not tuned: it wins (see :func:`with_tuned`).
+parameters are tuned on the run's signals. The re-ranker's LightGBM parameters are tuned on one
+set of its training lists (folds of the same train part), by LightGBM's NDCG on the users held
+out for early stopping. The models take turns, each with an equal share of the time budget left.
+A setting given in the environment is not tuned: it wins (see :func:`~.registry.with_tuned`).
 """
 
 from __future__ import annotations
@@ -26,16 +28,16 @@ import pandas as pd
 from ..recsys.matrices import InteractionMatrix, engaged_rows
 from ..recsys.metrics import evaluate
 from ..recsys.ranking import user_rankings
-from ..recsys.registry import build
+from ..recsys.registry import PERSONAL_MODELS, build
+from ..recsys.reranker import Reranker
 from ..recsys.splits import stratified_random_split
 from ..recsys.tuning import Config, SearchResult, dimension_fields, random_search
 from .inputs import read_catalog, read_signals
-from .registry import TRAINED, RegistryEntry, latest_trained, record
+from .registry import TRAINED, TUNING, RegistryEntry, latest_trained, record, with_tuned
+from .rerank import RANKER, read_training_lists, reranker_params
 from .splitting import split_for_evaluation
 from .tables import CONSENTED_EVENTS, TUNING_TRIALS
 
-TUNING = "tuning"
-"""The registry name of the tuned configuration (kind ``random_search``)."""
 GRIDS: dict[str, dict[str, Sequence[Any]]] = {
     "als": {
         "als_factors": [16, 32, 64, 128],
@@ -53,17 +55,14 @@ GRIDS: dict[str, dict[str, Sequence[Any]]] = {
         "ease_sequence_weight": [0.0, 0.25, 0.5, 1.0],
         "ease_sequence_regularization": [25.0, 50.0, 100.0],
     },
+    RANKER: {
+        "ranker_num_leaves": [7, 15, 31, 63],
+        "ranker_learning_rate": [0.01, 0.03, 0.1],
+        "ranker_min_child_samples": [50, 200, 800],
+        "ranker_lambda_l2": [1.0, 10.0, 100.0],
+    },
 }
 """Settings tried per model (values of :class:`~personalization_pipeline.config.Settings` fields)."""
-
-
-def with_tuned(con: duckdb.DuckDBPyConnection, settings: Any) -> Any:
-    """``settings`` with the last registered tuned values, except those the environment sets."""
-    entry = latest_trained(con).get(TUNING)
-    if entry is None:
-        return settings
-    tuned = {name: value for name, value in entry.params_dict.items() if name not in settings.model_fields_set}
-    return settings.model_copy(update=tuned)
 
 
 def read_signals_decayed(con: duckdb.DuckDBPyConnection, half_life_days: float | None, span_fraction: float):
@@ -127,13 +126,15 @@ def tune(
             frame = read_signals_decayed(con, half_life_days, span_fraction)
         return validation_scorer(frame, catalog, current)
 
-    def trial(name: str) -> Callable[[Config], float]:
+    def model_trial(name: str) -> Callable[[Config], float]:
         def score(config: Config) -> float:
             trial_settings = current.model_copy(update=config)
             return scorer(trial_settings.half_life_days, trial_settings.half_life_span_fraction)(name, trial_settings)
 
         return score
 
+    trials: dict[str, Callable[[Config], float] | None] = {name: model_trial(name) for name in GRIDS if name != RANKER}
+    trials[RANKER] = ranker_trial(con, current)
     started = clock()
     results: dict[str, SearchResult] = {}
     chosen: Config = {}
@@ -141,20 +142,20 @@ def tune(
         free = {
             dim: values for dim, values in grid.items() if not dimension_fields(dim, values) & settings.model_fields_set
         }
-        if not free:
+        score = trials[name]
+        if not free or score is None:
             continue
         remaining = settings.tuning_budget_seconds - (clock() - started)
-        share = remaining / (len(GRIDS) - number)
-        start = {
-            field: getattr(current, field) for dim, values in free.items() for field in dimension_fields(dim, values)
-        }
+        start = _in_force(
+            current, name, {field for dim, values in free.items() for field in dimension_fields(dim, values)}
+        )
         results[name] = random_search(
             free,
             start,
-            trial(name),
+            score,
             seed=settings.seed + number,
             max_trials=settings.tuning_max_trials,
-            budget_seconds=share,
+            budget_seconds=remaining / (len(GRIDS) - number),
             clock=clock,
         )
         chosen.update(results[name].best.config)
@@ -174,9 +175,31 @@ def tune(
     return entry, results
 
 
+def ranker_trial(con: duckdb.DuckDBPyConnection, settings: Any) -> Callable[[Config], float] | None:
+    """LightGBM's validation NDCG (on the users held out for early stopping) of the re-ranker with
+    a trial's parameters, all trials on one set of training lists (built here once, over the
+    registered models); None when no personal model is registered or the lists cannot train it."""
+    entries = latest_trained(con)
+    if not any(name in entries for name in PERSONAL_MODELS):
+        return None
+    try:
+        lists, _ = read_training_lists(con, settings, entries)
+    except ValueError:
+        return None
+
+    def score(config: Config) -> float:
+        params = reranker_params(settings.model_copy(update=config))
+        try:
+            return Reranker.fit(lists.features, lists.labels, lists.groups, lists.users, params)[1].valid_ndcg
+        except ValueError:
+            return float("-inf")
+
+    return score
+
+
 def _in_force(settings: Any, name: str, fields: set[str]) -> Config:
     """The values of ``fields`` in force: a model setting left unset is the model's own default."""
-    defaults = asdict(build(name, settings).params)
+    defaults = asdict(reranker_params(settings) if name == RANKER else build(name, settings).params)
     prefix = f"{name}_"
     return {
         field: defaults[field.removeprefix(prefix)] if field.startswith(prefix) else getattr(settings, field)

@@ -228,7 +228,7 @@ def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
         env.delenv("PERSONALIZATION_PER_USER_MIN_INTERACTIONS")
         env.delenv("PERSONALIZATION_TUNING_MAX_TRIALS")
     assert weekly.success, weekly.error
-    assert weekly.metadata["tuned_settings"]["stopped_by"] == {"als": "trials", "ease": "trials"}
+    assert weekly.metadata["tuned_settings"]["stopped_by"] == {"als": "trials", "ease": "trials", "ranker": "trials"}
     assert {"user_features", "als_model", "offline_eval", "serving_tables"} <= set(weekly.metadata)
     assert "raw_interactions" not in weekly.metadata  # no re-ingest
     assert weekly.checks["user_features.pii_free"] and weekly.checks["user_rankings.pii_free"]
@@ -320,26 +320,30 @@ def test_weekly_tuning_registers_its_best_trial_and_later_runs_train_with_it(pip
         ).fetchall()
         params = dict(
             con.execute(
-                "SELECT model_name, params FROM model_registry WHERE run_id = ? AND model_name IN ('als', 'ease')",
+                "SELECT model_name, params FROM model_registry WHERE run_id = ? "
+                "AND model_name IN ('als', 'ease', 'ranker')",
                 [nightly.run_id],
             ).fetchall()
         )
         chosen = json.loads(tuned[0])
         weights = con.execute("SELECT user_id, item_id, weight FROM mart_user_item_signals ORDER BY ALL").df()
         expected = read_signals_decayed(con, chosen["half_life_days"], chosen["half_life_span_fraction"])
-    assert trials.groupby("model_name").size().to_dict() == {"als": 4, "ease": 4}
+    assert trials.groupby("model_name").size().to_dict() == {"als": 4, "ease": 4, "ranker": 4}
     for _, rows in trials.groupby("model_name"):
         best = rows.sort_values(["ndcg", "trial"], ascending=[False, True]).iloc[0]
         assert rows["chosen"].sum() == 1 and bool(best["chosen"])
         assert json.loads(best["settings"]).items() <= chosen.items()
     assert not any("als_factors" in json.loads(config) for config in trials["settings"])
     assert "als_factors" not in chosen
-    als, ease = json.loads(params["als"]), json.loads(params["ease"])
+    als, ease, ranker = (json.loads(params[name]) for name in ("als", "ease", "ranker"))
     assert als["factors"] == 8  # the environment wins
     assert (als["regularization"], als["alpha"]) == (chosen["als_regularization"], chosen["als_alpha"])
     assert (ease["regularization"], ease["sequence_weight"]) == (
         chosen["ease_regularization"],
         chosen["ease_sequence_weight"],
     )
+    assert {name: ranker[name] for name in ("num_leaves", "learning_rate", "min_child_samples", "lambda_l2")} == {
+        name: chosen[f"ranker_{name}"] for name in ("num_leaves", "learning_rate", "min_child_samples", "lambda_l2")
+    }
     merged = weights.merge(expected, on=["user_id", "item_id"], suffixes=("", "_tuned"))
     assert len(merged) == len(weights) and (merged["weight"] - merged["weight_tuned"]).abs().max() < 1e-9

@@ -8,7 +8,13 @@ import pytest
 
 from personalization_pipeline.recsys.als import ALS, ALSParams
 from personalization_pipeline.recsys.popularity import Popularity
-from personalization_pipeline.recsys.rerank import DIVERSITY_GRID, RankingConfig, TrainingSplit, train_reranker
+from personalization_pipeline.recsys.rerank import (
+    DIVERSITY_GRID,
+    RankingConfig,
+    TrainingSplit,
+    train_reranker,
+    training_lists,
+)
 from personalization_pipeline.recsys.reranker import Reranker, RerankerParams
 from personalization_pipeline.synth.generator import generate
 
@@ -63,7 +69,12 @@ def test_training_on_generated_data_is_deterministic_and_chooses_a_diversity_wei
         return {"als": ALS(ALSParams(factors=4, iterations=5)).fit(history), "popularity": Popularity().fit(history)}
 
     config = RankingConfig(candidates=30)
-    runs = [train_reranker(train, catalog, vectors, fit, config, PARAMS, TrainingSplit(folds=2)) for _ in range(2)]
+    runs = [
+        train_reranker(
+            training_lists(train, catalog, vectors, fit, config, TrainingSplit(folds=2), 42), catalog, config, PARAMS
+        )
+        for _ in range(2)
+    ]
     assert runs[0].reranker.version == runs[1].reranker.version
     assert runs[0].reranker.settings["diversity_weight"] in DIVERSITY_GRID
     assert set(runs[0].diversity) == set(DIVERSITY_GRID)
