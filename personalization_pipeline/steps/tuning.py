@@ -113,7 +113,9 @@ def tune(
 ) -> tuple[RegistryEntry, dict[str, SearchResult]]:
     """Search :data:`GRIDS` (less the settings the environment sets) model by model, starting from
     the settings in force (``settings`` with the last tuned values); record every trial in
-    ``tuning_trials`` and the chosen values, with their validation NDCG, as the ``tuning`` entry."""
+    ``tuning_trials`` and the chosen values, with their validation NDCG, as the ``tuning`` entry.
+    The budget counts from here: reading the signals and building the re-ranker's lists spend it."""
+    started = clock()
     current = with_tuned(con, settings)
     catalog = read_catalog(con)
     signals = read_signals(con)
@@ -135,7 +137,6 @@ def tune(
 
     trials: dict[str, Callable[[Config], float] | None] = {name: model_trial(name) for name in GRIDS if name != RANKER}
     trials[RANKER] = ranker_trial(con, current)
-    started = clock()
     results: dict[str, SearchResult] = {}
     chosen: Config = {}
     for number, (name, grid) in enumerate(GRIDS.items()):
