@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import duckdb
@@ -29,6 +29,7 @@ from ..recsys.matrices import InteractionMatrix, engaged_rows
 from ..recsys.metrics import evaluate
 from ..recsys.ranking import user_rankings
 from ..recsys.registry import PERSONAL_MODELS, build
+from ..recsys.rerank import TrainingLists
 from ..recsys.reranker import Reranker
 from ..recsys.splits import stratified_random_split
 from ..recsys.tuning import Config, SearchResult, dimension_fields, random_search
@@ -178,20 +179,22 @@ def tune(
 
 def ranker_trial(con: duckdb.DuckDBPyConnection, settings: Any) -> Callable[[Config], float] | None:
     """LightGBM's validation NDCG (on the users held out for early stopping) of the re-ranker with
-    a trial's parameters, all trials on one set of training lists (built here once, over the
-    registered models); None when no personal model is registered or the lists cannot train it."""
+    a trial's parameters, every trial on one set of training lists over the registered models
+    (built at the first trial); -inf when they cannot train it; None when no personal model is
+    registered."""
     entries = latest_trained(con)
     if not any(name in entries for name in PERSONAL_MODELS):
         return None
-    try:
-        lists, _ = read_training_lists(con, settings, entries)
-    except ValueError:
-        return None
+
+    @cache
+    def lists() -> TrainingLists:
+        return read_training_lists(con, settings, entries)[0]
 
     def score(config: Config) -> float:
         params = reranker_params(settings.model_copy(update=config))
         try:
-            return Reranker.fit(lists.features, lists.labels, lists.groups, lists.users, params)[1].valid_ndcg
+            data = lists()
+            return Reranker.fit(data.features, data.labels, data.groups, data.users, params)[1].valid_ndcg
         except ValueError:
             return float("-inf")
 
