@@ -36,6 +36,7 @@ class PerUserParams:
     holdout_fraction: float = 0.2
     regularization: float = 1.0  # inverse of scikit-learn's C
     max_categories: int = 20
+    candidates: int = 200  # a kept user's model re-scores the global model's best unseen items, no others
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,11 @@ class PerUserComposite(Recommender):
         return self.item_features.item_ids
 
     def score(self, user_ids: UserIds, history: InteractionMatrix) -> np.ndarray:
-        """Global scores (on its items), replaced by the model's probabilities for kept users."""
+        """Global scores (on its items); for kept users, the model's probabilities over their
+        candidates: the global model's ``candidates`` best unseen items (the others are not
+        listed). A model of how a user answers what they engage with re-orders what the global
+        model proposes; over the whole catalogue it would favour items the user would like if they
+        ever met them, which the user mostly never does."""
         if self.base is None:
             raise ValueError("attach the global model with over() before scoring")
         base_cols = IdIndex(np.asarray(self.base.item_ids, dtype=str)).positions(self.item_ids)
@@ -239,8 +244,23 @@ class PerUserComposite(Recommender):
             z = np.nan_to_num(standardised(scores[kept]))
             w = self.coefficients[rows[kept]]
             logits = z * w[:, :1] + w[:, 1:] @ self.item_features.matrix.T + self.intercepts[rows[kept], np.newaxis]
-            scores[kept] = np.where(np.isnan(scores[kept]), np.nan, 1.0 / (1.0 + np.exp(-logits)))
+            candidate = self._candidates(scores[kept], np.asarray(user_ids, dtype=str)[kept], history)
+            scores[kept] = np.where(candidate, 1.0 / (1.0 + np.exp(-logits)), np.nan)
         return scores
+
+    def _candidates(self, base: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray:
+        """Mask of each row's ``params.candidates`` best-scored items the user has not seen."""
+        free = np.where(np.isnan(base), -np.inf, base)
+        seen = history.seen[np.maximum(history.users.positions(user_ids), 0)].tocoo()
+        known = history.users.positions(user_ids)[seen.row] >= 0
+        columns = IdIndex(np.asarray(self.item_ids, dtype=str)).positions(history.items.ids)[seen.col]
+        mine = known & (columns >= 0)
+        free[seen.row[mine], columns[mine]] = -np.inf
+        n = min(self.params.candidates, free.shape[1])
+        top = np.argpartition(-free, n - 1, axis=1)[:, :n]
+        mask = np.zeros(free.shape, dtype=bool)
+        np.put_along_axis(mask, top, True, axis=1)
+        return mask & np.isfinite(free)
 
     def state(self) -> dict[str, np.ndarray]:
         return {

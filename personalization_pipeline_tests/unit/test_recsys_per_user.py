@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -67,6 +69,19 @@ def test_the_composite_reranks_kept_users_only_and_round_trips(tmp_path):
     np.testing.assert_array_equal(loaded.score(np.array(["idio", "c001"]), history), scores)
     gone = composite.without({"idio"})
     assert len(gone.users) == 0 and gone.version != composite.version
+
+
+def test_a_kept_model_reorders_only_the_global_models_best_unseen_items():
+    base, history, features, pairs = world()
+    params = dataclasses.replace(PARAMS, candidates=10)
+    global_scores = pd.Series(base.score(np.array(["c001"]), history)[0], index=base.item_ids)
+    for user in ("idio", "c001"):  # idio has no history here; c001 has seen eleven items
+        fitted = fit_per_user(pairs.replace({"idio": user}), features, params)
+        (row,) = PerUserComposite.from_fit(params, fitted, features, base).score(np.array([user]), history)
+        listed = set(np.asarray(base.item_ids)[np.isfinite(row)])
+        unseen = global_scores.drop(list(history.seen_items(user)))
+        assert len(listed) == 10 and not listed & set(history.seen_items(user))
+        assert global_scores[list(listed)].min() >= unseen.nlargest(10).min()  # the global model's best ten
 
 
 def test_the_batched_fit_matches_scikit_learn_user_by_user():
