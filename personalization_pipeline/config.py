@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     tuning_budget_seconds: float = Field(600.0, gt=0)
     tuning_max_trials: int = Field(16, ge=1)  # per tuned model, the current configuration included
     tuning_max_users: int = Field(5000, gt=0)
+    tuning_margin_stderrs: float = Field(1.0, ge=0)  # how clearly a tuned configuration must beat the one in force
     seed: int = 42
     pii_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list of confirmed non-PII values
     pii_allow_file: Path | None = None  # one confirmed value per line

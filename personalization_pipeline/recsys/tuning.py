@@ -7,6 +7,11 @@ generator (a configuration already tried is drawn again, up to a bound), so the 
 and trial count give the same trials and the same choice whatever the machine; the time budget
 only cuts the sequence short: a trial starts only while the time spent plus the longest trial so
 far fits the budget.
+
+A score may be per user (an array): the trial's score is then its mean, and
+:meth:`SearchResult.chosen` keeps the configuration in force unless the best trial beats it by
+more than a margin of standard errors of the per-user gain: the best of many noisy trials is
+better than the rest partly by luck (the winner's curse), and a change must earn its place.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +33,7 @@ class Trial:
     config: Config
     score: float
     seconds: float
+    per_user: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,17 @@ class SearchResult:
     def best(self) -> Trial:
         """The best-scoring trial; ties go to the earlier one (the current configuration first)."""
         return max(self.trials, key=lambda t: (t.score, -t.number))
+
+    def chosen(self, margin_stderrs: float) -> Trial:
+        """The best trial when it beats the first (the configuration in force) by more than
+        ``margin_stderrs`` standard errors of their per-user difference, else the first; the best
+        trial when the scores are not per user."""
+        best, first = self.best, self.trials[0]
+        if best is first or best.per_user is None or first.per_user is None:
+            return best
+        diff = best.per_user - first.per_user
+        noise = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        return best if best.score - first.score > margin_stderrs * noise else first
 
 
 def draw_configs(
@@ -72,7 +89,7 @@ def dimension_fields(name: str, values: Sequence[Any]) -> set[str]:
 def random_search(
     grid: Mapping[str, Sequence[Any]],
     current: Config,
-    score: Callable[[Config], float],
+    score: Callable[[Config], float | np.ndarray],
     *,
     seed: int,
     max_trials: int,
@@ -91,5 +108,9 @@ def random_search(
             return SearchResult(trials, "budget")
         begin = clock()
         value = score(config)
-        trials.append(Trial(number, config, float(value), clock() - begin))
+        seconds = clock() - begin
+        if isinstance(value, np.ndarray):
+            trials.append(Trial(number, config, float(value.mean()) if len(value) else 0.0, seconds, value))
+        else:
+            trials.append(Trial(number, config, float(value), seconds))
     return SearchResult(trials, "trials" if len(configs) == max_trials else "grid")

@@ -23,10 +23,11 @@ from functools import cache, lru_cache
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from ..recsys.matrices import InteractionMatrix, engaged_rows
-from ..recsys.metrics import evaluate
+from ..recsys.metrics import evaluate_per_user
 from ..recsys.ranking import user_rankings
 from ..recsys.registry import PERSONAL_MODELS, build
 from ..recsys.rerank import TrainingLists
@@ -85,9 +86,11 @@ def read_signals_decayed(con: duckdb.DuckDBPyConnection, half_life_days: float |
     ).df()
 
 
-def validation_scorer(frame: pd.DataFrame, catalog: pd.DataFrame, settings: Any) -> Callable[[str, Any], float]:
-    """NDCG@K on the validation part of ``frame`` (see the module docstring) of model ``name``
-    built from ``settings``."""
+def validation_scorer(
+    frame: pd.DataFrame, catalog: pd.DataFrame, settings: Any
+) -> Callable[[str, Any], float | np.ndarray]:
+    """Per-user NDCG@K on the validation part of ``frame`` (see the module docstring) of model
+    ``name`` built from ``settings`` (-inf when its limits skip it)."""
     train, _ = split_for_evaluation(frame, settings)
     fit, valid = stratified_random_split(train, fraction=settings.holdout_fraction, seed=settings.seed + 1)
     truth = valid[engaged_rows(valid)][["user_id", "item_id"]].astype(str)
@@ -104,7 +107,8 @@ def validation_scorer(frame: pd.DataFrame, catalog: pd.DataFrame, settings: Any)
         if model.skip_reason(history) is not None:
             return float("-inf")
         recs = user_rankings(model.fit(history), users, items, history, k)
-        return evaluate(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))["ndcg"]
+        _, per_user = evaluate_per_user(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))
+        return per_user["ndcg"].to_numpy(np.float64)
 
     return score
 
@@ -122,21 +126,23 @@ def tune(
     signals = read_signals(con)
 
     @lru_cache(maxsize=2)  # a history per decay: keep few
-    def scorer(half_life_days: float | None, span_fraction: float) -> Callable[[str, Any], float]:
+    def scorer(half_life_days: float | None, span_fraction: float) -> Callable[[str, Any], float | np.ndarray]:
         if (half_life_days, span_fraction) == (current.half_life_days, current.half_life_span_fraction):
             frame = signals
         else:
             frame = read_signals_decayed(con, half_life_days, span_fraction)
         return validation_scorer(frame, catalog, current)
 
-    def model_trial(name: str) -> Callable[[Config], float]:
-        def score(config: Config) -> float:
+    def model_trial(name: str) -> Callable[[Config], float | np.ndarray]:
+        def score(config: Config) -> float | np.ndarray:
             trial_settings = current.model_copy(update=config)
             return scorer(trial_settings.half_life_days, trial_settings.half_life_span_fraction)(name, trial_settings)
 
         return score
 
-    trials: dict[str, Callable[[Config], float] | None] = {name: model_trial(name) for name in GRIDS if name != RANKER}
+    trials: dict[str, Callable[[Config], float | np.ndarray] | None] = {
+        name: model_trial(name) for name in GRIDS if name != RANKER
+    }
     trials[RANKER] = ranker_trial(con, current)
     results: dict[str, SearchResult] = {}
     chosen: Config = {}
@@ -160,8 +166,8 @@ def tune(
             budget_seconds=remaining / (len(GRIDS) - number),
             clock=clock,
         )
-        chosen.update(results[name].best.config)
-    _record_trials(con, run_id, results)
+        chosen.update(results[name].chosen(settings.tuning_margin_stderrs).config)
+    _record_trials(con, run_id, results, settings.tuning_margin_stderrs)
     params = json.dumps(chosen, sort_keys=True)
     entry = RegistryEntry(
         run_id,
@@ -171,7 +177,7 @@ def tune(
         params,
         trained_at,
         TRAINED,
-        _summary(results),
+        _summary(results, settings.tuning_margin_stderrs),
     )
     record(con, entry)
     return entry, results
@@ -211,22 +217,33 @@ def _in_force(settings: Any, name: str, fields: set[str]) -> Config:
     }
 
 
-def _summary(results: Mapping[str, SearchResult]) -> str:
-    """Validation NDCG of the chosen and of the configuration in force, per model."""
+def _summary(results: Mapping[str, SearchResult], margin_stderrs: float) -> str:
+    """Validation NDCG of the chosen, of the best and of the configuration in force, per model."""
     return "; ".join(
-        f"{name}: validation NDCG {r.best.score:.4f} (in force {r.trials[0].score:.4f}, {len(r.trials)} trials)"
+        f"{name}: validation NDCG {r.chosen(margin_stderrs).score:.4f} chosen (best {r.best.score:.4f}, "
+        f"in force {r.trials[0].score:.4f}, {len(r.trials)} trials)"
         for name, r in results.items()
     )
 
 
-def _record_trials(con: duckdb.DuckDBPyConnection, run_id: str, results: Mapping[str, SearchResult]) -> None:
+def _record_trials(
+    con: duckdb.DuckDBPyConnection, run_id: str, results: Mapping[str, SearchResult], margin_stderrs: float
+) -> None:
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {TUNING_TRIALS} (run_id VARCHAR, model_name VARCHAR, trial INTEGER, "
         "settings VARCHAR, ndcg DOUBLE, seconds DOUBLE, chosen BOOLEAN)"
     )
     con.execute(f"DELETE FROM {TUNING_TRIALS} WHERE run_id = ?", [run_id])
     rows = [
-        [run_id, name, t.number, json.dumps(t.config, sort_keys=True), t.score, t.seconds, t is r.best]
+        [
+            run_id,
+            name,
+            t.number,
+            json.dumps(t.config, sort_keys=True),
+            t.score,
+            t.seconds,
+            t is r.chosen(margin_stderrs),
+        ]
         for name, r in results.items()
         for t in r.trials
     ]

@@ -331,8 +331,9 @@ def test_weekly_tuning_registers_its_best_trial_and_later_runs_train_with_it(pip
     assert trials.groupby("model_name").size().to_dict() == {"als": 4, "ease": 4, "ranker": 4}
     for _, rows in trials.groupby("model_name"):
         best = rows.sort_values(["ndcg", "trial"], ascending=[False, True]).iloc[0]
-        assert rows["chosen"].sum() == 1 and bool(best["chosen"])
-        assert json.loads(best["settings"]).items() <= chosen.items()
+        (picked,) = rows[rows["chosen"]].itertuples()  # the best, or the one in force when not clearly beaten
+        assert picked.trial in (best["trial"], 0)
+        assert json.loads(picked.settings).items() <= chosen.items()
     assert not any("als_factors" in json.loads(config) for config in trials["settings"])
     assert "als_factors" not in chosen
     als, ease, ranker = (json.loads(params[name]) for name in ("als", "ease", "ranker"))

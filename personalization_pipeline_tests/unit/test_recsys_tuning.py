@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from personalization_pipeline.recsys.tuning import dimension_fields, draw_configs, random_search
 
 GRID = {"a": [1, 2, 3], "b": [0.1, 0.2], "decay": [{"h": None, "f": 0.5}, {"h": 0.0}]}
@@ -50,3 +52,20 @@ def test_dimensions_name_the_settings_they_set():
     assert dimension_fields("a", [1, 2]) == {"a"}
     assert dimension_fields("decay", GRID["decay"]) == {"h", "f"}
     assert len(draw_configs({"a": [1]}, {"a": 1}, seed=0, max_trials=5)) == 1
+
+
+def test_a_per_user_score_keeps_the_configuration_in_force_unless_the_best_beats_it_clearly():
+    users = np.random.default_rng(0).normal(0.3, 0.2, 400)  # what each user's figure is anyway
+    swing = np.where(np.arange(400) % 2 == 0, 1.0, -1.0)
+
+    def scored(gain: float, spread: float):
+        return lambda config: users + (gain + spread * swing if config["a"] == 2 else 0.0)
+
+    # a mean gain of 0.01 that swings by 0.3 from user to user: standard error 0.015
+    close = random_search({"a": [1, 2]}, {"a": 1}, scored(0.01, 0.3), seed=0, max_trials=2, budget_seconds=1e9)
+    assert close.trials[0].per_user is not None and len(close.trials[0].per_user) == 400
+    assert close.best.number == 1 and close.chosen(1.0).number == 0 and close.chosen(0.0).number == 1
+    clear = random_search({"a": [1, 2]}, {"a": 1}, scored(0.01, 0.01), seed=0, max_trials=2, budget_seconds=1e9)
+    assert clear.chosen(1.0).number == 1  # the same gain, consistent across users
+    floats = random_search({"a": [1, 2]}, {"a": 1}, lambda c: float(c["a"]), seed=0, max_trials=2, budget_seconds=1e9)
+    assert floats.chosen(1.0).number == 1  # without per-user scores the best is chosen
