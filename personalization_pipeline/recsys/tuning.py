@@ -8,7 +8,7 @@ and trial count give the same trials and the same choice whatever the machine; t
 only cuts the sequence short: a trial starts only while the time spent plus the longest trial so
 far fits the budget.
 
-A score may be per user (an array): the trial's score is then its mean, and
+A score may be per user (a Series indexed by user): the trial's score is then its mean, and
 :meth:`SearchResult.chosen` keeps the configuration in force unless the best trial beats it by
 more than a margin of standard errors of the per-user gain: the best of many noisy trials is
 better than the rest partly by luck (the winner's curse), and a change must earn its place.
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 Config = dict[str, Any]
 
@@ -33,7 +34,7 @@ class Trial:
     config: Config
     score: float
     seconds: float
-    per_user: np.ndarray | None = field(default=None, repr=False, compare=False)
+    per_user: pd.Series | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,12 @@ class SearchResult:
 
     def chosen(self, margin_stderrs: float) -> Trial:
         """The best trial when it beats the first (the configuration in force) by more than
-        ``margin_stderrs`` standard errors of their per-user difference, else the first; the best
-        trial when the scores are not per user."""
+        ``margin_stderrs`` standard errors of their per-user difference (over the users both
+        scored), else the first; the best trial when the scores are not per user."""
         best, first = self.best, self.trials[0]
         if best is first or best.per_user is None or first.per_user is None:
             return best
-        diff = best.per_user - first.per_user
+        diff = best.per_user.sub(first.per_user).dropna().to_numpy(np.float64)
         noise = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
         return best if best.score - first.score > margin_stderrs * noise else first
 
@@ -89,7 +90,7 @@ def dimension_fields(name: str, values: Sequence[Any]) -> set[str]:
 def random_search(
     grid: Mapping[str, Sequence[Any]],
     current: Config,
-    score: Callable[[Config], float | np.ndarray],
+    score: Callable[[Config], float | pd.Series],
     *,
     seed: int,
     max_trials: int,
@@ -109,7 +110,7 @@ def random_search(
         begin = clock()
         value = score(config)
         seconds = clock() - begin
-        if isinstance(value, np.ndarray):
+        if isinstance(value, pd.Series):
             trials.append(Trial(number, config, float(value.mean()) if len(value) else 0.0, seconds, value))
         else:
             trials.append(Trial(number, config, float(value), seconds))

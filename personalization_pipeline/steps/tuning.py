@@ -23,7 +23,6 @@ from functools import cache, lru_cache
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from ..recsys.matrices import InteractionMatrix, engaged_rows
@@ -88,7 +87,7 @@ def read_signals_decayed(con: duckdb.DuckDBPyConnection, half_life_days: float |
 
 def validation_scorer(
     frame: pd.DataFrame, catalog: pd.DataFrame, settings: Any
-) -> Callable[[str, Any], float | np.ndarray]:
+) -> Callable[[str, Any], float | pd.Series]:
     """Per-user NDCG@K on the validation part of ``frame`` (see the module docstring) of model
     ``name`` built from ``settings`` (-inf when its limits skip it)."""
     train, _ = split_for_evaluation(frame, settings)
@@ -108,7 +107,7 @@ def validation_scorer(
             return float("-inf")
         recs = user_rankings(model.fit(history), users, items, history, k)
         _, per_user = evaluate_per_user(recs, truth, k=k, catalog_size=len(items), n_users_total=len(users))
-        return per_user["ndcg"].to_numpy(np.float64)
+        return per_user["ndcg"]
 
     return score
 
@@ -126,21 +125,21 @@ def tune(
     signals = read_signals(con)
 
     @lru_cache(maxsize=2)  # a history per decay: keep few
-    def scorer(half_life_days: float | None, span_fraction: float) -> Callable[[str, Any], float | np.ndarray]:
+    def scorer(half_life_days: float | None, span_fraction: float) -> Callable[[str, Any], float | pd.Series]:
         if (half_life_days, span_fraction) == (current.half_life_days, current.half_life_span_fraction):
             frame = signals
         else:
             frame = read_signals_decayed(con, half_life_days, span_fraction)
         return validation_scorer(frame, catalog, current)
 
-    def model_trial(name: str) -> Callable[[Config], float | np.ndarray]:
-        def score(config: Config) -> float | np.ndarray:
+    def model_trial(name: str) -> Callable[[Config], float | pd.Series]:
+        def score(config: Config) -> float | pd.Series:
             trial_settings = current.model_copy(update=config)
             return scorer(trial_settings.half_life_days, trial_settings.half_life_span_fraction)(name, trial_settings)
 
         return score
 
-    trials: dict[str, Callable[[Config], float | np.ndarray] | None] = {
+    trials: dict[str, Callable[[Config], float | pd.Series] | None] = {
         name: model_trial(name) for name in GRIDS if name != RANKER
     }
     trials[RANKER] = ranker_trial(con, current)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from personalization_pipeline.recsys.tuning import dimension_fields, draw_configs, random_search
 
@@ -55,11 +56,16 @@ def test_dimensions_name_the_settings_they_set():
 
 
 def test_a_per_user_score_keeps_the_configuration_in_force_unless_the_best_beats_it_clearly():
-    users = np.random.default_rng(0).normal(0.3, 0.2, 400)  # what each user's figure is anyway
+    users = pd.Series(np.random.default_rng(0).normal(0.3, 0.2, 400), index=[f"u{i:03d}" for i in range(400)])
     swing = np.where(np.arange(400) % 2 == 0, 1.0, -1.0)
 
     def scored(gain: float, spread: float):
-        return lambda config: users + (gain + spread * swing if config["a"] == 2 else 0.0)
+        def score(config):
+            if config["a"] == 1:
+                return users
+            return (users + gain + spread * swing).drop("u000")  # a user the other trial could not score
+
+        return score
 
     # a mean gain of 0.01 that swings by 0.3 from user to user: standard error 0.015
     close = random_search({"a": [1, 2]}, {"a": 1}, scored(0.01, 0.3), seed=0, max_trials=2, budget_seconds=1e9)
