@@ -91,13 +91,14 @@ class Settings(BaseSettings):
     tuning_budget_seconds: float = Field(600.0, gt=0)
     tuning_max_trials: int = Field(16, ge=1)  # per tuned model, the current configuration included
     tuning_max_users: int = Field(5000, gt=0)
-    tuning_margin_stderrs: float = Field(1.0, ge=0)  # how clearly a tuned configuration must beat the one in force
+    tuning_significance: float = Field(0.05, gt=0, le=1)  # level of the test a tuned configuration must pass
     seed: int = 42
     pii_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list of confirmed non-PII values
     pii_allow_file: Path | None = None  # one confirmed value per line
     event_weights: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     per_user_min_interactions: int | None = Field(None, ge=2)
     per_user_min_auc: float | None = Field(None, ge=0, le=1)
+    per_user_margin_stderrs: float | None = None  # negative: keep models up to that many SE worse
     regression_tolerance: float = Field(0.05, ge=0, le=1)
     ranker_candidates: int = Field(200, gt=0)
     ranker_folds: int = Field(3, ge=2)

@@ -35,7 +35,7 @@ def per_user_models(
             context.run_id,
             datetime.now(UTC).replace(tzinfo=None),
         )
-    summary = report_summary(fitted.report, time.perf_counter() - started)
+    summary = report_summary(fitted, time.perf_counter() - started)
     if entry.model_version is None:
         context.log.info(f"no per-user model kept: {entry.detail}")
     return dg.MaterializeResult(

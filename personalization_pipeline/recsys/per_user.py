@@ -9,13 +9,19 @@ classes). The measure is AUC, which a constant cannot game; the global model's s
 AUC on the same pairs. The model is kept when its AUC is at least ``min_auc`` and at least the
 global AUC; otherwise the global model serves that user.
 
+AUC measures how well a model tells a user's likes from dislikes, not how well it ranks what the
+user will engage with, which is what is served. :meth:`PerUserFit.judged` adds that test: the
+models, refitted without an evaluation holdout (and the global model with them), must raise the
+mean NDCG@K of their users on that holdout beyond its noise (:func:`ndcg_judgement`), or none
+serves.
+
 :class:`PerUserComposite` is the recommender contract over a global model: a kept user's scores
 are the model's probabilities, everyone else's the global scores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Self
 
 import numpy as np
@@ -25,8 +31,10 @@ from sklearn.metrics import roc_auc_score
 
 from personalization_pipeline.recsys.base import Recommender, UserIds
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+from personalization_pipeline.recsys.metrics import evaluate_per_user, paired_stderr
 
-REPORT_COLUMNS = ["user_id", "pairs", "auc", "global_auc", "kept", "reason"]
+REPORT_COLUMNS = ["user_id", "pairs", "auc", "global_auc", "ndcg", "global_ndcg", "kept", "reason"]
+JUDGEMENT_COLUMNS = ["user_id", "ndcg", "global_ndcg"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class PerUserParams:
     regularization: float = 1.0  # inverse of scikit-learn's C
     max_categories: int = 20
     candidates: int = 200  # a kept user's model re-scores the global model's best unseen items, no others
+    margin_stderrs: float = 1.0  # the models' held-out NDCG gain must exceed this many standard errors
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,46 @@ class PerUserFit:
     coefficients: np.ndarray  # users x (1 + item features): global score first
     intercepts: np.ndarray
     report: pd.DataFrame  # REPORT_COLUMNS
+
+    ndcg_gain: float = float("nan")  # mean held-out NDCG gain over the global model (see judged)
+    ndcg_gain_stderr: float = float("nan")
+
+    def judged(self, judgement: pd.DataFrame, margin_stderrs: float) -> PerUserFit:
+        """The kept models as a whole when, over the users ``judgement`` covers (JUDGEMENT_COLUMNS,
+        see :func:`ndcg_judgement`), their mean NDCG beats the global model's by more than
+        ``margin_stderrs`` standard errors of the per-user gain; else none. A single user's
+        holdout is too small to judge their own model: keeping the users whose model won there
+        keeps the lucky ones. With no user judged nothing shows the models help: none is kept.
+        The report gains each user's two figures."""
+        figures = judgement.set_index("user_id")[["ndcg", "global_ndcg"]].astype(np.float64)
+        report = self.report.drop(columns=["ndcg", "global_ndcg"]).join(figures, on="user_id")
+        gain = figures["ndcg"] - figures["global_ndcg"]
+        stderr = paired_stderr(figures["ndcg"], figures["global_ndcg"])
+        mean = float(gain.mean()) if len(gain) else float("nan")
+        if len(gain) and mean > margin_stderrs * stderr:
+            return replace(self, report=report[REPORT_COLUMNS], ndcg_gain=mean, ndcg_gain_stderr=stderr)
+        kept = report["kept"].to_numpy(bool)
+        report.loc[kept, "reason"] = (
+            f"the models lower held-out NDCG (mean gain {mean:+.4f}, SE {stderr:.4f})"
+            if len(gain)
+            else "no held-out engagement to judge the models on"
+        )
+        report.loc[kept, "kept"] = False
+        none = np.zeros(len(self.user_ids), dtype=bool)
+        return PerUserFit(
+            self.user_ids[none], self.coefficients[none], self.intercepts[none], report[REPORT_COLUMNS], mean, stderr
+        )
+
+
+def ndcg_judgement(composite_lists: pd.DataFrame, global_lists: pd.DataFrame, truth: pd.DataFrame, k: int):
+    """Per user of ``truth`` (relevant user_id, item_id pairs): NDCG@k of the per-user composite's
+    lists and of the global model's (frames of user_id, item_id, rank), as JUDGEMENT_COLUMNS."""
+    users = truth["user_id"].nunique()
+    ndcg = {
+        name: evaluate_per_user(lists, truth, k=k, catalog_size=1, n_users_total=users)[1]["ndcg"]
+        for name, lists in (("ndcg", composite_lists), ("global_ndcg", global_lists))
+    }
+    return pd.DataFrame(ndcg).rename_axis("user_id").reset_index()[JUDGEMENT_COLUMNS]
 
 
 FIT_BATCH_CELLS = 250_000  # users x padded pairs per batch
@@ -144,7 +193,7 @@ def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserPar
         x = np.column_stack([np.nan_to_num(rows["global_z"].to_numpy(np.float64)), features.matrix[cols]])
         y = rows["label"].to_numpy(np.float64)
         cut = len(rows) - max(1, round(len(rows) * params.holdout_fraction))
-        report[str(user)] = [str(user), len(rows), np.nan, np.nan, False, "one class in train or holdout"]
+        report[str(user)] = [str(user), len(rows), *[np.nan] * 4, False, "one class in train or holdout"]
         if len(set(y[:cut])) == 2 and len(set(y[cut:])) == 2:
             candidates.append(_Candidate(str(user), x, y, cut))
     candidates.sort(key=lambda c: (c.cut, c.user))  # similar lengths share a batch: little padding
@@ -163,7 +212,7 @@ def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserPar
             global_auc = float(roc_auc_score(c.y[c.cut :], c.x[c.cut :, 0]))
             keep = auc >= params.min_auc and auc >= global_auc
             reason = "" if keep else ("below the AUC floor" if auc < params.min_auc else "the global model is better")
-            report[c.user] = [c.user, len(c.y), auc, global_auc, keep, reason]
+            report[c.user] = [c.user, len(c.y), auc, global_auc, np.nan, np.nan, keep, reason]
             if keep:
                 kept[c.user] = (w, b0)
     users = sorted(kept)

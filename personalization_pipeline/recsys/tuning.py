@@ -9,9 +9,10 @@ only cuts the sequence short: a trial starts only while the time spent plus the 
 far fits the budget.
 
 A score may be per user (a Series indexed by user): the trial's score is then its mean, and
-:meth:`SearchResult.chosen` keeps the configuration in force unless the best trial beats it by
-more than a margin of standard errors of the per-user gain: the best of many noisy trials is
-better than the rest partly by luck (the winner's curse), and a change must earn its place.
+:meth:`SearchResult.chosen` keeps the configuration in force unless the best trial's per-user
+gain over it is significant after a Bonferroni correction for the number of trials it was
+picked from: the best of many noisy trials is better than the rest partly by luck (the
+winner's curse), and a change must earn its place.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 Config = dict[str, Any]
 
@@ -48,16 +50,19 @@ class SearchResult:
         """The best-scoring trial; ties go to the earlier one (the current configuration first)."""
         return max(self.trials, key=lambda t: (t.score, -t.number))
 
-    def chosen(self, margin_stderrs: float) -> Trial:
-        """The best trial when it beats the first (the configuration in force) by more than
-        ``margin_stderrs`` standard errors of their per-user difference (over the users both
-        scored), else the first; the best trial when the scores are not per user."""
+    def chosen(self, significance: float) -> Trial:
+        """The best trial when a one-sided paired z-test of its per-user gain over the first (the
+        configuration in force, over the users both scored) has a p-value below
+        ``significance / (trials - 1)``, else the first; the best trial when the scores are not
+        per user."""
         best, first = self.best, self.trials[0]
         if best is first or best.per_user is None or first.per_user is None:
             return best
         diff = best.per_user.sub(first.per_user).dropna().to_numpy(np.float64)
         noise = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        return best if best.score - first.score > margin_stderrs * noise else first
+        gain = best.score - first.score
+        p_value = float(norm.sf(gain / noise)) if noise > 0 else float(gain <= 0)
+        return best if p_value < significance / (len(self.trials) - 1) else first
 
 
 def draw_configs(

@@ -165,8 +165,8 @@ def tune(
             budget_seconds=remaining / (len(GRIDS) - number),
             clock=clock,
         )
-        chosen.update(results[name].chosen(settings.tuning_margin_stderrs).config)
-    _record_trials(con, run_id, results, settings.tuning_margin_stderrs)
+        chosen.update(results[name].chosen(settings.tuning_significance).config)
+    _record_trials(con, run_id, results, settings.tuning_significance)
     params = json.dumps(chosen, sort_keys=True)
     entry = RegistryEntry(
         run_id,
@@ -176,7 +176,7 @@ def tune(
         params,
         trained_at,
         TRAINED,
-        _summary(results, settings.tuning_margin_stderrs),
+        _summary(results, settings.tuning_significance),
     )
     record(con, entry)
     return entry, results
@@ -216,17 +216,17 @@ def _in_force(settings: Any, name: str, fields: set[str]) -> Config:
     }
 
 
-def _summary(results: Mapping[str, SearchResult], margin_stderrs: float) -> str:
+def _summary(results: Mapping[str, SearchResult], significance: float) -> str:
     """Validation NDCG of the chosen, of the best and of the configuration in force, per model."""
     return "; ".join(
-        f"{name}: validation NDCG {r.chosen(margin_stderrs).score:.4f} chosen (best {r.best.score:.4f}, "
+        f"{name}: validation NDCG {r.chosen(significance).score:.4f} chosen (best {r.best.score:.4f}, "
         f"in force {r.trials[0].score:.4f}, {len(r.trials)} trials)"
         for name, r in results.items()
     )
 
 
 def _record_trials(
-    con: duckdb.DuckDBPyConnection, run_id: str, results: Mapping[str, SearchResult], margin_stderrs: float
+    con: duckdb.DuckDBPyConnection, run_id: str, results: Mapping[str, SearchResult], significance: float
 ) -> None:
     con.execute(
         f"CREATE TABLE IF NOT EXISTS {TUNING_TRIALS} (run_id VARCHAR, model_name VARCHAR, trial INTEGER, "
@@ -241,7 +241,7 @@ def _record_trials(
             json.dumps(t.config, sort_keys=True),
             t.score,
             t.seconds,
-            t is r.chosen(margin_stderrs),
+            t is r.chosen(significance),
         ]
         for name, r in results.items()
         for t in r.trials

@@ -221,12 +221,13 @@ def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
     settings, _, env, _ = pipeline
     before = served_ranks(settings)
     env.setenv("PERSONALIZATION_PER_USER_MIN_INTERACTIONS", "12")  # the sample's users have short histories
+    env.setenv("PERSONALIZATION_PER_USER_MARGIN_STDERRS", "-100")  # keep them even if they lower held-out NDCG
     env.setenv("PERSONALIZATION_TUNING_MAX_TRIALS", "1")  # tuning keeps the configuration in force
     try:
         weekly = run_job("weekly")
     finally:
-        env.delenv("PERSONALIZATION_PER_USER_MIN_INTERACTIONS")
-        env.delenv("PERSONALIZATION_TUNING_MAX_TRIALS")
+        for name in ("PER_USER_MIN_INTERACTIONS", "PER_USER_MARGIN_STDERRS", "TUNING_MAX_TRIALS"):
+            env.delenv(f"PERSONALIZATION_{name}")
     assert weekly.success, weekly.error
     assert weekly.metadata["tuned_settings"]["stopped_by"] == {"als": "trials", "ease": "trials", "ranker": "trials"}
     assert {"user_features", "als_model", "offline_eval", "serving_tables"} <= set(weekly.metadata)
@@ -241,6 +242,11 @@ def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
         report = con.execute("SELECT * FROM per_user_report").df()
     kept = set(report.loc[report["kept"], "user_id"])
     assert len(kept) == per_user["models_kept"] and (report.loc[report["kept"], "auc"] >= 0.70).all()
+    judged = report.dropna(subset=["ndcg"])  # the held-out judgement, refitted without the evaluation holdout
+    assert per_user["users_judged_on_ndcg"] == len(judged) > 0
+    gain = judged["ndcg"] - judged["global_ndcg"]
+    assert per_user["held_out_ndcg_gain"] == pytest.approx(gain.mean(), abs=1e-4)
+    assert per_user["held_out_ndcg_gain_stderr"] == pytest.approx(gain.std() / len(gain) ** 0.5, abs=1e-4)
     with psycopg.connect(settings.database_url) as conn:
         (bundle,) = conn.execute(
             "SELECT model_version FROM personalization_models WHERE model_name = 'per_user' AND active"

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.per_user import (
@@ -14,6 +15,7 @@ from personalization_pipeline.recsys.per_user import (
     PerUserParams,
     fit_logistic_batch,
     fit_per_user,
+    ndcg_judgement,
     standardised,
 )
 from personalization_pipeline.recsys.popularity import Popularity
@@ -82,6 +84,44 @@ def test_a_kept_model_reorders_only_the_global_models_best_unseen_items():
         unseen = global_scores.drop(list(history.seen_items(user)))
         assert len(listed) == 10 and not listed & set(history.seen_items(user))
         assert global_scores[list(listed)].min() >= unseen.nlargest(10).min()  # the global model's best ten
+
+
+def test_the_ndcg_judgement_scores_both_lists_on_the_same_holdout():
+    truth = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["x", "y", "z"]})
+    own = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["x", "q", "z"], "rank": [1, 2, 1]})
+    glob = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["q", "y"], "rank": [1, 2]})  # nothing for v
+    judged = ndcg_judgement(own, glob, truth, k=2).set_index("user_id")
+    ideal = 1 + 1 / np.log2(3)
+    assert judged.loc["u", "ndcg"] == pytest.approx(1 / ideal)  # x at 1 of {x, y}
+    assert judged.loc["u", "global_ndcg"] == pytest.approx((1 / np.log2(3)) / ideal)  # y at 2
+    assert judged.loc["v", "ndcg"] == 1.0 and judged.loc["v", "global_ndcg"] == 0.0
+
+
+def test_the_models_stay_only_when_they_raise_held_out_ndcg_beyond_its_noise():
+    _, _, features, pairs = world()
+    both = pairs[pairs["user_id"] == "idio"].assign(user_id="idio2")
+    fitted = fit_per_user(pd.concat([pairs, both]), features, PARAMS)
+    assert list(fitted.user_ids) == ["idio", "idio2"]  # both pass the AUC gate
+    users = ["idio", "idio2", "x", "y"]  # judged users need not have a kept model on the whole data
+    wins = pd.DataFrame({"user_id": users, "ndcg": [0.5, 0.6, 0.5, 0.7], "global_ndcg": [0.3, 0.3, 0.4, 0.4]})
+    kept = fitted.judged(wins, margin_stderrs=1.0)
+    gains = np.array([0.2, 0.3, 0.1, 0.3])
+    assert kept.ndcg_gain == pytest.approx(gains.mean())
+    assert kept.ndcg_gain_stderr == pytest.approx(gains.std(ddof=1) / 2)
+    assert list(kept.user_ids) == ["idio", "idio2"]  # as a whole: a user's own figures do not pick them
+    report = kept.report.set_index("user_id")
+    assert report.loc["idio2", "ndcg"] == 0.6 and report.loc["noisy", "reason"] == "below the AUC floor"
+    np.testing.assert_array_equal(kept.coefficients, fitted.coefficients)
+    noisy = wins.assign(ndcg=[0.5, 0.1, 0.5, 0.45])  # gains 0.2, -0.2, 0.1, 0.05: mean 0.0375, SE 0.085
+    assert list(fitted.judged(noisy, margin_stderrs=0.0).user_ids) == ["idio", "idio2"]
+    dropped = fitted.judged(noisy, margin_stderrs=1.0)
+    assert len(dropped.user_ids) == 0 and not dropped.report["kept"].any()
+    assert dropped.report.set_index("user_id").loc["idio", "reason"].startswith("the models lower held-out NDCG")
+    unjudged = fitted.judged(wins.iloc[:0], margin_stderrs=1.0)  # nothing shows the models help
+    assert len(unjudged.user_ids) == 0
+    assert set(unjudged.report.loc[unjudged.report["user_id"].str.startswith("idio"), "reason"]) == {
+        "no held-out engagement to judge the models on"
+    }
 
 
 def test_the_batched_fit_matches_scikit_learn_user_by_user():

@@ -67,11 +67,17 @@ def test_a_per_user_score_keeps_the_configuration_in_force_unless_the_best_beats
 
         return score
 
-    # a mean gain of 0.01 that swings by 0.3 from user to user: standard error 0.015
+    # a mean gain of 0.01 that swings by 0.3 from user to user: standard error 0.015, z 0.67, p 0.25
     close = random_search({"a": [1, 2]}, {"a": 1}, scored(0.01, 0.3), seed=0, max_trials=2, budget_seconds=1e9)
     assert close.trials[0].per_user is not None and len(close.trials[0].per_user) == 400
-    assert close.best.number == 1 and close.chosen(1.0).number == 0 and close.chosen(0.0).number == 1
+    assert close.best.number == 1 and close.chosen(0.05).number == 0 and close.chosen(0.3).number == 1
     clear = random_search({"a": [1, 2]}, {"a": 1}, scored(0.01, 0.01), seed=0, max_trials=2, budget_seconds=1e9)
-    assert clear.chosen(1.0).number == 1  # the same gain, consistent across users
+    assert clear.chosen(0.05).number == 1  # the same gain, consistent across users
+    # a gain of 0.04 with standard error 0.02 (z 2, p 0.023) is significant alone, not as the best of three
+    lucky = random_search({"a": [1, 2, 3]}, {"a": 1}, scored(0.04, 0.4), seed=0, max_trials=2, budget_seconds=1e9)
+    assert lucky.chosen(0.05).number == 1
+    three = {"a": [1, 2, 3]}
+    of_three = random_search(three, {"a": 1}, scored(0.04, 0.4), seed=0, max_trials=3, budget_seconds=1e9)
+    assert of_three.best.number == 1 and of_three.chosen(0.05).number == 0  # 0.023 > 0.05 / 2
     floats = random_search({"a": [1, 2]}, {"a": 1}, lambda c: float(c["a"]), seed=0, max_trials=2, budget_seconds=1e9)
-    assert floats.chosen(1.0).number == 1  # without per-user scores the best is chosen
+    assert floats.chosen(0.05).number == 1  # without per-user scores the best is chosen
