@@ -178,6 +178,48 @@ def cmd_pii_eval(args: argparse.Namespace) -> int:
     return 0 if not found.missed else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.report import write_report
+    from .bench.run import machine, run_tier
+    from .bench.tiers import TIERS
+
+    tier = TIERS[args.tier]
+    workdir = Path(args.workdir) if args.workdir else Settings.from_env().runtime_dir / "bench" / tier.name
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    started = datetime.now(UTC)
+    with (
+        console.status(f"tier {tier.name} (log: {log_path})") as status,
+        log_path.open("w") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+
+        def say(phase: str) -> None:
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            status.update(f"{phase} ... ({elapsed:,.0f} s so far; log: {log_path})")
+            console.log(phase)
+
+        try:
+            result = run_tier(tier, workdir, args.database_url, say)
+        except RuntimeError as exc:
+            console.print(f"[red bold]bench failed[/]: {exc}\nlog: {log_path}")
+            return 1
+    out = Path(args.out)
+    write_report(out, result, machine())
+    table = Table(title=f"tier {tier.name}: bare kernel vs pipeline step (nightly)")
+    for column in ("kernel", "kernel s", "step", "step s", "ratio"):
+        table.add_column(column)
+    nightly = {row.step: row.usage.wall_seconds for row in result.steps if row.job == "nightly"}
+    for kernel in result.kernels:
+        step = nightly.get(kernel.step, float("nan"))
+        table.add_row(kernel.name, f"{kernel.seconds:.1f}", kernel.step, f"{step:.1f}", f"{step / kernel.seconds:.1f}")
+    console.print(table)
+    jobs = ", ".join(f"{job} {usage.wall_seconds:,.0f} s" for job, usage in result.jobs.items())
+    console.print(f"{jobs}; peak RSS {result.peak_rss_mb:,.0f} MB. Written to {out}.")
+    return 0
+
+
 def cmd_stop_db(args: argparse.Namespace) -> int:
     from .serving.database import stop_embedded_server
 
@@ -225,6 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     pii.add_argument("--products", type=int, default=1000, help="generated product names (default: 1000)")
     pii.add_argument("--seed", type=int, default=7)
     pii.set_defaults(func=cmd_pii_eval)
+
+    bench = sub.add_parser(
+        "bench", help="run the nightly and weekly jobs on a generated tier, time each step and the bare kernels"
+    )
+    bench.add_argument("--tier", default="S", choices=["XS", "S", "M", "L"], help="data size (default: S)")
+    bench.add_argument("--out", default=str(project_root() / "BENCHMARKS.md"), help="report (default: BENCHMARKS.md)")
+    bench.add_argument("--workdir", help="runtime directory of the tier (default: data/bench/<tier>)")
+    bench.add_argument(
+        "--database-url", help="PostgreSQL to publish into (default: an embedded server under the workdir)"
+    )
+    bench.set_defaults(func=cmd_bench)
 
     stop = sub.add_parser("stop-db", help="stop the embedded PostgreSQL that run and serve leave running")
     stop.set_defaults(func=cmd_stop_db)

@@ -27,14 +27,18 @@ from .sqlutil import scalar
 
 @dataclass(frozen=True)
 class JobResult:
-    """Outcome of one in-process run: the first failure's message, each asset's metadata and
-    whether each asset check passed (``"asset.check"``)."""
+    """Outcome of one in-process run: the first failure's message, each asset's metadata,
+    whether each asset check passed (``"asset.check"``), each step's start and end (epoch
+    seconds, in execution order) and the rows it reported writing (``dagster/row_count`` of its
+    materializations)."""
 
     success: bool
     run_id: str
     error: str | None
     metadata: dict[str, dict[str, Any]]
     checks: dict[str, bool]
+    steps: dict[str, tuple[float, float]]
+    rows: dict[str, int]
 
 
 def run_job(job_name: str) -> JobResult:
@@ -59,10 +63,32 @@ def run_job(job_name: str) -> JobResult:
         ]
         error = "\n".join([_first_failure(result), *failed_checks])
     metadata: dict[str, dict[str, Any]] = {}
+    rows: dict[str, int] = {}
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
-        metadata[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
-    return JobResult(result.success, result.run_id, error, metadata, checks)
+        values = {k: v.value for k, v in materialization.metadata.items()}
+        metadata[materialization.asset_key.to_user_string()] = values
+        count = values.get("dagster/row_count")
+        if isinstance(count, int) and event.step_key:
+            rows[event.step_key] = rows.get(event.step_key, 0) + count
+    steps = _step_times(instance, result.run_id)
+    return JobResult(result.success, result.run_id, error, metadata, checks, steps, rows)
+
+
+def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
+    """Start and end of each step of the run that started, from its event log."""
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    done = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or entry.step_key is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[entry.step_key] = entry.timestamp
+        elif event.event_type in done:
+            ends[entry.step_key] = entry.timestamp
+    return {step: (start, ends.get(step, start)) for step, start in starts.items()}
 
 
 def _first_failure(result: dg.ExecuteInProcessResult) -> str:

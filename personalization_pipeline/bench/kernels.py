@@ -1,0 +1,118 @@
+"""The bare kernels: the heaviest work of a pipeline step done directly on the same inputs, with
+none of the pipeline around it, to measure what the pipeline adds.
+
+Each kernel reads its inputs from the warehouse a run left (untimed) and times only the work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import psycopg
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from ..recsys.base import Recommender
+from ..recsys.matrices import IdIndex
+from ..recsys.reranker import Reranker
+from ..serving.publish import copy_arrow, items_json_sql
+from ..steps.inputs import read_active_users, read_catalog, read_history
+from ..steps.tables import USER_RANKINGS
+
+BATCH_USERS = 2048
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    name: str
+    step: str  # the pipeline step doing the same work
+    seconds: float
+    what: str
+
+
+def _timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def als_fit(con: duckdb.DuckDBPyConnection, params: dict) -> KernelTime:
+    """implicit's ALS fit on the run's signal matrix with the registered parameters."""
+    weights = read_history(con).weights
+    model = AlternatingLeastSquares(
+        factors=params["factors"],
+        iterations=params["iterations"],
+        regularization=params["regularization"],
+        alpha=params["alpha"],
+        random_state=params["seed"],
+    )
+    with threadpool_limits(1, "blas"):
+        seconds = _timed(lambda: model.fit(weights, show_progress=False))
+    return KernelTime("ALS fit", "als_model", seconds, f"implicit, {weights.shape[0]:,} x {weights.shape[1]:,}")
+
+
+def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelTime:
+    """The serving model's scores for every active user, seen items masked, and a partial sort to
+    the top ``n`` of each scope: batches of users, nothing written."""
+    history = read_history(con)
+    users = read_active_users(con).to_numpy(str)
+    catalog = read_catalog(con)
+    items = np.asarray(model.item_ids, dtype=str)
+    scope_cols = [
+        np.flatnonzero(np.isin(items, group["item_id"].to_numpy(str))) for _, group in catalog.groupby("scope")
+    ]
+    to_model = IdIndex(items).positions(history.items.ids)
+    known = to_model >= 0
+
+    def work() -> None:
+        for start in range(0, len(users), BATCH_USERS):
+            batch = users[start : start + BATCH_USERS]
+            scores = model.score(batch, history)
+            seen = history.seen[np.maximum(history.users.positions(batch), 0)].tocoo()
+            mask = known[seen.col] & (history.users.positions(batch)[seen.row] >= 0)
+            scores[seen.row[mask], to_model[seen.col[mask]]] = -np.inf
+            for cols in scope_cols:
+                part = np.nan_to_num(scores[:, cols], nan=-np.inf)
+                k = min(n, len(cols))
+                top = np.argpartition(-part, k - 1, axis=1)[:, :k]
+                np.take_along_axis(part, top, axis=1).argsort(axis=1)
+
+    return KernelTime(
+        "top-N scoring", "user_rankings", _timed(work), f"{model.kind}, {len(users):,} users x {len(scope_cols)} scopes"
+    )
+
+
+def reranker_predict(reranker: Reranker, lists: int, candidates: int) -> KernelTime:
+    """LightGBM's predict alone over as many candidate rows as the nightly re-ranks (``lists``
+    user-scope lists of ``candidates``), seeded random features, in batches of lists: the floor
+    of re-ranking, without building candidates or features."""
+    width = len(reranker.feature_names)
+    rng = np.random.default_rng(0)
+    block = rng.normal(size=(BATCH_USERS * candidates, width))
+
+    def work() -> None:
+        for start in range(0, lists, BATCH_USERS):
+            rows = min(BATCH_USERS, lists - start) * candidates
+            reranker.booster.predict(block[:rows], num_threads=1)
+
+    rows = lists * candidates
+    return KernelTime("re-ranker predict", "user_rankings", _timed(work), f"LightGBM, {rows:,} rows x {width} features")
+
+
+def copy_rankings(con: duckdb.DuckDBPyConnection, url: str) -> KernelTime:
+    """The serving rows' JSON built in DuckDB and COPY'd into a fresh JSONB table, committed."""
+    started = time.perf_counter()
+    table = con.execute(items_json_sql(USER_RANKINGS, ("user_id", "scope", "model_version"))).to_arrow_table()
+    assert table is not None
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE bench_ranks (user_id text, scope text, model_version text, items jsonb) ON COMMIT DROP"
+        )
+        copy_arrow(cur, "bench_ranks", table)
+    return KernelTime(
+        "publish COPY", "serving_tables", time.perf_counter() - started, f"{table.num_rows:,} rows, JSON + COPY"
+    )

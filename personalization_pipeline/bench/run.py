@@ -1,0 +1,141 @@
+"""One benchmark tier: generate it, run the nightly and weekly jobs under a sampler, time the bare
+kernels on what the run left, and render the tier's section of ``BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import psutil
+
+from ..config import PREFIX, Settings
+from ..runner import JobResult, run_job
+from ..serving.database import resolve_database_url
+from ..sqlutil import scalar
+from ..steps.inputs import read_active_users
+from ..steps.registry import latest_trained
+from ..steps.rerank import RANKER, load_ranker
+from ..steps.tables import ITEMS
+from ..steps.train import load
+from ..synth.generator import generate
+from .kernels import KernelTime, als_fit, copy_rankings, reranker_predict, top_n
+from .tiers import Tier
+from .usage import Sampler, Usage, step_usage
+
+JOBS = ("nightly", "weekly")
+TOP_N_KERNEL = 50
+
+
+@dataclass(frozen=True)
+class StepRow:
+    job: str
+    step: str
+    usage: Usage
+    rows_out: int | None
+
+
+@dataclass(frozen=True)
+class TierResult:
+    tier: Tier
+    events: int
+    jobs: dict[str, Usage]
+    steps: list[StepRow]
+    kernels: list[KernelTime]
+    peak_rss_mb: float
+    serving_model: str
+    measured_at: datetime
+
+
+@contextmanager
+def _environment(values: dict[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (None: removed) for the block."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_tier(
+    tier: Tier, workdir: Path, database_url: str | None, say: Callable[[str], None], seed: int = 42
+) -> TierResult:
+    """Generate ``tier`` under ``workdir`` (its runtime directory: raw data, warehouse, models and,
+    without ``database_url``, an embedded PostgreSQL), run the jobs, then the kernels."""
+    for leaf in ("raw", "warehouse.duckdb", "models", "logs"):
+        target = workdir / leaf
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    say(f"generating tier {tier.name}: {tier.users:,} users, {tier.items:,} items")
+    counts = generate(
+        workdir / "raw", users=tier.users, items=tier.items, seed=seed, events_per_user=tier.events_per_user
+    )
+    env = {f"{PREFIX}RUNTIME_DIR": str(workdir), f"{PREFIX}DATABASE_URL": database_url, f"{PREFIX}MAPPING_PATH": None}
+    with _environment(env):
+        settings = Settings.from_env()
+        sampler = Sampler()
+        sampler.start()
+        results: dict[str, JobResult] = {}
+        for job in JOBS:
+            say(f"tier {tier.name}: {job} job")
+            results[job] = run_job(job)
+            if not results[job].success:
+                sampler.stop()
+                raise RuntimeError(f"the {job} job failed on tier {tier.name}: {results[job].error}")
+        samples = sampler.stop()
+        steps = [
+            StepRow(job, step, step_usage(samples, start, end), result.rows.get(step))
+            for job, result in results.items()
+            for step, (start, end) in result.steps.items()
+        ]
+        jobs = {
+            job: step_usage(samples, min(s for s, _ in r.steps.values()), max(e for _, e in r.steps.values()))
+            for job, r in results.items()
+        }
+        say(f"tier {tier.name}: bare kernels")
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+            registry = latest_trained(con)
+            served = str(results["nightly"].metadata["user_rankings"]["serving_model"])
+            kernels = [als_fit(con, registry["als"].params_dict)]
+            if served == RANKER:
+                lists = len(read_active_users(con)) * scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
+                kernels.append(reranker_predict(load_ranker(registry[RANKER]), lists, settings.ranker_candidates))
+            else:
+                kernels.append(top_n(con, load(registry[served]), TOP_N_KERNEL))
+            kernels.append(copy_rankings(con, resolve_database_url(settings)))
+    return TierResult(
+        tier,
+        counts["interactions"],
+        jobs,
+        steps,
+        kernels,
+        max(sample[2] for sample in samples) / 2**20,
+        served,
+        datetime.now(UTC).replace(microsecond=0, tzinfo=None),
+    )
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{platform.machine()}, {os.cpu_count()} logical cores, {memory:.0f} GB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )

@@ -1,0 +1,61 @@
+"""``personalization-pipeline bench`` on the smallest tier: the report it writes describes the runs
+it made (no timing is asserted: CI machines vary)."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import psycopg
+import pytest
+
+from personalization_pipeline.bench.tiers import TIERS
+from personalization_pipeline.cli import main
+
+
+def _table(section: str, header: str) -> list[list[str]]:
+    """The rows of the markdown table whose header row starts with ``header``."""
+    lines = section.split(header, 1)[1].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_bench_runs_both_jobs_measures_every_step_and_times_the_kernels(tmp_path, clean_pg, monkeypatch):
+    monkeypatch.setenv("PERSONALIZATION_TUNING_MAX_TRIALS", "1")
+    out, workdir = tmp_path / "BENCHMARKS.md", tmp_path / "xs"
+    assert (
+        main(["bench", "--tier", "XS", "--out", str(out), "--workdir", str(workdir), "--database-url", clean_pg]) == 0
+    )
+    section = out.read_text().split("## Tier XS\n", 1)[1]
+    tier = TIERS["XS"]
+    assert f"{tier.users:,} users, {tier.items:,} items" in section
+    with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as con:
+        events = con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0]
+        ranked = con.execute("SELECT count(*) FROM user_rankings").fetchone()[0]
+    assert re.search(rf"\b{events:,} events", section)  # every generated event was loaded
+    steps = {(row[0], row[1]): row for row in _table(section, "| job | step |")}
+    for job, step in [
+        ("nightly", "raw_tables"),
+        ("nightly", "dbt_models"),
+        ("nightly", "user_rankings"),
+        ("nightly", "serving_tables"),
+        ("weekly", "tuned_settings"),
+        ("weekly", "per_user_models"),
+    ]:
+        wall, cpu, rss = (float(v.replace(",", "")) for v in steps[job, step][2:5])
+        assert wall > 0 and cpu >= 0 and rss > 50  # a Python process with pandas loaded holds more than 50 MB
+    assert ("weekly", "raw_tables") not in steps  # the weekly job does not re-ingest
+    assert steps["weekly", "user_rankings"][5] == f"{ranked:,}"  # rows out: what the step wrote
+    kernels = {row[0]: row for row in _table(section, "| bare kernel |")}
+    assert {"ALS fit", "publish COPY"} <= set(kernels) and len(kernels) == 3
+    with psycopg.connect(clean_pg) as conn:
+        served = conn.execute("SELECT count(*) FROM personalization_ranks").fetchone()[0]
+    assert kernels["publish COPY"][1].startswith(f"{served:,} rows")  # the kernel copies what was published
+    for row in kernels.values():
+        kernel, step = float(row[2]), float(row[4].replace(",", ""))
+        if kernel >= 0.1:  # shown to two decimals at least: the ratio is the step's time over the kernel's
+            assert float(row[5]) == pytest.approx(step / kernel, rel=0.1)

@@ -1,0 +1,54 @@
+"""The benchmark's pure parts: a step's share of sampled resource use, and the report's sections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from personalization_pipeline.bench.kernels import KernelTime
+from personalization_pipeline.bench.report import write_report
+from personalization_pipeline.bench.run import StepRow, TierResult
+from personalization_pipeline.bench.tiers import TIERS
+from personalization_pipeline.bench.usage import Usage, step_usage
+
+MB = 2**20
+
+
+def test_a_steps_usage_is_cut_from_the_samples_at_its_start_and_end():
+    samples = [(0.0, 0.0, 100 * MB), (1.0, 1.0, 300 * MB), (2.0, 1.5, 200 * MB), (3.0, 3.5, 150 * MB)]
+    usage = step_usage(samples, 0.5, 2.5)
+    assert usage.wall_seconds == 2.0
+    assert usage.cpu_seconds == pytest.approx(2.5 - 0.5)  # cpu 0.5 at t 0.5, 2.5 at t 2.5 (interpolated)
+    assert usage.peak_rss_mb == 300  # the samples inside [0.5, 2.5]
+    short = step_usage(samples, 2.9, 2.95)  # no sample inside: the nearest one
+    assert short.peak_rss_mb == 150 and short.cpu_seconds == pytest.approx(0.1)
+
+
+def _result(tier: str, wall: float) -> TierResult:
+    usage = Usage(wall, wall / 2, 512)
+    return TierResult(
+        TIERS[tier],
+        1234,
+        {"nightly": usage, "weekly": usage},
+        [StepRow("nightly", "als_model", usage, None), StepRow("nightly", "user_rankings", usage, 4321)],
+        [KernelTime("ALS fit", "als_model", wall / 4, "implicit"), KernelTime("copy", "serving_tables", 1, "x")],
+        600,
+        "ease",
+        datetime(2026, 1, 1),
+    )
+
+
+def test_the_report_keeps_one_section_per_tier_in_size_order(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    write_report(out, _result("S", 8.0), "a machine")
+    write_report(out, _result("XS", 2.0), "a machine")
+    write_report(out, _result("S", 4.0), "another machine")  # measured again: replaced
+    text = out.read_text()
+    assert text.startswith("# Benchmarks") and text.count("## Tier S\n") == 1 and text.count("## Tier XS\n") == 1
+    assert text.index("## Tier XS") < text.index("## Tier S\n")
+    section = text.split("## Tier S\n")[1]
+    assert "another machine" in section and "a machine." not in section
+    assert "| ALS fit | implicit | 1.00 | als_model | 4.00 | 4.0 |" in section  # step / kernel
+    assert "| copy | x | 1.00 | serving_tables |  |  |" in section  # a step the run did not report
+    assert "| nightly | user_rankings | 4.00 | 2.00 | 512 | 4,321 |" in section
