@@ -179,7 +179,7 @@ def cmd_pii_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.report import write_report
+    from .bench.report import tier_section, write_report
     from .bench.run import machine, run_tier
     from .bench.tiers import TIERS
 
@@ -187,6 +187,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) if args.workdir else Settings.from_env().runtime_dir / "bench" / tier.name
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    if args.endpoint:
+        return _bench_endpoint(args, workdir, log_path)
     started = datetime.now(UTC)
     with (
         console.status(f"tier {tier.name} (log: {log_path})") as status,
@@ -206,7 +208,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             console.print(f"[red bold]bench failed[/]: {exc}\nlog: {log_path}")
             return 1
     out = Path(args.out)
-    write_report(out, result, machine())
+    write_report(out, tier_section(result, machine()))
     table = Table(title=f"tier {tier.name}: bare kernel vs pipeline step (nightly)")
     for column in ("kernel", "kernel s", "step", "step s", "ratio"):
         table.add_column(column)
@@ -217,6 +219,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console.print(table)
     jobs = ", ".join(f"{job} {usage.wall_seconds:,.0f} s" for job, usage in result.jobs.items())
     console.print(f"{jobs}; peak RSS {result.peak_rss_mb:,.0f} MB. Written to {out}.")
+    return 0
+
+
+def _bench_endpoint(args: argparse.Namespace, workdir: Path, log_path: Path) -> int:
+    import secrets
+
+    from .bench.endpoint import run_endpoint
+    from .bench.report import endpoint_section, write_report
+    from .bench.run import machine
+    from .serving.database import start_embedded_server
+
+    url = args.database_url or start_embedded_server(workdir / "pgserver")
+    with console.status(f"loading the endpoint for {args.seconds:g} s (log: {log_path})"):
+        try:
+            result = run_endpoint(
+                url, workdir, secrets.token_urlsafe(48), args.users, args.connections, args.seconds, log_path
+            )
+        except RuntimeError as exc:
+            console.print(f"[red bold]endpoint bench failed[/]: {exc}\nlog: {log_path}")
+            return 1
+    now = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
+    write_report(Path(args.out), endpoint_section(args.tier, result, machine(), now))
+    load = result.load
+    console.print(
+        f"{load.requests:,} requests, {load.errors:,} errors, {load.rate:,.0f} req/s, p50 {load.p50_ms:.1f} ms, "
+        f"p95 {load.p95_ms:.1f} ms, p99 {load.p99_ms:.1f} ms; bare PK lookups {result.bare_rate:,.0f}/s. "
+        f"Written to {args.out}."
+    )
     return 0
 
 
@@ -277,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--database-url", help="PostgreSQL to publish into (default: an embedded server under the workdir)"
     )
+    bench.add_argument(
+        "--endpoint", action="store_true", help="load the endpoint on the tier's published data instead of the jobs"
+    )
+    bench.add_argument("--seconds", type=float, default=20.0, help="endpoint load duration (default: 20)")
+    bench.add_argument("--connections", type=int, default=32, help="concurrent endpoint clients (default: 32)")
+    bench.add_argument("--users", type=int, default=2000, help="distinct users' tokens (default: 2000)")
     bench.set_defaults(func=cmd_bench)
 
     stop = sub.add_parser("stop-db", help="stop the embedded PostgreSQL that run and serve leave running")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from ..steps.rerank import RANKER
+from .endpoint import EndpointResult
 from .run import TierResult
 
 HEADER = """# Benchmarks
@@ -14,7 +16,8 @@ Written by `personalization-pipeline bench --tier XS|S|M|L` (generated data, see
 settings): the nightly then the weekly job in one process, each step's wall time, CPU time
 (process and children, dbt included) and peak RSS (sampled every 50 ms), the rows it reported
 writing, then the bare kernels on what the run left, with the pipeline step / bare kernel ratio.
-Read ratios rather than absolute times on a shared machine.
+`bench --tier S --endpoint` loads the endpoint on that tier's published data. Read ratios rather
+than absolute times on a shared machine.
 """
 
 
@@ -67,15 +70,40 @@ def tier_section(result: TierResult, machine: str) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, result: TierResult, machine: str) -> None:
-    """Put the tier's section into ``path`` (created with its header), replacing an older one and
-    keeping the tiers in XS, S, M, L order."""
+def endpoint_section(tier: str, result: EndpointResult, machine: str, measured_at: datetime) -> str:
+    """The markdown section of an endpoint load test on ``tier``'s published data."""
+    load = result.load
+    share = load.rate / result.bare_rate if result.bare_rate else 0.0
+    return "\n".join(
+        [
+            f"## Endpoint (tier {tier} data)",
+            "",
+            f"`GET /v1/rankings/{{scope}}?limit=10`, {result.connections} concurrent keep-alive clients on loopback "
+            f"(one asyncio process), {result.users:,} distinct users' tokens, {load.seconds:.0f} s after a 2 s "
+            f"warm-up; one endpoint process as `serve` starts it; measured {measured_at} UTC on {machine}.",
+            "",
+            "| requests | errors | req/s | p50 ms | p95 ms | p99 ms | bare PK lookups/s (1 connection, prepared) "
+            "| endpoint / bare |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {load.requests:,} | {load.errors:,} | {load.rate:,.0f} | {load.p50_ms:.1f} | {load.p95_ms:.1f} | "
+            f"{load.p99_ms:.1f} | {result.bare_rate:,.0f} | {share:.0%} |",
+            "",
+        ]
+    )
+
+
+ORDER = ["Tier XS", "Tier S", "Tier M", "Tier L"]
+
+
+def write_report(path: Path, section: str) -> None:
+    """Put ``section`` (a markdown text opening with its ``## `` title) into ``path`` (created
+    with its header), replacing the section of the same title; tiers in size order, then the rest."""
     text = path.read_text() if path.exists() else HEADER
     sections: dict[str, str] = {}
-    for match in re.finditer(r"(?ms)^## Tier (\w+)\n.*?(?=^## Tier |\Z)", text):
+    for match in re.finditer(r"(?ms)^## (.+?)\n.*?(?=^## |\Z)", text):
         sections[match.group(1)] = match.group(0).rstrip() + "\n"
-    sections[result.tier.name] = tier_section(result, machine)
-    head = text.split("## Tier ", 1)[0].rstrip() + "\n"
-    order = ["XS", "S", "M", "L"]
-    body = "\n".join(sections[name] for name in sorted(sections, key=lambda n: order.index(n) if n in order else 9))
-    path.write_text(head + "\n" + body)
+    title = section.split("\n", 1)[0].removeprefix("## ")
+    sections[title] = section.rstrip() + "\n"
+    head = text.split("\n## ", 1)[0].rstrip() + "\n"
+    ordered = sorted(sections, key=lambda t: (ORDER.index(t) if t in ORDER else len(ORDER), t))
+    path.write_text(head + "\n" + "\n".join(sections[t] for t in ordered))

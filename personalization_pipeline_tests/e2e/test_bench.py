@@ -59,3 +59,15 @@ def test_bench_runs_both_jobs_measures_every_step_and_times_the_kernels(tmp_path
         kernel, step = float(row[2]), float(row[4].replace(",", ""))
         if kernel >= 0.1:  # shown to two decimals at least: the ratio is the step's time over the kernel's
             assert float(row[5]) == pytest.approx(step / kernel, rel=0.1)
+
+    # the endpoint under load on what the tier published, and the bare lookups beside it
+    args = ["bench", "--tier", "XS", "--endpoint", "--seconds", "2", "--users", "50", "--connections", "4"]
+    assert main([*args, "--out", str(out), "--workdir", str(workdir), "--database-url", clean_pg]) == 0
+    endpoint = out.read_text().split("## Endpoint (tier XS data)\n", 1)[1]
+    assert "## Tier XS" in out.read_text()  # the tier's section is kept
+    distinct = re.search(r"([\d,]+) distinct users' tokens", endpoint)
+    assert distinct and 0 < int(distinct.group(1)) <= 50 and "4 concurrent" in endpoint  # 50 (user, scope) rows
+    ((requests, errors, rate, p50, p95, p99, bare, share),) = _table(endpoint, "| requests |")
+    assert int(requests.replace(",", "")) > 0 and float(rate.replace(",", "")) > 0 and errors == "0"  # all 200s
+    assert float(p50) <= float(p95) <= float(p99)
+    assert float(bare.replace(",", "")) > 0 and share.endswith("%")

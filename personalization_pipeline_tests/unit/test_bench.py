@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from personalization_pipeline.bench.kernels import KernelTime
-from personalization_pipeline.bench.report import write_report
+from personalization_pipeline.bench.report import tier_section, write_report
 from personalization_pipeline.bench.run import StepRow, TierResult
 from personalization_pipeline.bench.tiers import TIERS
 from personalization_pipeline.bench.usage import Usage, step_usage
@@ -41,13 +41,14 @@ def _result(tier: str, wall: float) -> TierResult:
 
 def test_the_report_keeps_one_section_per_tier_in_size_order(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    write_report(out, _result("S", 8.0), "a machine")
-    write_report(out, _result("XS", 2.0), "a machine")
-    write_report(out, _result("S", 4.0), "another machine")  # measured again: replaced
+    write_report(out, tier_section(_result("S", 8.0), "a machine"))
+    write_report(out, "## Endpoint (tier S data)\n\nfigures\n")
+    write_report(out, tier_section(_result("XS", 2.0), "a machine"))
+    write_report(out, tier_section(_result("S", 4.0), "another machine"))  # measured again: replaced
     text = out.read_text()
     assert text.startswith("# Benchmarks") and text.count("## Tier S\n") == 1 and text.count("## Tier XS\n") == 1
-    assert text.index("## Tier XS") < text.index("## Tier S\n")
-    section = text.split("## Tier S\n")[1]
+    assert text.index("## Tier XS") < text.index("## Tier S\n") < text.index("## Endpoint (tier S data)\n\nfigures")
+    section = text.split("## Tier S\n")[1].split("## Endpoint")[0]
     assert "another machine" in section and "a machine." not in section
     assert "| ALS fit | implicit | 1.00 | als_model | 4.00 | 4.0 |" in section  # step / kernel
     assert "| copy | x | 1.00 | serving_tables |  |  |" in section  # a step the run did not report
