@@ -190,8 +190,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.endpoint:
         return _bench_endpoint(args, workdir, log_path)
     started = datetime.now(UTC)
+    terminal = Console(file=sys.stdout)  # bound before the jobs' output is redirected to the log
     with (
-        console.status(f"tier {tier.name} (log: {log_path})") as status,
+        terminal.status(f"tier {tier.name} (log: {log_path})") as status,
         log_path.open("w") as log,
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),
@@ -200,7 +201,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         def say(phase: str) -> None:
             elapsed = (datetime.now(UTC) - started).total_seconds()
             status.update(f"{phase} ... ({elapsed:,.0f} s so far; log: {log_path})")
-            console.log(phase)
+            terminal.log(phase)
 
         try:
             result = run_tier(tier, workdir, args.database_url, say)
