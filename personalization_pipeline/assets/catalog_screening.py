@@ -9,9 +9,11 @@ from ..privacy.catalog import findings_markdown, record_screening, screen_catalo
 from ..privacy.pii import operator_allowlist, raw_pii_of_input
 from ..resources import WarehouseResource
 from ..sqlutil import scalar
+from .metering import metered
 
 
 @dg.asset(group_name="privacy", deps=["raw_items", "raw_interactions", "raw_users"], pool="warehouse")
+@metered
 def withheld_items(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Items whose served values (id, scope, category) look like personal data, left out of this run;
     findings in unserved columns (title) are reported only."""

@@ -8,9 +8,11 @@ from ..config import Settings
 from ..privacy.retention import log_retention, purge_warehouse, retention_period
 from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.retention import purge_expired
+from .metering import metered
 
 
 @dg.asset(group_name="maintenance", pool="warehouse")
+@metered
 def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
     """Delete expired rankings, old features and metrics (PostgreSQL), old quarantine, raw events
     and evaluation history (warehouse); report the counts."""

@@ -5,6 +5,7 @@ import dagster as dg
 from ..config import Settings
 from ..features.user_features import build_user_features
 from ..resources import WarehouseResource
+from .metering import metered
 
 
 @dg.asset(
@@ -12,6 +13,7 @@ from ..resources import WarehouseResource
     deps=["mart_user_activity", "mart_user_item_signals", "stg_users", "stg_settings"],
     pool="warehouse",
 )
+@metered
 def user_features(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One allowlisted feature vector per opted-in user; rare categorical values generalised."""
     with warehouse.connect() as con:

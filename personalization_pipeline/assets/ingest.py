@@ -10,6 +10,7 @@ from ..ingest import IngestOptions, load_mapping, load_raw_tables
 from ..privacy.retention import retention_period
 from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.user_settings import read_settings, seed_settings
+from .metering import metered
 
 RAW_TABLES = ("interactions", "items", "users", "settings")
 
@@ -28,6 +29,7 @@ class IngestConfig(dg.Config):
     ],
     pool="warehouse",
 )
+@metered
 def raw_tables(
     context: dg.AssetExecutionContext,
     config: IngestConfig,

@@ -12,6 +12,7 @@ from ..resources import ModelStoreResource, WarehouseResource
 from ..steps.registry import RegistryEntry
 from ..steps.tables import ITEMS, SIGNALS
 from ..steps.train import train_and_register
+from .metering import metered
 
 
 def registry_metadata(context: dg.AssetExecutionContext, entry: RegistryEntry) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def _model_asset(name: str) -> dg.AssetsDefinition:
         description=f"The {name} recommender trained on the decayed user-item signals (with the last tuned "
         "settings), stored and registered.",
     )
+    @metered
     def train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource):
         with warehouse.connect() as con:
             entry, model = train_and_register(

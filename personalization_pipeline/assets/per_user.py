@@ -14,10 +14,12 @@ from ..steps.rank import choose_serving_model
 from ..steps.registry import latest_trained
 from ..steps.tables import ITEMS, SIGNALS
 from ..steps.train import load
+from .metering import metered
 from .models import MODEL_ASSET_KEYS
 
 
 @dg.asset(group_name="per_user", deps=[*MODEL_ASSET_KEYS, "offline_eval", SIGNALS, ITEMS], pool="warehouse")
+@metered
 def per_user_models(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:

@@ -7,9 +7,11 @@ from ..privacy.pii import operator_allowlist
 from ..privacy.report import privacy_report as build_report
 from ..privacy.report import report_markdown
 from ..resources import WarehouseResource
+from .metering import metered
 
 
 @dg.asset(group_name="privacy", deps=["user_features", "withheld_items", "serving_tables"], pool="warehouse")
+@metered
 def privacy_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Opted-out users and events excluded, catalogue items withheld, the operator's allowlist and what it let
     through, PII columns dropped, values generalised, retention deletions."""

@@ -10,10 +10,12 @@ from ..resources import ModelStoreResource, WarehouseResource
 from ..steps.registry import latest_trained
 from ..steps.rerank import train_ranker
 from ..steps.tables import ITEMS, SIGNALS, USER_FEATURES
+from .metering import metered
 from .models import MODEL_ASSET_KEYS, registry_metadata
 
 
 @dg.asset(group_name="models", deps=[*MODEL_ASSET_KEYS, SIGNALS, ITEMS, USER_FEATURES], pool="warehouse")
+@metered
 def ranker_model(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:

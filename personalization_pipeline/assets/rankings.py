@@ -10,6 +10,7 @@ from ..resources import ModelStoreResource, WarehouseResource
 from ..steps.rank import choose_serving_model, current_per_user, write_global_rankings, write_user_rankings
 from ..steps.registry import latest_trained
 from ..steps.tables import ACTIVITY, ITEMS
+from .metering import metered
 from .models import MODEL_ASSET_KEYS
 
 
@@ -18,6 +19,7 @@ from .models import MODEL_ASSET_KEYS
     deps=[*MODEL_ASSET_KEYS, "ranker_model", "offline_eval", "per_user_models", ACTIVITY, ITEMS],
     pool="warehouse",
 )
+@metered
 def user_rankings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:
@@ -45,6 +47,7 @@ def user_rankings(
 
 
 @dg.asset(group_name="rankings", deps=["popularity_model", ITEMS], pool="warehouse")
+@metered
 def global_rankings(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Non-personalized top-N per scope: cold start, opted-out and expired fallbacks."""
     with warehouse.connect() as con:

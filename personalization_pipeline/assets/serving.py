@@ -10,6 +10,7 @@ from ..serving.publish import publish_snapshot
 from ..serving.snapshot import build_snapshot
 from ..steps.registry import latest_trained
 from ..steps.tables import GLOBAL_RANKINGS, SIMILAR_USERS, USER_FEATURES, USER_RANKINGS
+from .metering import metered
 from .models import MODEL_ASSET_KEYS
 
 
@@ -18,6 +19,7 @@ from .models import MODEL_ASSET_KEYS
     deps=[USER_RANKINGS, GLOBAL_RANKINGS, USER_FEATURES, "offline_eval", SIMILAR_USERS, *MODEL_ASSET_KEYS],
     pool="warehouse",
 )
+@metered
 def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
     """Replace the served rankings in one transaction: readers see the old or the new set, never a mix."""
     now = datetime.now(UTC).replace(tzinfo=None)

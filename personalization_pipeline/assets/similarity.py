@@ -10,9 +10,11 @@ from ..recsys.similarity import SearchParams
 from ..resources import WarehouseResource
 from ..steps.similar_users import write_similar_users
 from ..steps.tables import SIGNALS, USER_FEATURES
+from .metering import metered
 
 
 @dg.asset(group_name="similarity", deps=["als_model", USER_FEATURES, SIGNALS], pool="warehouse")
+@metered
 def similar_users(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Top-K most similar opted-in users per opted-in user (cosine of ALS user factors, above a threshold)."""
     settings = Settings.from_env()

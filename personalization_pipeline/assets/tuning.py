@@ -9,9 +9,11 @@ from ..config import Settings
 from ..resources import WarehouseResource
 from ..steps.tables import CONSENTED_EVENTS, ITEMS, SIGNALS, USER_FEATURES
 from ..steps.tuning import tune
+from .metering import metered
 
 
 @dg.asset(group_name="tuning", deps=[SIGNALS, CONSENTED_EVENTS, ITEMS, USER_FEATURES], pool="warehouse")
+@metered
 def tuned_settings(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """A seeded random search, within ``PERSONALIZATION_TUNING_BUDGET_SECONDS``, of the time decay
     with ALS's parameters, of EASE's and of the re-ranker's, scored on a validation part of the

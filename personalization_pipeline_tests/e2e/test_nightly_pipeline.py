@@ -109,6 +109,20 @@ def test_every_asset_check_passes_on_clean_input(pipeline):
     assert result.checks["mart_user_item_signals.no_opted_out_user_in_marts"]
 
 
+def test_every_python_asset_reports_its_steps_time_and_memory(pipeline):
+    _, result, *_ = pipeline
+    python_assets = ["raw_interactions", "raw_items", "user_features", "als_model", "ranker_model", "offline_eval"]
+    python_assets += ["user_rankings", "global_rankings", "serving_tables", "privacy_report"]
+    for name in python_assets:
+        meta = result.metadata[name]
+        wall, start_to_end = meta["wall_seconds"], result.steps[name if not name.startswith("raw_") else "raw_tables"]
+        assert 0 < wall <= start_to_end[1] - start_to_end[0] + 0.5, name  # within the step's own span
+        assert meta["cpu_seconds"] >= 0 and 50 < meta["peak_rss_mb"] < 16_000, name
+    assert (
+        result.metadata["raw_items"]["wall_seconds"] == result.metadata["raw_interactions"]["wall_seconds"]
+    )  # one step
+
+
 def test_features_are_k_anonymous_per_quasi_identifier(pipeline):
     settings, result, *_ = pipeline
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
