@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import os
 import socket
 import sys
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from .config import DEV_JWT_SECRET, Settings, project_root
+from .config import DEV_JWT_SECRET, PREFIX, Settings, project_root
 
 console = Console()
 
@@ -105,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .serving.app import create_app
+    from .serving.app import APP_FACTORY
     from .serving.database import resolve_database_url
     from .serving.secrets import secret_problem
 
@@ -122,9 +123,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
             )
             return 2
-    # With its own login configured, the endpoint never holds the pipeline's (owner) login.
-    app = create_app(settings.api_database_url or resolve_database_url(settings), settings)
-    uvicorn.run(app, host=host, port=args.port or settings.api_port)
+    if not (settings.api_database_url or settings.database_url):
+        # Start the embedded server once, here; the worker processes read its URL from the environment.
+        os.environ[f"{PREFIX}DATABASE_URL"] = resolve_database_url(settings)
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=args.port or settings.api_port,
+        workers=args.workers or settings.api_workers,
+        access_log=settings.api_access_log,
+    )
     return 0
 
 
@@ -179,7 +188,7 @@ def cmd_pii_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.report import tier_section, write_report
+    from .bench.report import last_job_steps, tier_section, write_report
     from .bench.run import machine, run_tier
     from .bench.tiers import TIERS
 
@@ -204,18 +213,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
             terminal.log(phase)
 
         try:
-            result = run_tier(tier, workdir, args.database_url, say)
+            result = run_tier(tier, workdir, args.database_url, say, tuple(args.jobs.split(",")))
         except RuntimeError as exc:
             console.print(f"[red bold]bench failed[/]: {exc}\nlog: {log_path}")
             return 1
     out = Path(args.out)
     write_report(out, tier_section(result, machine()))
-    table = Table(title=f"tier {tier.name}: bare kernel vs pipeline step (nightly)")
+    table = Table(title=f"tier {tier.name}: bare kernel vs pipeline step (last job)")
     for column in ("kernel", "kernel s", "step", "step s", "ratio"):
         table.add_column(column)
-    nightly = {row.step: row.usage.wall_seconds for row in result.steps if row.job == "nightly"}
+    last = last_job_steps(result)
     for kernel in result.kernels:
-        step = nightly.get(kernel.step, float("nan"))
+        step = last.get(kernel.step, float("nan"))
         table.add_row(kernel.name, f"{kernel.seconds:.1f}", kernel.step, f"{step:.1f}", f"{step / kernel.seconds:.1f}")
     console.print(table)
     jobs = ", ".join(f"{job} {usage.wall_seconds:,.0f} s" for job, usage in result.jobs.items())
@@ -282,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the lookup endpoint")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (default: PERSONALIZATION_API_WORKERS, else the CPU count)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = sub.add_parser("token", help="print a signed development token")
@@ -307,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workdir", help="runtime directory of the tier (default: data/bench/<tier>)")
     bench.add_argument(
         "--database-url", help="PostgreSQL to publish into (default: an embedded server under the workdir)"
+    )
+    bench.add_argument(
+        "--jobs", default="nightly,weekly", choices=["nightly,weekly", "nightly"], help="default: nightly,weekly"
     )
     bench.add_argument(
         "--endpoint", action="store_true", help="load the endpoint on the tier's published data instead of the jobs"

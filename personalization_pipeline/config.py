@@ -9,6 +9,7 @@ stops with a message naming the variable, instead of being ignored.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -122,6 +123,8 @@ class Settings(BaseSettings):
     cleanup_cron: str = "0 3 * * *"
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, gt=0, lt=65536)
+    api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)  # lookup API worker processes
+    api_access_log: bool = False  # one log line per request (costs throughput)
 
     @model_validator(mode="before")
     @classmethod

@@ -26,6 +26,11 @@ def _seconds(value: float) -> str:
     return f"{value:,.1f}" if value >= 10 else f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
 
 
+def last_job_steps(result: TierResult) -> dict[str, float]:
+    """Wall seconds of each step in the last job that ran it: the models the kernels load."""
+    return {row.step: row.usage.wall_seconds for row in result.steps}
+
+
 def tier_section(result: TierResult, machine: str) -> str:
     """The markdown section of one tier."""
     tier = result.tier
@@ -50,12 +55,12 @@ def tier_section(result: TierResult, machine: str) -> str:
             for row in result.steps
         ),
         "",
-        "| bare kernel | what | kernel s | pipeline step | step s (nightly) | ratio |",
+        "| bare kernel | what | kernel s | pipeline step | step s (last job) | ratio |",
         "|---|---|---|---|---|---|",
     ]
-    nightly = {row.step: row.usage.wall_seconds for row in result.steps if row.job == "nightly"}
+    last = last_job_steps(result)
     for kernel in result.kernels:
-        step = nightly.get(kernel.step)
+        step = last.get(kernel.step)
         ratio = f"{step / kernel.seconds:.1f}" if step is not None and kernel.seconds > 0 else ""
         step_text = "" if step is None else _seconds(step)
         lines.append(
@@ -63,7 +68,8 @@ def tier_section(result: TierResult, machine: str) -> str:
         )
     lines += [
         "",
-        f"`user_rankings` ranked with `{result.serving_model}` (the run's serving choice), so its kernel is "
+        f"The kernels load the models of the last job; its `user_rankings` ranked with `{result.serving_model}`, so "
+        "the kernel beside it is "
         + ("LightGBM's predict over the candidate rows." if result.serving_model == RANKER else "that model's top-N."),
         "",
     ]

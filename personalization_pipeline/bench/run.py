@@ -73,10 +73,16 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
 
 
 def run_tier(
-    tier: Tier, workdir: Path, database_url: str | None, say: Callable[[str], None], seed: int = 42
+    tier: Tier,
+    workdir: Path,
+    database_url: str | None,
+    say: Callable[[str], None],
+    jobs: tuple[str, ...] = JOBS,
+    seed: int = 42,
 ) -> TierResult:
     """Generate ``tier`` under ``workdir`` (its runtime directory: raw data, warehouse, models and,
-    without ``database_url``, an embedded PostgreSQL), run the jobs, then the kernels."""
+    without ``database_url``, an embedded PostgreSQL), run ``jobs`` (nightly first), then the
+    kernels."""
     for leaf in ("raw", "warehouse.duckdb", "models", "logs"):
         target = workdir / leaf
         if target.is_dir():
@@ -93,7 +99,7 @@ def run_tier(
         sampler = Sampler()
         sampler.start()
         results: dict[str, JobResult] = {}
-        for job in JOBS:
+        for job in jobs:
             say(f"tier {tier.name}: {job} job")
             results[job] = run_job(job)
             if not results[job].success:
@@ -105,14 +111,14 @@ def run_tier(
             for job, result in results.items()
             for step, (start, end) in result.steps.items()
         ]
-        jobs = {
+        by_job = {
             job: step_usage(samples, min(s for s, _ in r.steps.values()), max(e for _, e in r.steps.values()))
             for job, r in results.items()
         }
         say(f"tier {tier.name}: bare kernels")
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
             registry = latest_trained(con)
-            served = str(results["nightly"].metadata["user_rankings"]["serving_model"])
+            served = str(results[jobs[-1]].metadata["user_rankings"]["serving_model"])  # what the kernels load
             kernels = [als_fit(con, registry["als"].params_dict)]
             if served == RANKER:
                 lists = len(read_active_users(con)) * scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
@@ -123,7 +129,7 @@ def run_tier(
     return TierResult(
         tier,
         counts["interactions"],
-        jobs,
+        by_job,
         steps,
         kernels,
         max(sample[2] for sample in samples) / 2**20,

@@ -49,7 +49,7 @@ from personalization_pipeline.serving.auth import (
     Principal,
     decode_token,
 )
-from personalization_pipeline.serving.database import normalize_url
+from personalization_pipeline.serving.database import normalize_url, resolve_database_url
 from personalization_pipeline.serving.schema import ensure_schema
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ POOL_MAX_SIZE = 10
 POOL_TIMEOUT_SECONDS = 5.0
 READY_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 5
+APP_FACTORY = f"{__name__}:create_app_from_env"
+"""Import string of :func:`create_app_from_env`, for uvicorn's worker processes."""
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     HTTPStatus.UNAUTHORIZED: {"model": ErrorBody, "description": "Missing, invalid or expired bearer token."},
@@ -158,7 +160,7 @@ async def _principal(
         raise HTTPException(HTTPStatus.UNAUTHORIZED, str(exc), headers=challenge) from exc
 
 
-def _pool(request: Request) -> AsyncConnectionPool:
+async def _pool(request: Request) -> AsyncConnectionPool:  # async: a plain def would run in a thread
     return request.app.state.pool
 
 
@@ -180,11 +182,10 @@ async def _read_ranking(
     if not caller.can_read_user(user_id):
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
     scope = scope.lower()  # ingest stores scopes in lower case
-    async with caller_transaction(pool, caller) as conn:
-        ranking = await lookup.fetch_ranking(conn, user_id, scope, limit)
+    ranking = await lookup.fetch_ranking(pool, caller, user_id, scope, limit)
     if ranking is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"unknown scope {scope!r}")
-    return asdict(ranking)
+    return vars(ranking)  # no deep copy (asdict): the response is built from it once
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness (no database access).")
@@ -199,9 +200,7 @@ async def healthz() -> dict[str, str]:
     responses={HTTPStatus.SERVICE_UNAVAILABLE: {"model": ErrorBody}},
 )
 async def readyz(pool: Pool) -> dict[str, str]:
-    async with caller_transaction(pool, None, timeout=READY_TIMEOUT_SECONDS) as conn:
-        published = await lookup.anything_published(conn)
-    if not published:
+    if not await lookup.anything_published(pool, READY_TIMEOUT_SECONDS):
         raise HTTPException(HTTPStatus.SERVICE_UNAVAILABLE, "nothing has been published yet: run the nightly job")
     return {"status": "ready"}
 
@@ -237,8 +236,7 @@ async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, pool: Pool
 )
 async def read_settings(caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, READ_OWN_ROLES, "read settings")
-    async with caller_transaction(pool, caller) as conn:
-        return asdict(await user_settings.get_user_settings(conn, caller.user_id))
+    return asdict(await user_settings.get_user_settings(pool, caller))
 
 
 @router.put(
@@ -266,8 +264,7 @@ async def write_settings(update: SettingsUpdate, caller: Caller, pool: Pool) -> 
 )
 async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, ADMIN_ROLES, "read metrics")
-    async with caller_transaction(pool, caller) as conn:
-        run = await lookup.fetch_latest_eval(conn)
+    run = await lookup.fetch_latest_eval(pool, caller)
     if run is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, "no offline evaluation has been published yet")
     return asdict(run)
@@ -312,3 +309,13 @@ def create_app(database_url: str, settings: Settings) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(router)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app over the configured serving database, as ``serve`` runs it in each worker process.
+
+    With its own login configured (``api_database_url``), the endpoint never holds the pipeline's
+    (owner) login.
+    """
+    settings = Settings.from_env()
+    return create_app(settings.api_database_url or resolve_database_url(settings), settings)

@@ -14,6 +14,7 @@ read any user's data and the evaluation metrics.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -93,8 +94,24 @@ def decode_token(
     """Verify ``token`` (signature, ``exp`` at most ``max_lifetime_seconds`` away, ``sub``, optional
     ``iss``/``aud``) and return its principal, with the canonical user id.
 
-    A token without a ``role`` claim gets the end-user role, ``client``.
+    A token without a ``role`` claim gets the end-user role, ``client``. A verified token is
+    remembered (:data:`TOKEN_CACHE_SIZE` most recent) and only its expiry checked again: every
+    other check gives the same answer until then.
     """
+    principal, expires = _verify(token, secret, issuer, audience, max_lifetime_seconds)
+    if expires <= time.time():
+        raise AuthError("token has expired")
+    return principal
+
+
+TOKEN_CACHE_SIZE = 65_536
+
+
+@functools.lru_cache(maxsize=TOKEN_CACHE_SIZE)
+def _verify(
+    token: str, secret: str, issuer: str | None, audience: str | None, max_lifetime_seconds: int
+) -> tuple[Principal, int]:
+    """The principal and ``exp`` of a token that passes every check (an exception is never cached)."""
     required = ["exp", "sub"] + (["iss"] if issuer else []) + (["aud"] if audience else [])
     try:
         claims = jwt.decode(
@@ -116,7 +133,7 @@ def decode_token(
         raise AuthError(
             f"invalid token: 'sub' must be a string of 1-{MAX_ID_LENGTH} characters without control characters"
         )
-    return Principal(user_id=user_id, role=_check_role(claims.get("role", DEFAULT_ROLE)))
+    return Principal(user_id=user_id, role=_check_role(claims.get("role", DEFAULT_ROLE))), int(claims["exp"])
 
 
 def is_valid_id(value: str) -> bool:

@@ -1,4 +1,5 @@
-"""Read queries behind the lookup API (async, parametrised, serving tables only)."""
+"""Read queries behind the lookup API (async, parametrised, serving tables only), each run as the
+verified caller in one round trip (:func:`api_access.caller_query`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool
 
+from personalization_pipeline.serving.api_access import caller_query
+from personalization_pipeline.serving.auth import Principal
 from personalization_pipeline.serving.schema import EVAL, GLOBAL_RANKS, RANKS, SETTINGS
 
 _RANKING_SQL = f"""
@@ -60,18 +63,19 @@ class EvalRun:
     metrics: list[dict[str, Any]]
 
 
-async def fetch_ranking(conn: AsyncConnection, user_id: str, scope: str, limit: int) -> Ranking | None:
+async def fetch_ranking(
+    pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int
+) -> Ranking | None:
     """The user's current ranking unless expired or opted out, else the scope's global one; ``None``
     when the scope has no global ranking. Items are cut to ``limit`` and to id, score and confidence.
 
     Global rankings hold no personal data and are replaced by every publish; they are served
     whatever their ``valid_until``, so a late or blocked nightly run degrades users to the
     fallback instead of failing every read."""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(_RANKING_SQL, {"user_id": user_id, "scope": scope})
-    row = await cur.fetchone()
-    if row is None:
+    rows = await caller_query(pool, caller, _RANKING_SQL, {"user_id": user_id, "scope": scope}, dict_row)
+    if not rows:
         return None
+    row = rows[0]
     items = [
         {"id": str(item["id"]), "score": item["score"], "confidence": item["confidence"]}
         for item in row["items"][:limit]
@@ -87,19 +91,16 @@ async def fetch_ranking(conn: AsyncConnection, user_id: str, scope: str, limit: 
     )
 
 
-async def fetch_latest_eval(conn: AsyncConnection) -> EvalRun | None:
+async def fetch_latest_eval(pool: AsyncConnectionPool, caller: Principal) -> EvalRun | None:
     """Metrics of the most recently computed evaluation run, or ``None`` when there is none."""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(_LATEST_EVAL_SQL)
-    rows = await cur.fetchall()
+    rows = await caller_query(pool, caller, _LATEST_EVAL_SQL, row_factory=dict_row)
     if not rows:
         return None
     metrics = [{key: row[key] for key in ("model_name", "metric", "k", "value")} for row in rows]
     return EvalRun(run_id=rows[0]["run_id"], computed_at=rows[0]["computed_at"], metrics=metrics)
 
 
-async def anything_published(conn: AsyncConnection) -> bool:
+async def anything_published(pool: AsyncConnectionPool, timeout: float | None = None) -> bool:
     """Whether a publish has happened (every publish writes the global rankings)."""
-    cur = await conn.execute(f"SELECT EXISTS (SELECT 1 FROM {GLOBAL_RANKS})")
-    row = await cur.fetchone()
-    return bool(row and row[0])
+    rows = await caller_query(pool, None, f"SELECT EXISTS (SELECT 1 FROM {GLOBAL_RANKS})", None, tuple_row, timeout)
+    return bool(rows and rows[0][0])

@@ -15,7 +15,10 @@ import psycopg
 import pyarrow as pa
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
+from personalization_pipeline.serving.api_access import caller_query
+from personalization_pipeline.serving.auth import Principal
 from personalization_pipeline.serving.publish import copy_arrow
 from personalization_pipeline.serving.schema import SETTINGS, ensure_schema
 from personalization_pipeline.sqlutil import scalar
@@ -44,12 +47,10 @@ class UserSettings:
     updated_at: datetime | None = None
 
 
-async def get_user_settings(conn: AsyncConnection, user_id: str) -> UserSettings:
-    """The user's stored settings, or the opted-in default."""
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(_SELECT + " WHERE user_id = %s", (user_id,))
-    row = await cur.fetchone()
-    return UserSettings(**row) if row else UserSettings(user_id=user_id)
+async def get_user_settings(pool: AsyncConnectionPool, caller: Principal) -> UserSettings:
+    """The caller's stored settings, or the opted-in default."""
+    rows = await caller_query(pool, caller, _SELECT + " WHERE user_id = %s", (caller.user_id,), dict_row)
+    return UserSettings(**rows[0]) if rows else UserSettings(user_id=caller.user_id)
 
 
 async def put_user_settings(conn: AsyncConnection, user_id: str, enabled: bool, consent: bool | None) -> UserSettings:
