@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     per_user_margin_stderrs: float | None = None  # negative: keep models up to that many SE worse
     regression_tolerance: float = Field(0.05, ge=0, le=1)
     ranker_candidates: int = Field(200, gt=0)
+    ranker_retrain_days: float = Field(7.0, ge=0)  # the nightly reuses a re-ranker younger than this
     ranker_folds: int = Field(3, ge=2)
     ranker_max_users: int = Field(5000, gt=1)
     # LightGBM parameters of the re-ranker: unset keeps RerankerParams' default (recsys/reranker.py).

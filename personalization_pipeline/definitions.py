@@ -62,6 +62,7 @@ def build_definitions() -> dg.Definitions:
             "features", "tuning", "models", "similarity", "per_user", "rankings", "evaluation", "serving"
         ),
         description="Rebuild features, tune, retrain the models, similar users, full evaluation, re-rank, publish.",
+        config={"ops": {"ranker_model": {"config": {"always_retrain": True}}}},
     )
     cleanup_job = dg.define_asset_job(
         "cleanup",

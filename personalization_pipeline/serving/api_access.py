@@ -7,8 +7,8 @@ so in a warning. A login that cannot become the role, or a role that is a superu
 bypasses row-level security, is refused: the API never runs with the pipeline's rights.
 
 Each request runs in one transaction that first names the verified caller with
-transaction-local ``set_config``; the row-level security policies read those settings. The
-statements are pipelined: a read is one round trip (``BEGIN``, caller, query, ``COMMIT``).
+transaction-local ``set_config``; the row-level security policies read those settings. A read
+of one query is a single round trip (:func:`caller_query`).
 """
 
 from __future__ import annotations
@@ -159,34 +159,30 @@ async def caller_query(
     row_factory: AsyncRowFactory[Row] = tuple_row,  # type: ignore[assignment]
     timeout: float | None = None,
 ) -> list[Row]:
-    """The rows of one read ``query`` run as ``caller`` (see :func:`caller_transaction`) in its own
-    transaction, sent in one round trip. A pooled connection the server dropped is discarded, the
-    pool's other dead idle connections replaced, and the read run once more."""
+    """The rows of one read ``query`` run as ``caller`` (none for tables without per-user rows).
+
+    The caller and the query are pipelined in one round trip: statements up to the pipeline's
+    Sync share one implicit transaction, so the transaction-local caller holds for the query
+    and is gone when it ends. A pooled connection the server dropped is discarded, the pool's
+    other dead idle connections replaced, and the read run once more.
+    """
     for attempt in (1, 2):
         conn = await pool.getconn(timeout=timeout)
         try:
             async with conn.pipeline():
-                await _queue_begin(conn, caller)
+                if caller is not None:
+                    await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))
                 cur = conn.cursor(row_factory=row_factory)
                 await cur.execute(query, params)
-                await conn.execute("COMMIT")
             return await cur.fetchall()
-        except BaseException as exc:
-            if attempt == 2 or not (isinstance(exc, psycopg.OperationalError) and conn.broken):
-                with contextlib.suppress(psycopg.Error):
-                    await conn.execute("ROLLBACK")
+        except psycopg.OperationalError:
+            if attempt == 2 or not conn.broken:
                 raise
             logger.warning("a pooled connection to the serving database was dropped; reconnecting")
         finally:
-            await pool.putconn(conn)  # a broken connection is discarded by the pool
+            await pool.putconn(conn)  # the pool discards a broken connection and rolls back a failed one
         await pool.check()
     raise AssertionError("unreachable")
-
-
-async def _queue_begin(conn: psycopg.AsyncConnection, caller: Principal | None) -> None:
-    await conn.execute("BEGIN")
-    if caller is not None:
-        await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))
 
 
 async def _begin(pool: AsyncConnectionPool, caller: Principal | None, timeout: float | None) -> psycopg.AsyncConnection:
@@ -194,7 +190,9 @@ async def _begin(pool: AsyncConnectionPool, caller: Principal | None, timeout: f
         conn = await pool.getconn(timeout=timeout)
         try:
             async with conn.pipeline():  # one round trip
-                await _queue_begin(conn, caller)
+                await conn.execute("BEGIN")
+                if caller is not None:
+                    await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))
             return conn
         except psycopg.OperationalError:
             await pool.putconn(conn)

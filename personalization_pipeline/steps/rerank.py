@@ -106,6 +106,13 @@ def refit(entries: dict[str, RegistryEntry]) -> Callable[[InteractionMatrix], di
     return fit
 
 
+def ranker_is_current(entry: RegistryEntry | None, now: datetime, max_age_days: float) -> bool:
+    """Whether ``entry`` is a trained re-ranker younger than ``max_age_days`` (never, at 0)."""
+    if entry is None or entry.model_version is None:
+        return False
+    return (now - entry.trained_at).total_seconds() < max_age_days * 86_400
+
+
 def train_ranker(
     con: duckdb.DuckDBPyConnection,
     settings: Any,

@@ -340,15 +340,18 @@ def test_weekly_tuning_registers_its_best_trial_and_later_runs_train_with_it(pip
         ).fetchall()
         params = dict(
             con.execute(
-                "SELECT model_name, params FROM model_registry WHERE run_id = ? "
-                "AND model_name IN ('als', 'ease', 'ranker')",
-                [nightly.run_id],
+                "SELECT model_name, params FROM model_registry WHERE (run_id = ? AND model_name IN ('als', 'ease')) "
+                "OR (run_id = ? AND model_name = 'ranker')",
+                [nightly.run_id, weekly.run_id],  # the weekly trains the re-ranker; the nightly reuses it
             ).fetchall()
         )
         chosen = json.loads(tuned[0])
         weights = con.execute("SELECT user_id, item_id, weight FROM mart_user_item_signals ORDER BY ALL").df()
         expected = read_signals_decayed(con, chosen["half_life_days"], chosen["half_life_span_fraction"])
     assert trials.groupby("model_name").size().to_dict() == {"als": 4, "ease": 4, "ranker": 4}
+    assert weekly.metadata["ranker_model"]["retrained"] and not nightly.metadata["ranker_model"]["retrained"]
+    assert nightly.metadata["ranker_model"]["model_version"] == weekly.metadata["ranker_model"]["model_version"]
+    assert nightly.metadata["ranker_model"]["reused_because"].startswith("trained 0.0 days ago")
     for _, rows in trials.groupby("model_name"):
         best = rows.sort_values(["ndcg", "trial"], ascending=[False, True]).iloc[0]
         (picked,) = rows[rows["chosen"]].itertuples()  # the best, or the one in force when not clearly beaten
