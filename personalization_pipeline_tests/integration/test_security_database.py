@@ -7,6 +7,7 @@ caller is named. The pipeline's superuser login is used only to inspect the cata
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
@@ -16,10 +17,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from personalization_pipeline.serving.api_access import (
     ApiLogin,
     ApiRoleError,
+    caller_query,
     caller_transaction,
     resolve_api_login,
 )
@@ -28,6 +31,7 @@ from personalization_pipeline.serving.auth import Principal
 from personalization_pipeline.serving.database import with_user
 from personalization_pipeline.serving.schema import (
     API_ROLE,
+    CALLER_USER_SETTING,
     FEATURES,
     PER_USER_TABLES,
     RANKS,
@@ -182,6 +186,27 @@ def test_the_caller_is_transaction_local(served, api_client) -> None:
             return inside, after
 
     assert api_client.portal.call(run) == (len(served.scopes), 0)
+
+
+def test_a_pipelined_read_names_its_caller_for_that_read_only(served) -> None:
+    """``caller_query`` sends caller and query in one round trip; the next read on the same
+    connection (a one-connection pool) sees no caller and no per-user row."""
+    probe = f"SELECT pg_backend_pid(), current_setting('{CALLER_USER_SETTING}', true), count(*) FROM {RANKS}"
+
+    async def run() -> list[tuple]:
+        async with AsyncConnectionPool(
+            with_user(served.url, API_ROLE), min_size=1, max_size=1, kwargs={"autocommit": True}
+        ) as pool:
+            return [
+                *await caller_query(pool, Principal("alice", "client"), probe),
+                *await caller_query(pool, None, probe),
+                *await caller_query(pool, Principal("bob", "reader"), f"{probe} WHERE user_id = 'alice'"),
+            ]
+
+    (pid, alice, seen), (same_pid, nobody, unseen), (_, bob, other) = asyncio.run(run())
+    assert (alice, seen) == ("alice", len(served.scopes))
+    assert same_pid == pid and not nobody and unseen == 0
+    assert (bob, other) == ("bob", 0)
 
 
 @pytest.mark.parametrize("table", INTERNAL_TABLES)

@@ -108,3 +108,15 @@ def test_the_lifetime_bound_is_configurable() -> None:
     assert decode_token(token, SECRET, max_lifetime_seconds=7_300).user_id == "u1"
     with pytest.raises(AuthError, match="more than 3600 seconds away"):
         decode_token(token, SECRET, max_lifetime_seconds=3_600)
+
+
+def test_a_verified_token_is_refused_once_it_expires() -> None:
+    """Verified tokens are remembered; their expiry is still checked on every use."""
+    token = mint_token(SECRET, "u1", ttl_seconds=1)
+    assert decode_token(token, SECRET).user_id == "u1"
+    assert decode_token(token, SECRET).user_id == "u1"
+    time.sleep(max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.1)
+    with pytest.raises(AuthError, match="token has expired"):
+        decode_token(token, SECRET)
+    with pytest.raises(AuthError, match="Signature verification failed"):
+        decode_token(token, SECRET + "-other")  # a remembered token is not accepted under another secret
