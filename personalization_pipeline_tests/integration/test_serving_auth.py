@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from personalization_pipeline.serving.auth import AuthError, Principal, decode_token, mint_token
 
 SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
-CLAIMS = {"sub": "u1", "exp": int(time.time()) + 600}
+CLAIMS = {"sub": "u1", "exp": int(time.time()) + 6 * 3600}  # outlives a slow test session
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_PUBLIC_PEM = RSA_KEY.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
