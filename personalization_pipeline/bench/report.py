@@ -86,7 +86,8 @@ def endpoint_section(tier: str, result: EndpointResult, machine: str, measured_a
             "",
             f"`GET /v1/rankings/{{scope}}?limit=10`, {result.connections} concurrent keep-alive clients on loopback "
             f"(one asyncio process), {result.users:,} distinct users' tokens, {load.seconds:.0f} s after a 2 s "
-            f"warm-up; one endpoint process as `serve` starts it; measured {measured_at} UTC on {machine}.",
+            "warm-up; the endpoint started as `serve` starts it (`PERSONALIZATION_API_WORKERS` workers, default "
+            f"the core count); measured {measured_at} UTC on {machine}.",
             "",
             "| requests | errors | req/s | p50 ms | p95 ms | p99 ms | bare PK lookups/s (1 connection, prepared) "
             "| endpoint / bare |",
