@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from ..recsys.base import Recommender
 from ..recsys.matrices import IdIndex
+from ..recsys.ranking import mask_seen
 from ..recsys.reranker import Reranker
 from ..serving.publish import copy_arrow, items_json_sql
 from ..steps.inputs import read_active_users, read_catalog, read_history
@@ -66,15 +67,12 @@ def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelT
         np.flatnonzero(np.isin(items, group["item_id"].to_numpy(str))) for _, group in catalog.groupby("scope")
     ]
     to_model = IdIndex(items).positions(history.items.ids)
-    known = to_model >= 0
 
     def work() -> None:
         for start in range(0, len(users), BATCH_USERS):
             batch = users[start : start + BATCH_USERS]
             scores = model.score(batch, history)
-            seen = history.seen[np.maximum(history.users.positions(batch), 0)].tocoo()
-            mask = known[seen.col] & (history.users.positions(batch)[seen.row] >= 0)
-            scores[seen.row[mask], to_model[seen.col[mask]]] = -np.inf
+            mask_seen(scores, batch, history, to_model)
             for cols in scope_cols:
                 part = np.nan_to_num(scores[:, cols], nan=-np.inf)
                 k = min(n, len(cols))

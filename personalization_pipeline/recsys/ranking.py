@@ -126,7 +126,7 @@ def _rank_scopes(scores: np.ndarray, scopes: _Scopes, n: int) -> _Picks:
     return _Picks.concat(parts or [_pick_top(scores, n, no_columns, 0)])
 
 
-def _mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray) -> None:
+def mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray) -> None:
     """Set the scores of items each user has seen to -inf, in place."""
     rows = history.users.positions(user_ids)
     known = np.flatnonzero(rows >= 0)
@@ -167,7 +167,7 @@ def iter_user_rankings(
         batch = users[start : start + batch_size]
         scores = np.array(model.score(batch, history), copy=True)
         scores[np.isnan(scores)] = -np.inf
-        _mask_seen(scores, batch, history, to_model)
+        mask_seen(scores, batch, history, to_model)
         picks = _rank_scopes(scores, scopes, n)
         h = positive[history.users.positions(batch)]  # -1 (unknown user) reads the appended 0
         yield pd.DataFrame(
