@@ -260,6 +260,14 @@ def _bench_endpoint(args: argparse.Namespace, workdir: Path, log_path: Path) -> 
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run a Celery worker for the ``celery`` executor in the foreground (replaces this process)."""
+    celery = Path(sys.executable).with_name("celery")
+    command = [str(celery), "-A", "personalization_pipeline.celery_worker", "worker", "-Q", "dagster"]
+    command += ["--prefetch-multiplier=1", f"--concurrency={args.concurrency}", f"--loglevel={args.loglevel}"]
+    os.execv(command[0], command)
+
+
 def cmd_stop_db(args: argparse.Namespace) -> int:
     from .serving.database import stop_embedded_server
 
@@ -330,6 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--connections", type=int, default=32, help="concurrent endpoint clients (default: 32)")
     bench.add_argument("--users", type=int, default=2000, help="distinct users' tokens (default: 2000)")
     bench.set_defaults(func=cmd_bench)
+
+    worker = sub.add_parser(
+        "worker", help="run a Celery worker for PERSONALIZATION_EXECUTOR=celery (broker: PERSONALIZATION_CELERY_BROKER)"
+    )
+    worker.add_argument(
+        "--concurrency", type=int, default=os.cpu_count() or 1, help="steps at once (default: the CPU count)"
+    )
+    worker.add_argument("--loglevel", default="INFO", help="default: INFO")
+    worker.set_defaults(func=cmd_worker)
 
     stop = sub.add_parser("stop-db", help="stop the embedded PostgreSQL that run and serve leave running")
     stop.set_defaults(func=cmd_stop_db)

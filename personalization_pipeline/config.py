@@ -34,6 +34,7 @@ _RUNTIME_PATHS = {
     "warehouse_path": "warehouse.duckdb",
     "embedded_pg_dir": "pgserver",
     "model_dir": "models",
+    "staging_dir": "staging",
 }
 """Paths that default to a place under the runtime directory."""
 
@@ -53,6 +54,7 @@ class Settings(BaseSettings):
     warehouse_path: Path
     embedded_pg_dir: Path
     model_dir: Path
+    staging_dir: Path  # per-bucket inputs and outputs of a run's fanned-out steps (shared by every process)
     database_url: str | None = None
     mapping_path: Path | None = None
     input_encoding: str = "utf-8"
@@ -122,6 +124,11 @@ class Settings(BaseSettings):
     nightly_cron: str = "0 2 * * *"
     weekly_cron: str = "0 4 * * 0"
     cleanup_cron: str = "0 3 * * *"
+    executor: Literal["in_process", "multiprocess", "celery"] = "in_process"
+    max_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)  # multiprocess: steps at once
+    user_buckets: int | None = Field(None, gt=0)  # unset: 1 in-process, else max_processes
+    celery_broker: str = "redis://127.0.0.1:6379/0"
+    celery_backend: str = "redis://127.0.0.1:6379/0"
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, gt=0, lt=65536)
     api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)  # lookup API worker processes
@@ -159,6 +166,14 @@ class Settings(BaseSettings):
         """Configured weights override the defaults type by type; unnamed types keep theirs."""
         return {**DEFAULT_EVENT_WEIGHTS, **weights}
 
+    @property
+    def buckets(self) -> int:
+        """User buckets the ranking fans out over: ``user_buckets``, else one per process the
+        executor runs at once (one in-process)."""
+        if self.user_buckets is not None:
+            return self.user_buckets
+        return 1 if self.executor == "in_process" else self.max_processes
+
     @classmethod
     def from_env(cls) -> Settings:
         """Settings from ``PERSONALIZATION_<FIELD>`` variables; unset ones keep their default.
@@ -172,7 +187,7 @@ class Settings(BaseSettings):
             raise ValueError(f"invalid configuration: {problems}") from None
 
 
-_SECRET_FIELDS = ("jwt_secret", "database_url", "api_database_url")
+_SECRET_FIELDS = ("jwt_secret", "database_url", "api_database_url", "celery_broker", "celery_backend")
 
 
 def _describe(error: Any) -> str:

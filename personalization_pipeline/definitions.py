@@ -89,9 +89,22 @@ def build_definitions() -> dg.Definitions:
             "model_store": ModelStoreResource(root=str(settings.model_dir)),
             "dbt": dbt_resource,
         },
-        # DuckDB allows one writer: run every step of a run in one process, one at a time.
-        executor=dg.in_process_executor,
+        executor=executor(settings),
     )
+
+
+def executor(settings: Settings) -> dg.ExecutorDefinition:
+    """The executor ``PERSONALIZATION_EXECUTOR`` names. In-process (the default) runs every step
+    in one process that holds the warehouse for the whole run. Multiprocess and Celery run each
+    step in its own process, user buckets in parallel; the steps that open the warehouse take it
+    one at a time (see :mod:`.warehouse_run`)."""
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor.configured({"max_concurrent": settings.max_processes})
+    if settings.executor == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured({"broker": settings.celery_broker, "backend": settings.celery_backend})
+    return dg.in_process_executor
 
 
 defs = build_definitions()

@@ -8,15 +8,17 @@ import re
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import dagster as dg
 import duckdb
 import psycopg
 import uvicorn
+from dagster._core.execution.job_execution_result import JobExecutionResult
 
 from .config import Settings
 from .serving.app import create_app
@@ -41,17 +43,39 @@ class JobResult:
     rows: dict[str, int]
 
 
-def run_job(job_name: str) -> JobResult:
-    """Execute ``job_name`` in this process on the environment's settings (persistent instance
-    when DAGSTER_HOME is set)."""
+def job_named(name: str) -> dg.JobDefinition:
+    """The job ``name`` of the definitions built from the environment (what step processes load)."""
     from .definitions import build_definitions
 
-    defs = build_definitions()
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    return build_definitions().resolve_job_def(name)
+
+
+def run_job(job_name: str, assets: Sequence[str] | None = None) -> JobResult:
+    """Execute ``job_name`` (only ``assets`` of it when given) on the environment's settings:
+    in this process, or with the configured multiprocess or Celery executor. The instance is
+    DAGSTER_HOME's when set, else a temporary one (persistent for the run's step processes)."""
     logged = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=logged
-    )
+    selection = [dg.AssetKey(name) for name in assets] if assets is not None else None
+    with ExitStack() as stack:
+        if os.environ.get("DAGSTER_HOME"):
+            instance = stack.enter_context(dg.DagsterInstance.get())
+        elif Settings.from_env().executor == "in_process":
+            instance = stack.enter_context(dg.DagsterInstance.ephemeral())
+        else:
+            instance = stack.enter_context(dg.DagsterInstance.local_temp(stack.enter_context(TemporaryDirectory())))
+        if Settings.from_env().executor == "in_process":
+            result: dg.ExecuteInProcessResult | JobExecutionResult = job_named(job_name).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=logged, asset_selection=selection
+            )
+        else:
+            job = dg.build_reconstructable_job(__name__, job_named.__name__, reconstructable_args=(job_name,))
+            result = stack.enter_context(
+                dg.execute_job(job, instance, run_config=logged, raise_on_error=False, asset_selection=selection)
+            )
+        return _job_result(instance, result)
+
+
+def _job_result(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult | JobExecutionResult) -> JobResult:
     evaluations = result.get_asset_check_evaluations()
     checks = {f"{c.asset_key.to_user_string()}.{c.check_name}": c.passed for c in evaluations}
     error = None
@@ -70,13 +94,19 @@ def run_job(job_name: str) -> JobResult:
         metadata[materialization.asset_key.to_user_string()] = values
         count = values.get("dagster/row_count")
         if isinstance(count, int) and event.step_key:
-            rows[event.step_key] = rows.get(event.step_key, 0) + count
+            rows[_asset_of(event.step_key)] = rows.get(_asset_of(event.step_key), 0) + count
     steps = _step_times(instance, result.run_id)
     return JobResult(result.success, result.run_id, error, metadata, checks, steps, rows)
 
 
+def _asset_of(step_key: str) -> str:
+    """The asset a step belongs to: a graph-backed asset's steps (``user_rankings.plan...``) count as one."""
+    return step_key.split(".", 1)[0]
+
+
 def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
-    """Start and end of each step of the run that started, from its event log."""
+    """Start and end of each step of the run that started, from its event log (a graph-backed
+    asset's steps as one: from the first start to the last end)."""
     starts: dict[str, float] = {}
     ends: dict[str, float] = {}
     done = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
@@ -84,14 +114,15 @@ def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[fl
         event = entry.dagster_event
         if event is None or entry.step_key is None:
             continue
+        step = _asset_of(entry.step_key)
         if event.event_type == dg.DagsterEventType.STEP_START:
-            starts[entry.step_key] = entry.timestamp
+            starts[step] = min(starts.get(step, entry.timestamp), entry.timestamp)
         elif event.event_type in done:
-            ends[entry.step_key] = entry.timestamp
+            ends[step] = max(ends.get(step, entry.timestamp), entry.timestamp)
     return {step: (start, ends.get(step, start)) for step, start in starts.items()}
 
 
-def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+def _first_failure(result: dg.ExecuteInProcessResult | JobExecutionResult) -> str:
     """``step <key>: <root cause>`` of the first failed step, or the run's own failure (a resource
     that could not start, e.g. a warehouse held by another run)."""
     failures = result.get_step_failure_events()

@@ -8,6 +8,11 @@ refuses at once, with a message naming the run that holds the lock. Holding the 
 copies the warehouse to ``.<name>.<run_id>.work`` beside it and every step reads and writes
 that copy. At the end the copy atomically replaces the warehouse (``os.replace``) if no step
 failed, or is deleted: a failed run leaves every warehouse table as it was.
+
+Under an executor that runs each step in its own process (multiprocess, Celery), each step that
+opens the warehouse does all of the above for itself: the steps of one run take the warehouse
+one after another (a step waits for its own run's other steps without a time limit), and each
+step's writes replace the warehouse when it succeeds.
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def begin(warehouse: Path, database_url: str, run_id: str, timeout_seconds: floa
     try:
         deadline = time.monotonic() + timeout_seconds
         while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:  # type: ignore[index]
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline and _holder(conn, key) != run_id:
                 waited = f"after waiting {timeout_seconds:g} s" if timeout_seconds else "at once"
                 raise WarehouseBusyError(
                     f"the warehouse {warehouse} is in use by run {_holder(conn, key)}; this run gave up {waited} "

@@ -1,49 +1,127 @@
-"""[rankings] Top-N per user and scope from the best evaluated personal model; popularity per scope for fallback."""
+"""[rankings] Top-N per user and scope from the best evaluated personal model; popularity per scope for fallback.
 
+``user_rankings`` fans out over user buckets: one step stages the inputs, one step per bucket ranks
+its users in its own process (in parallel under the multiprocess or a cluster executor), one step
+loads every bucket's rankings into the warehouse.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from ..config import Settings
+from ..resource_usage import measured
 from ..resources import ModelStoreResource, WarehouseResource
-from ..steps.rank import choose_serving_model, current_per_user, write_global_rankings, write_user_rankings
+from ..sqlutil import scalar
+from ..steps.buckets import RankingPlan, load_outputs, rank_bucket, stage_inputs
+from ..steps.rank import RankingCounts, choose_serving_model, current_per_user, write_global_rankings
 from ..steps.registry import latest_trained
-from ..steps.tables import ACTIVITY, ITEMS
+from ..steps.tables import ACTIVITY, ITEMS, USER_RANKINGS
 from .metering import metered
 from .models import MODEL_ASSET_KEYS
 
+_UPSTREAM = (*MODEL_ASSET_KEYS, "ranker_model", "offline_eval", "per_user_models", ACTIVITY, ITEMS)
 
-@dg.asset(
-    group_name="rankings",
-    deps=[*MODEL_ASSET_KEYS, "ranker_model", "offline_eval", "per_user_models", ACTIVITY, ITEMS],
-    pool="warehouse",
-)
-@metered
-def user_rankings(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
-) -> dg.MaterializeResult:
-    """Top-N items per opted-in user and scope, seen items and consistently dismissed categories
-    removed, from the best personal model of this run's offline evaluation, or the re-ranker over
-    every source's candidates (diversified, rationale tags in ``rank_rationale``) when it beats that
-    model clearly; users with a kept per-user model are scored by it."""
+
+@dataclass(frozen=True)
+class BucketTask:
+    """One bucket to rank under ``plan``; ``started`` is when the ranking began (epoch seconds)."""
+
+    plan: RankingPlan
+    bucket: int
+    started: float
+
+
+@dataclass(frozen=True)
+class BucketResult:
+    """What one bucket's step ranked and what it cost."""
+
+    task: BucketTask
+    counts: RankingCounts
+    usage: dict[str, float]
+
+
+_UPSTREAM_INS = {f"upstream_{i}": key for i, key in enumerate(_UPSTREAM)}
+
+
+@dg.op(ins={name: dg.In(dg.Nothing) for name in _UPSTREAM_INS}, out=dg.DynamicOut(BucketTask), pool="warehouse")
+def plan_user_rankings(
+    context: dg.OpExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
+) -> Iterator[dg.DynamicOutput[BucketTask]]:
+    """Choose the serving model, prune the per-user bundle, stage the inputs; one task per bucket."""
+    started = time.time()
     now = datetime.now(UTC).replace(tzinfo=None)
     settings = Settings.from_env()
+    staging = settings.staging_dir / context.run_id / "user_rankings"
     with warehouse.connect() as con:
         registry = latest_trained(con)
         entry = choose_serving_model(con, registry, margin_stderrs=settings.ranker_margin_stderrs)
         per_user = current_per_user(con, registry.get("per_user"), Path(model_store.root), context.run_id, now)
-        counts = write_user_rankings(con, settings, entry, registry, per_user)
-    return dg.MaterializeResult(
-        metadata={
-            "serving_model": entry.model_name,
-            "model_version": entry.model_version,
-            "per_user_models": len(per_user.users) if per_user is not None else 0,
-            "per_user_version": per_user.version if per_user is not None else "(none)",
+        registry = latest_trained(con)  # with the pruned bundle
+        buckets = stage_inputs(con, staging, settings.buckets, settings, entry, registry)
+    plan = RankingPlan(str(staging), entry, registry, registry["per_user"] if per_user is not None else None)
+    context.log.info(f"ranking with {entry.model_name} {entry.model_version} over {len(buckets)} user bucket(s)")
+    for bucket in buckets:
+        yield dg.DynamicOutput(BucketTask(plan, bucket, started), mapping_key=f"bucket_{bucket}")
+
+
+@dg.op
+def rank_user_bucket(context: dg.OpExecutionContext, task: BucketTask) -> BucketResult:
+    """Rank one bucket's users from the staged inputs (never opens the warehouse)."""
+    with measured() as usage:
+        counts = rank_bucket(task.plan, task.bucket, Settings.from_env())
+    context.log.info(f"bucket {task.bucket}: {counts.users} users, {counts.rows} rows")
+    return BucketResult(task, counts, usage)
+
+
+@dg.op(out=dg.Out(dg.Nothing), pool="warehouse")
+def load_user_rankings(
+    context: dg.OpExecutionContext, warehouse: WarehouseResource, results: list[BucketResult]
+) -> None:
+    """Load every bucket's rankings and rationale into the warehouse; the asset's metadata."""
+    plan = results[0].task.plan
+    with measured() as usage, warehouse.connect() as con:
+        counts = load_outputs(con, Path(plan.staging))
+        per_user_users = 0
+        if plan.per_user is not None:
+            per_user_users = scalar(
+                con,
+                f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS} WHERE model_version = ?",
+                [plan.per_user.model_version],
+            )
+    steps = [r.usage for r in results] + [usage]
+    context.add_output_metadata(
+        {
+            "serving_model": plan.entry.model_name,
+            "model_version": plan.entry.model_version,
+            "per_user_models": per_user_users,
+            "per_user_version": plan.per_user.model_version if plan.per_user is not None else "(none)",
             "users": counts.users,
+            "buckets": len(results),
             "dagster/row_count": counts.rows,
+            "wall_seconds": round(time.time() - results[0].task.started, 3),
+            "cpu_seconds": round(sum(u["cpu_seconds"] for u in steps), 3),  # of the buckets and the load
+            "peak_rss_mb": max(u["peak_rss_mb"] for u in steps),
         }
     )
+
+
+@dg.graph_asset(
+    group_name="rankings",
+    ins={name: dg.AssetIn(key=key, dagster_type=dg.Nothing) for name, key in _UPSTREAM_INS.items()},
+)
+def user_rankings(**upstream: Any) -> Any:
+    """Top-N items per opted-in user and scope, seen items and consistently dismissed categories
+    removed, from the best personal model of this run's offline evaluation, or the re-ranker over
+    every source's candidates (diversified, rationale tags in ``rank_rationale``) when it beats that
+    model clearly; users with a kept per-user model are scored by it."""
+    tasks = plan_user_rankings(**upstream)
+    return load_user_rankings(tasks.map(rank_user_bucket).collect())
 
 
 @dg.asset(group_name="rankings", deps=["popularity_model", ITEMS], pool="warehouse")

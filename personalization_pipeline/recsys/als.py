@@ -73,11 +73,15 @@ class ALS(Recommender):
         return self.items.ids
 
     def score(self, user_ids: UserIds, history: InteractionMatrix | None = None) -> np.ndarray:
-        """Scores (float32); rows of users without factors are NaN. ``history`` is not needed."""
+        """Scores (float32); rows of users without factors are NaN. ``history`` is not needed.
+
+        The products accumulate in float64: BLAS sums a row in an order that depends on the batch
+        around it, and float32 sums would then differ in the last bits from one batch to another
+        (a user's list must not depend on which users are ranked with them)."""
         rows = self.users.positions(user_ids)
         out = np.full((len(rows), len(self.items)), np.nan, dtype=np.float32)
         known = rows >= 0
-        out[known] = self.user_factors[rows[known]] @ self.item_factors.T
+        out[known] = self.user_factors[rows[known]].astype(np.float64) @ self.item_factors.T.astype(np.float64)
         return out
 
     def state(self) -> dict[str, np.ndarray]:

@@ -56,19 +56,27 @@ def build_sources(
     catalog: pd.DataFrame,
     as_of: datetime,
     config: RankingConfig,
+    neighbours: pd.DataFrame | None = None,
 ) -> dict[str, Scorer]:
     """Candidate sources from fitted ``models`` (any of als, ease, popularity): the models, the
-    items of ALS neighbours (:class:`NeighbourScorer`) and fresh items when any."""
+    items of ALS neighbours (:class:`NeighbourScorer`; ``neighbours`` when given, else
+    :func:`als_neighbours`) and fresh items when any."""
     sources = {name: models[name] for name in ("als", "ease", "popularity") if name in models}
     als = models.get("als")
     if als is not None:
-        neighbours = nearest_neighbours(als.users.ids, als.user_factors, config.neighbours)  # type: ignore[attr-defined]
+        if neighbours is None:
+            neighbours = als_neighbours(als, config)
         sources["similar_users"] = NeighbourScorer(neighbours, history)
     if "approved_at" in catalog:
         fresh = FreshScorer(catalog, as_of, config.fresh_days)
         if np.isfinite(fresh.score(np.array(["-"]), history)).any():
             sources["fresh"] = fresh
     return {name: sources[name] for name in SOURCES if name in sources}
+
+
+def als_neighbours(als: Scorer, config: RankingConfig) -> pd.DataFrame:
+    """Every user's nearest neighbours by the cosine of their ALS factors."""
+    return nearest_neighbours(als.users.ids, als.user_factors, config.neighbours)  # type: ignore[attr-defined]
 
 
 def candidate_features(

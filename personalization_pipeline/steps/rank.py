@@ -90,13 +90,15 @@ def write_user_rankings(
     entry: RegistryEntry,
     registry: dict[str, RegistryEntry],
     per_user: PerUserComposite | None = None,
+    neighbours: pd.DataFrame | None = None,
 ) -> RankingCounts:
     """Top-``settings.top_n`` per opted-in user and scope into ``user_rankings``, seen items
     removed, from ``entry``: a personal model (blended for short histories, see :mod:`~.cold_start`),
     or the re-ranker over the registered models' candidates (its rationale tags go to
-    ``rank_rationale``). With ``per_user``, kept users are
-    scored by their own model over the personal model (for the re-ranker, over the best personal
-    model's source). Every row records the version of the model that produced it."""
+    ``rank_rationale``; ``neighbours``: its ALS neighbours when already computed). With
+    ``per_user``, kept users are scored by their own model over the personal model (for the
+    re-ranker, over the best personal model's source). Every row records the version of the model
+    that produced it."""
     history = read_history(con)
     users, catalog, n = read_active_users(con), read_catalog(con), settings.top_n
     con.execute(
@@ -123,6 +125,7 @@ def write_user_rankings(
             catalog,
             n,
             personal=(base, per_user) if per_user is not None else None,
+            neighbours=neighbours,
         )
         batches = (_with_rationale(con, batch.lists) for batch in ranked)
     else:

@@ -161,13 +161,14 @@ def rerank(
     item_scopes: pd.DataFrame,
     n: int,
     personal: tuple[str, PerUserComposite] | None = None,
+    neighbours: pd.DataFrame | None = None,
 ) -> Iterator[RankedBatch]:
     """Candidates and re-ranked lists of ``users`` from fitted base ``models`` on ``history``;
     with ``personal`` = (source name, per-user models), that source scores kept users by their
-    own model over it."""
+    own model over it; ``neighbours``: the ALS neighbours when already computed."""
     catalog = read_catalog(con)
     config = ranking_config(settings)
-    sources: dict[str, Any] = build_sources(models, history, catalog, as_of, config)
+    sources: dict[str, Any] = build_sources(models, history, catalog, as_of, config, neighbours)
     if personal is not None and personal[0] in sources:
         sources[personal[0]] = personal[1].over(sources[personal[0]])
     context = FeatureContext(history, catalog, read_user_vectors(con), as_of)

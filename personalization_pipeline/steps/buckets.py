@@ -1,0 +1,133 @@
+"""User buckets: rankings fanned out over parallel processes that never open the warehouse.
+
+DuckDB allows one writer, so the step that holds the warehouse stages what ranking reads
+(signals, catalogue, feature vectors, evaluation history, the opted-in users with their bucket)
+as Parquet files in a staging directory; each bucket's step opens them through an in-memory
+DuckDB, ranks its users with the same code as a single-process run and writes Parquet; the
+warehouse step then loads every bucket's output. A user's bucket is a stable hash of the user
+id (the first 64 bits of its MD5) modulo the bucket count, the same in every process and run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from ..recsys.per_user import PerUserComposite
+from ..recsys.rerank import als_neighbours
+from ..sqlutil import scalar
+from .rank import RankingCounts, write_user_rankings
+from .registry import RegistryEntry
+from .rerank import RANKER, ranking_config
+from .tables import ACTIVITY, EVAL_HISTORY, ITEMS, RANK_RATIONALE, SIGNALS, USER_FEATURES, USER_RANKINGS
+from .train import load
+
+USERS = "bucketed_users"
+NEIGHBOURS = "als_neighbours"
+_STAGED = (SIGNALS, ITEMS, USER_FEATURES, EVAL_HISTORY)
+"""Warehouse tables the ranking step reads, staged whole (every bucket needs the whole history)."""
+_OUTPUTS = (USER_RANKINGS, RANK_RATIONALE)
+
+
+def bucket_sql(column: str, buckets: int) -> str:
+    """DuckDB expression: the bucket of the user id in ``column`` (0 .. ``buckets`` - 1)."""
+    return f"CAST(md5_number_upper({column}) % {int(buckets)} AS INTEGER)"
+
+
+@dataclass(frozen=True)
+class RankingPlan:
+    """What every bucket's step needs: where the inputs are staged, the serving model's registry
+    entry, the whole registry (the re-ranker's sources) and the per-user bundle's entry."""
+
+    staging: str
+    entry: RegistryEntry
+    registry: dict[str, RegistryEntry]
+    per_user: RegistryEntry | None
+
+
+def stage_inputs(
+    con: duckdb.DuckDBPyConnection,
+    staging: Path,
+    buckets: int,
+    settings: Any,
+    plan_entry: RegistryEntry,
+    registry: dict[str, RegistryEntry],
+) -> list[int]:
+    """Write the ranking inputs of ``con``'s warehouse under ``staging`` (emptied first), with the
+    ALS neighbours when the re-ranker serves (searched once for every bucket); return
+    the buckets that hold at least one opted-in user with history, ascending (bucket 0 alone when
+    there is none, so that empty outputs are still written)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "out").mkdir(parents=True)
+    for table in _STAGED:
+        if scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]):
+            con.execute(f"COPY (SELECT * FROM {table}) TO '{staging / table}.parquet' (FORMAT parquet)")
+    con.execute(
+        f"COPY (SELECT user_id, {bucket_sql('user_id', buckets)} AS bucket FROM {ACTIVITY}) "
+        f"TO '{staging / USERS}.parquet' (FORMAT parquet)"
+    )
+    if plan_entry.model_name == RANKER and "als" in registry:
+        neighbours = als_neighbours(load(registry["als"]), ranking_config(settings))
+        neighbours.to_parquet(staging / f"{NEIGHBOURS}.parquet", index=False)
+    rows = con.execute(f"SELECT DISTINCT bucket FROM '{staging / USERS}.parquet' ORDER BY bucket").fetchall()
+    return [bucket for (bucket,) in rows] or [0]
+
+
+@contextmanager
+def staged_warehouse(staging: Path, bucket: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB that reads like the warehouse, restricted to ``bucket``'s users."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for table in _STAGED:
+            path = staging / f"{table}.parquet"
+            if path.exists():
+                kind = "TABLE" if table == EVAL_HISTORY else "VIEW"  # checked for with duckdb_tables()
+                con.execute(f"CREATE {kind} {table} AS SELECT * FROM '{path}'")
+        con.execute(
+            f"CREATE VIEW {ACTIVITY} AS SELECT user_id FROM '{staging / USERS}.parquet' WHERE bucket = {int(bucket)}"
+        )
+        yield con
+    finally:
+        con.close()
+
+
+def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
+    """Rank ``bucket``'s users exactly as :func:`write_user_rankings` ranks everyone, into
+    ``<staging>/out/<table>-<bucket>.parquet``."""
+    staging = Path(plan.staging)
+    per_user = load(plan.per_user) if plan.per_user is not None else None
+    assert per_user is None or isinstance(per_user, PerUserComposite)
+    neighbours_path = staging / f"{NEIGHBOURS}.parquet"
+    neighbours = pd.read_parquet(neighbours_path) if neighbours_path.exists() else None
+    with staged_warehouse(staging, bucket) as con:
+        counts = write_user_rankings(con, settings, plan.entry, plan.registry, per_user, neighbours)
+        for table in _OUTPUTS:
+            con.execute(f"COPY {table} TO '{staging / 'out' / table}-{bucket:05d}.parquet' (FORMAT parquet)")
+    return counts
+
+
+def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts:
+    """Replace the warehouse's rankings and rationale by every bucket's output (in key order) and
+    remove the staging directory."""
+    out = staging / "out"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {USER_RANKINGS} AS SELECT * FROM '{out / USER_RANKINGS}-*.parquet' "
+        "ORDER BY user_id, scope, rank"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TABLE {RANK_RATIONALE} AS SELECT * FROM '{out / RANK_RATIONALE}-*.parquet' "
+        "ORDER BY user_id, scope, rank"
+    )
+    shutil.rmtree(staging, ignore_errors=True)
+    return RankingCounts(
+        users=scalar(con, f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS}"),
+        rows=scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}"),
+    )

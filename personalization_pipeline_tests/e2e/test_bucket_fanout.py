@@ -1,0 +1,173 @@
+"""Rankings fanned out over user buckets give exactly the single-process result, in one process,
+under Dagster's multiprocess executor and under the Celery executor with a real broker and worker.
+
+The broker is Redis: ``PERSONALIZATION_TEST_CELERY_BROKER`` (default the local server's database
+15); where nothing answers there and ``redis-server`` is installed, the test starts its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import duckdb
+import pandas as pd
+import pytest
+
+from personalization_pipeline.config import Settings
+from personalization_pipeline.runner import run_job
+from personalization_pipeline.steps.buckets import bucket_sql
+from personalization_pipeline.synth.generator import generate
+from personalization_pipeline_tests.pipeline_support import pipeline_env
+
+BUCKETS = 3
+BROKER = os.environ.get("PERSONALIZATION_TEST_CELERY_BROKER", "redis://127.0.0.1:6379/15")
+
+
+def _answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 6379), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory) -> Iterator[str]:
+    """A Redis URL that answers: the configured one, else a server started for this module."""
+    if _answers(BROKER):
+        yield BROKER
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail(f"no Redis answers at {BROKER} and redis-server is not installed: the Celery test needs a broker")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers(url):
+            assert time.monotonic() < deadline and process.poll() is None, "redis-server did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory, reset_pg):
+    """A nightly run on generated data; yields (settings, environment)."""
+    root = tmp_path_factory.mktemp("fanout")
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    generate(root / "raw", users=300, items=150, seed=11, end=end)
+    with pipeline_env(root, reset_pg(), top_n=20) as env:
+        result = run_job("nightly")
+        assert result.success, result.error
+        yield Settings.from_env(), env
+
+
+def _rankings(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return (
+            con.execute("SELECT * FROM user_rankings ORDER BY user_id, scope, rank").df(),
+            con.execute("SELECT * FROM rank_rationale ORDER BY user_id, scope, rank").df(),
+        )
+
+
+def _rank(env: pytest.MonkeyPatch, executor: str, buckets: int) -> dict:
+    env.setenv("PERSONALIZATION_EXECUTOR", executor)
+    env.setenv("PERSONALIZATION_USER_BUCKETS", str(buckets))
+    result = run_job("nightly", assets=["user_rankings"])
+    assert result.success, result.error
+    return result.metadata["user_rankings"]
+
+
+def _serve_ranker(settings: Settings) -> None:
+    """Make the re-ranker the clear winner of the latest evaluation, so its path serves."""
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute(
+            "UPDATE eval_history SET value = 1.0 WHERE model_name = 'ranker' AND metric = 'ndcg' "
+            "AND run_id = (SELECT arg_max(run_id, computed_at) FROM eval_history)"
+        )
+
+
+def _assert_same(settings: Settings, expected: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    got = _rankings(settings)
+    for want, have in zip(expected, got, strict=True):
+        pd.testing.assert_frame_equal(have, want, check_exact=True)
+
+
+def test_buckets_in_one_process_equal_one_bucket(warehouse):
+    settings, env = warehouse
+    single = _rank(env, "in_process", 1)
+    expected = _rankings(settings)
+    fanned = _rank(env, "in_process", BUCKETS)
+    assert single["buckets"] == 1 and fanned["buckets"] == BUCKETS
+    assert single["serving_model"] == fanned["serving_model"]
+    assert len(expected[0]) == fanned["dagster/row_count"] > 0
+    _assert_same(settings, expected)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        sizes = con.execute(
+            f"SELECT {bucket_sql('user_id', BUCKETS)} AS b, count(*) FROM mart_user_activity GROUP BY b ORDER BY b"
+        ).fetchall()
+    assert [b for b, _ in sizes] == list(range(BUCKETS)) and all(n > 0 for _, n in sizes)
+
+
+@pytest.fixture(scope="module")
+def ranker_reference(warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The re-ranker's lists from one process and one bucket."""
+    settings, env = warehouse
+    _serve_ranker(settings)
+    assert _rank(env, "in_process", 1)["serving_model"] == "ranker"
+    expected = _rankings(settings)
+    assert len(expected[0]) > 0 and len(expected[1]) == len(expected[0])  # a rationale per served item
+    return expected
+
+
+def test_multiprocess_executor_gives_the_single_process_result(warehouse, ranker_reference):
+    settings, env = warehouse
+    metadata = _rank(env, "multiprocess", BUCKETS)
+    assert metadata["serving_model"] == "ranker" and metadata["buckets"] == BUCKETS
+    _assert_same(settings, ranker_reference)
+
+
+def test_celery_executor_gives_the_single_process_result(warehouse, ranker_reference, broker, tmp_path):
+    settings, env = warehouse
+    env.setenv("PERSONALIZATION_CELERY_BROKER", broker)
+    env.setenv("PERSONALIZATION_CELERY_BACKEND", broker)
+    env.setenv("PERSONALIZATION_EXECUTOR", "celery")
+    env.setenv("PERSONALIZATION_USER_BUCKETS", str(BUCKETS))
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "personalization_pipeline.cli", "worker", "--concurrency", "2"],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        metadata = _rank(env, "celery", BUCKETS)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        log.close()
+    executed = Path(log.name).read_text()
+    assert "rank_user_bucket" in executed  # the steps ran in the worker, not here
+    assert metadata["serving_model"] == "ranker" and metadata["buckets"] == BUCKETS
+    _assert_same(settings, ranker_reference)
