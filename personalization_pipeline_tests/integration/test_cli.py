@@ -65,6 +65,7 @@ def test_serve_refuses_a_public_host_with_the_development_secret(capfd, monkeypa
         ("dev-only-insecure-secret-change-me-0123456789", "config.py"),  # the built-in default
         (secrets.token_urlsafe(40), None),  # random, written nowhere: accepted
     ],
+    ids=["short", "built-in-default", "random"],
 )
 def test_short_or_published_secrets_are_refused(secret, reason):
     problem = secret_problem(secret, project_root())

@@ -44,33 +44,34 @@ def test_missing_role_claim_means_the_end_user_role() -> None:
     assert decode_token(token, SECRET).role == "client"
 
 
-@pytest.mark.parametrize(
-    ("token", "message"),
-    [
-        (mint_token("another-secret-of-sufficient-length-0123456", "u1"), "Signature verification"),
-        (mint_token(SECRET, "u1", ttl_seconds=-5), "expired"),
-        (jwt.encode({**CLAIMS, "role": "root"}, SECRET), "unknown role"),
-        (jwt.encode({"exp": CLAIMS["exp"]}, SECRET), "sub"),
-        (jwt.encode({"sub": "u1"}, SECRET), "exp"),
-        (jwt.encode(CLAIMS, SECRET, algorithm="HS512"), "alg value is not allowed"),
-        (jwt.encode(CLAIMS, None, algorithm="none"), "alg value is not allowed"),
-        (forge({"alg": "none", "typ": "JWT"}, CLAIMS, None), "alg value is not allowed"),
-        (forge({"alg": "HS256", "typ": "JWT"}, CLAIMS, None), "Signature verification"),
-        (forge({"alg": "RS256", "typ": "JWT"}, CLAIMS, SECRET.encode()), "alg value is not allowed"),
-        (jwt.encode(CLAIMS, RSA_KEY, algorithm="RS256"), "alg value is not allowed"),
-        (forge({"alg": "HS256", "typ": "JWT"}, CLAIMS, RSA_PUBLIC_PEM), "Signature verification"),
-        (jwt.encode({**CLAIMS, "sub": ""}, SECRET), "sub"),
-        (jwt.encode({**CLAIMS, "sub": "x" * 10_240}, SECRET), "sub"),
-        (jwt.encode({**CLAIMS, "sub": "u1\x00"}, SECRET), "sub"),
-        (jwt.encode({**CLAIMS, "role": ["admin"]}, SECRET), "unknown role"),
-        (jwt.encode({**CLAIMS, "aud": "apps"}, SECRET), "(?i)audience"),
-        (jwt.encode({**CLAIMS, "exp": 1e30}, SECRET), "more than 86400 seconds away"),
-        (mint_token(SECRET, "u1", ttl_seconds=86_400 + 3_600), "more than 86400 seconds away"),
-        (jwt.encode({**CLAIMS, "sub": " \u00a0\t"}, SECRET), "sub"),
-        ("not.a.token", "invalid token"),
-        ("", "invalid token"),
-    ],
-)
+REJECTED = [
+    (mint_token("another-secret-of-sufficient-length-0123456", "u1"), "Signature verification"),
+    (mint_token(SECRET, "u1", ttl_seconds=-5), "expired"),
+    (jwt.encode({**CLAIMS, "role": "root"}, SECRET), "unknown role"),
+    (jwt.encode({"exp": CLAIMS["exp"]}, SECRET), "sub"),
+    (jwt.encode({"sub": "u1"}, SECRET), "exp"),
+    (jwt.encode(CLAIMS, SECRET, algorithm="HS512"), "alg value is not allowed"),
+    (jwt.encode(CLAIMS, None, algorithm="none"), "alg value is not allowed"),
+    (forge({"alg": "none", "typ": "JWT"}, CLAIMS, None), "alg value is not allowed"),
+    (forge({"alg": "HS256", "typ": "JWT"}, CLAIMS, None), "Signature verification"),
+    (forge({"alg": "RS256", "typ": "JWT"}, CLAIMS, SECRET.encode()), "alg value is not allowed"),
+    (jwt.encode(CLAIMS, RSA_KEY, algorithm="RS256"), "alg value is not allowed"),
+    (forge({"alg": "HS256", "typ": "JWT"}, CLAIMS, RSA_PUBLIC_PEM), "Signature verification"),
+    (jwt.encode({**CLAIMS, "sub": ""}, SECRET), "sub"),
+    (jwt.encode({**CLAIMS, "sub": "x" * 10_240}, SECRET), "sub"),
+    (jwt.encode({**CLAIMS, "sub": "u1\x00"}, SECRET), "sub"),
+    (jwt.encode({**CLAIMS, "role": ["admin"]}, SECRET), "unknown role"),
+    (jwt.encode({**CLAIMS, "aud": "apps"}, SECRET), "(?i)audience"),
+    (jwt.encode({**CLAIMS, "exp": 1e30}, SECRET), "more than 86400 seconds away"),
+    (mint_token(SECRET, "u1", ttl_seconds=86_400 + 3_600), "more than 86400 seconds away"),
+    (jwt.encode({**CLAIMS, "sub": " \u00a0\t"}, SECRET), "sub"),
+    ("not.a.token", "invalid token"),
+    ("", "invalid token"),
+]
+"""(token, expected message): tokens carry the current time, so test ids are the cases' positions."""
+
+
+@pytest.mark.parametrize(("token", "message"), REJECTED, ids=[f"{i:02d}-{m}" for i, (_, m) in enumerate(REJECTED)])
 def test_rejected_tokens(token: str, message: str) -> None:
     with pytest.raises(AuthError, match=message):
         decode_token(token, SECRET)
