@@ -24,16 +24,15 @@ def serving_tables(warehouse: WarehouseResource, serving_db: ServingDatabaseReso
     """Replace the served rankings in one transaction: readers see the old or the new set, never a mix."""
     now = datetime.now(UTC).replace(tzinfo=None)
     settings = Settings.from_env()
-    with warehouse.connect(read_only=True) as con:
-        snapshot = build_snapshot(
-            con, generated_at=now, ttl=timedelta(hours=settings.ranking_ttl_hours), registry=latest_trained(con)
-        )
-    published = publish_snapshot(serving_db.get_url(), snapshot)
+    ttl = timedelta(hours=settings.ranking_ttl_hours)
+    with warehouse.connect(read_only=True) as con:  # the snapshot streams from it while publishing
+        snapshot = build_snapshot(con, generated_at=now, ttl=ttl, registry=latest_trained(con))
+        published = publish_snapshot(serving_db.get_url(), snapshot)
     return dg.MaterializeResult(
         metadata={
             **{f"rows/{table}": n for table, n in published.loaded.items()},
             "dropped_at_commit_opted_out": sum(published.dropped_opted_out.values()),
             "dropped_at_commit_opted_out_by_table": published.dropped_opted_out,
-            "valid_until": str(snapshot.ranks["valid_until"].max()),
+            "valid_until": str(now + ttl),
         }
     )

@@ -1,15 +1,16 @@
 """Atomic, idempotent publish of a pipeline snapshot into the serving tables.
 
-Everything happens in one transaction: each frame is bulk-loaded with ``COPY`` (CSV
-written by pyarrow, streamed in chunks) into a temporary staging table, then the
-targets are updated from staging. Readers keep seeing the previous complete publish
-until commit; any error rolls the whole publish back.
+Everything happens in one transaction, and readers keep seeing the previous complete publish
+until commit; any error rolls the whole publish back. A frame is a pandas DataFrame or a
+stream of Arrow record batches (e.g. from DuckDB), loaded batch by batch with ``COPY`` (CSV
+written by pyarrow), so memory is bounded by the batch size, not by the snapshot.
 
-Per table: rankings, global rankings, rationale, features and similar users are
-replaced (``DELETE`` + ``INSERT``, so MVCC readers are never blocked); models are
-upserted and the published active version becomes the only active one per model name;
-evaluation rows are upserted by key and history is kept. Concurrent publishes are
-serialised by an advisory lock: the later one waits, then replaces the earlier.
+Per table: rankings, global rankings, rationale, features and similar users are replaced:
+their rows are deleted and the new ones copied straight into the table (MVCC readers are never
+blocked; autovacuum reclaims the old rows). Models and evaluation rows are staged in
+temporary tables and upserted: the published active version becomes the only active one per
+model name, and evaluation history is kept. Concurrent publishes are serialised by an advisory
+lock taken before the first change: the later one waits, then replaces the earlier.
 
 Just before commit, every row of a user who is opted out in ``personalization_settings``
 *at that moment* is deleted from the per-user tables (an opt-out made through the endpoint
@@ -23,9 +24,9 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -39,25 +40,29 @@ from personalization_pipeline.sqlutil import quote_ident
 
 COPY_CHUNK_ROWS = 10_000
 
+Frame: TypeAlias = pd.DataFrame | pa.RecordBatchReader
+"""Rows to publish: a DataFrame, or a stream of record batches whose JSON columns are JSON text."""
+
 
 @dataclass(frozen=True)
 class Snapshot:
     """Frames to publish. ``None`` leaves that table untouched; ranks and global ranks are required.
 
     JSON columns (``items``, ``features``, ``metrics``, ``tags``, ``common_attributes``)
-    hold JSON strings or Python lists/dicts. Naive timestamps are taken as UTC.
+    hold JSON strings (or, in a DataFrame, Python lists/dicts). Naive timestamps are taken as UTC.
+    Models and evaluation rows are DataFrames (small, staged for an upsert).
     """
 
-    ranks: pd.DataFrame
-    global_ranks: pd.DataFrame
-    features: pd.DataFrame | None = None
+    ranks: Frame
+    global_ranks: Frame
+    features: Frame | None = None
     models: pd.DataFrame | None = None
     evals: pd.DataFrame | None = None
-    rationale: pd.DataFrame | None = None
-    similar_users: pd.DataFrame | None = None
+    rationale: Frame | None = None
+    similar_users: Frame | None = None
 
 
-_REPLACE = ("DELETE FROM {t}", "INSERT INTO {t} SELECT * FROM {s}")
+_REPLACE = ("DELETE FROM {t}",)
 _UPSERT_MODELS = (
     "UPDATE {t} AS m SET active = false FROM {s} AS s"
     " WHERE s.active AND m.active AND m.model_name = s.model_name"
@@ -84,13 +89,18 @@ _DROP_OPTED_OUT: dict[str, str] = {
 
 @dataclass(frozen=True)
 class _Target:
-    """A serving table, the frame columns it takes and the SQL applying its staging table."""
+    """A serving table, the frame columns it takes and the SQL applying the frame: replaced
+    tables run it before the rows are copied in, upserted ones after they are staged."""
 
     table: str
     required: tuple[str, ...]
     optional: tuple[str, ...]
     json_columns: tuple[str, ...]
     apply: tuple[str, ...]
+
+    @property
+    def replaced(self) -> bool:
+        return self.apply == _REPLACE
 
     @property
     def stage(self) -> str:
@@ -169,22 +179,21 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> PublishResult:
         schema.ensure_schema(conn)
         with conn.transaction(), conn.cursor() as cur:
             cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK_KEY,))
             for name, frame in frames.items():
                 target = _TARGETS[name]
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
-                    ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
-                )
-                copy_arrow(cur, target.stage, _to_arrow(frame, columns[name], target.json_columns))
-                counts[name] = len(frame)
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK_KEY,))
-            for name in frames:
-                target = _TARGETS[name]
-                for statement in target.apply:
+                into = target.table if target.replaced else target.stage
+                if not target.replaced:
                     cur.execute(
-                        sql.SQL(statement).format(t=sql.Identifier(target.table), s=sql.Identifier(target.stage))
+                        sql.SQL(
+                            "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
+                        ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
                     )
+                else:
+                    _apply(cur, target)
+                counts[name] = copy_batches(cur, into, columns[name], _batches(frame, columns[name], target))
+                if not target.replaced:
+                    _apply(cur, target)
             cur.execute(f"LOCK TABLE {schema.SETTINGS} IN SHARE MODE")  # opt-outs wait for the commit
             dropped = {}
             for name, statement in _DROP_OPTED_OUT.items():
@@ -193,12 +202,28 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> PublishResult:
     return PublishResult(counts, dropped)
 
 
-def _columns(name: str, frame: pd.DataFrame) -> list[str]:
+def _apply(cur: psycopg.Cursor, target: _Target) -> None:
+    for statement in target.apply:
+        cur.execute(sql.SQL(statement).format(t=sql.Identifier(target.table), s=sql.Identifier(target.stage)))
+
+
+def _columns(name: str, frame: Frame) -> list[str]:
     target = _TARGETS[name]
-    missing = [c for c in target.required if c not in frame.columns]
+    present = list(frame.columns) if isinstance(frame, pd.DataFrame) else frame.schema.names
+    missing = [c for c in target.required if c not in present]
     if missing:
         raise ValueError(f"snapshot frame {name!r} lacks required column(s) {missing}")
-    return list(target.required) + [c for c in target.optional if c in frame.columns]
+    return list(target.required) + [c for c in target.optional if c in present]
+
+
+def _batches(frame: Frame, columns: list[str], target: _Target) -> Iterator[pa.RecordBatch]:
+    """``frame``'s ``columns`` in batches of at most :data:`COPY_CHUNK_ROWS` rows."""
+    if isinstance(frame, pd.DataFrame):
+        yield from _to_arrow(frame, columns, target.json_columns).to_batches(max_chunksize=COPY_CHUNK_ROWS)
+        return
+    for batch in frame:
+        for start in range(0, batch.num_rows, COPY_CHUNK_ROWS):
+            yield batch.slice(start, COPY_CHUNK_ROWS).select(columns)
 
 
 def _json_text(value: Any) -> str | None:
@@ -231,15 +256,24 @@ def _to_arrow(frame: pd.DataFrame, columns: list[str], json_columns: tuple[str, 
 
 def copy_arrow(cur: psycopg.Cursor, stage: str, table: pa.Table) -> None:
     """Bulk-load ``table`` into the PostgreSQL table ``stage`` with ``COPY`` (CSV written by pyarrow)."""
+    copy_batches(cur, stage, table.column_names, table.to_batches(max_chunksize=COPY_CHUNK_ROWS))
+
+
+def copy_batches(cur: psycopg.Cursor, table: str, columns: list[str], batches: Iterable[pa.RecordBatch]) -> int:
+    """``COPY`` ``batches`` (their ``columns``, in that order) into ``table``, one CSV chunk per
+    batch; returns the rows copied."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        sql.Identifier(stage), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     options = pa_csv.WriteOptions(include_header=False)
+    rows = 0
     with cur.copy(statement) as copy:
-        for batch in table.to_batches(max_chunksize=COPY_CHUNK_ROWS):
+        for batch in batches:
             buffer = io.BytesIO()
             pa_csv.write_csv(batch, buffer, options)
             copy.write(buffer.getbuffer())
+            rows += batch.num_rows
+    return rows
 
 
 # 7 significant digits: round() to a number of decimals that follows the magnitude.

@@ -1,4 +1,8 @@
-"""Build the serving :class:`Snapshot` from warehouse tables (no Dagster)."""
+"""Build the serving :class:`Snapshot` from warehouse tables (no Dagster).
+
+The per-user frames are streams of Arrow record batches read from DuckDB (each on its own
+cursor, so they can be open at once): publishing them never holds the snapshot in memory.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from ..privacy.allowlist import FEATURE_COLUMNS
 from ..sqlutil import scalar
@@ -19,7 +24,12 @@ from ..steps.tables import (
     USER_FEATURES,
     USER_RANKINGS,
 )
-from .publish import Snapshot, items_json_sql
+from .publish import COPY_CHUNK_ROWS, Snapshot, items_json_sql
+
+
+def _stream(con: duckdb.DuckDBPyConnection, query: str, parameters: list | None = None) -> pa.RecordBatchReader:
+    """``query``'s rows as record batches, on a cursor of their own."""
+    return con.cursor().sql(query, params=parameters or []).to_arrow_reader(COPY_CHUNK_ROWS)
 
 
 def build_snapshot(
@@ -32,20 +42,23 @@ def build_snapshot(
     """Rankings, fallbacks, features, model registry rows and the latest metrics, ready to publish.
 
     ``registry`` holds the latest trained entry of each model (:func:`steps.registry.latest_trained`);
-    every ranking row carries the version of the model that produced it.
+    every ranking row carries the version of the model that produced it. The streams read ``con``
+    as they are consumed: publish before closing it.
     """
     valid_until = generated_at + ttl
     stamp = {"generated_at": generated_at, "valid_until": valid_until}
-    ranks = con.execute(items_json_sql(USER_RANKINGS, ("user_id", "scope", "model_version"))).df()
-    ranks = ranks.assign(variant=ranks["model_version"].str.split("-").str[0], **stamp)  # versions are <kind>-<hash>
+    ranks = _stream(  # versions are <kind>-<hash>: the variant is the kind
+        con,
+        "SELECT *, split_part(model_version, '-', 1) AS variant, ?::TIMESTAMP AS generated_at, "
+        f"?::TIMESTAMP AS valid_until FROM ({items_json_sql(USER_RANKINGS, ('user_id', 'scope', 'model_version'))})",
+        [generated_at, valid_until],
+    )
     global_ranks = con.execute(items_json_sql(GLOBAL_RANKINGS, ("scope", "model_version"))).df().assign(**stamp)
-    features = (
-        con.execute(
-            f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features "
-            f"FROM {USER_FEATURES} ORDER BY user_id"
-        )
-        .df()
-        .assign(computed_at=generated_at)
+    features = _stream(
+        con,
+        f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features, "
+        f"?::TIMESTAMP AS computed_at FROM {USER_FEATURES} ORDER BY user_id",
+        [generated_at],
     )
     evals = con.execute(
         f"SELECT run_id, model_name, metric, k, value, computed_at, model_version FROM {EVAL_HISTORY} "
@@ -67,19 +80,19 @@ def build_snapshot(
     )
     similar_users = None  # computed weekly: the latest map is published with every snapshot
     if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [SIMILAR_USERS]):
-        similar_users = con.execute(
+        similar_users = _stream(
+            con,
             f"SELECT user_id, similar_user_id, similarity_score, calculated_at, common_attributes FROM {SIMILAR_USERS} "
-            "ORDER BY user_id, similar_user_id"
-        ).df()
+            "ORDER BY user_id, similar_user_id",
+        )
     rationale = None  # tags per (user, scope): [{id, rank, tags}] in rank order; never readable by the endpoint
     if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [RANK_RATIONALE]):
-        rationale = (
-            con.execute(
-                "SELECT user_id, scope, CAST(to_json(list({'id': item_id, 'rank': rank, 'tags': tags} ORDER BY rank)) "
-                f"AS VARCHAR) AS tags FROM {RANK_RATIONALE} GROUP BY user_id, scope ORDER BY user_id, scope"
-            )
-            .df()
-            .assign(generated_at=generated_at)
+        rationale = _stream(
+            con,
+            "SELECT user_id, scope, CAST(to_json(list({'id': item_id, 'rank': rank, 'tags': tags} ORDER BY rank)) "
+            f"AS VARCHAR) AS tags, ?::TIMESTAMP AS generated_at FROM {RANK_RATIONALE} GROUP BY user_id, scope "
+            "ORDER BY user_id, scope",
+            [generated_at],
         )
     return Snapshot(
         ranks=ranks,
