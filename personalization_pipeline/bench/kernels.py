@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -20,9 +21,11 @@ from ..recsys.base import Recommender
 from ..recsys.matrices import IdIndex
 from ..recsys.ranking import mask_seen
 from ..recsys.reranker import Reranker
-from ..serving.publish import copy_arrow, items_json_sql
+from ..serving.publish import copy_batches
+from ..serving.schema import FEATURES, RANKS, RATIONALE, SIMILAR_USERS
+from ..serving.snapshot import build_snapshot
 from ..steps.inputs import read_active_users, read_catalog, read_history
-from ..steps.tables import USER_RANKINGS
+from ..steps.registry import latest_trained
 
 BATCH_USERS = 2048
 
@@ -101,16 +104,31 @@ def reranker_predict(reranker: Reranker, lists: int, candidates: int) -> KernelT
     return KernelTime("re-ranker predict", "user_rankings", _timed(work), f"LightGBM, {rows:,} rows x {width} features")
 
 
-def copy_rankings(con: duckdb.DuckDBPyConnection, url: str) -> KernelTime:
-    """The serving rows' JSON built in DuckDB and COPY'd into a fresh JSONB table, committed."""
+PER_USER_FRAMES = {"ranks": RANKS, "rationale": RATIONALE, "features": FEATURES, "similar_users": SIMILAR_USERS}
+"""The per-user serving tables a publish replaces, by snapshot frame name."""
+
+
+def copy_serving_rows(con: duckdb.DuckDBPyConnection, url: str) -> KernelTime:
+    """The per-user serving rows of a publish (rankings, rationale, features, similar users) built
+    in DuckDB and COPY'd into fresh tables like the serving ones (same columns, keys and checks),
+    in one transaction that is rolled back."""
     started = time.perf_counter()
-    table = con.execute(items_json_sql(USER_RANKINGS, ("user_id", "scope", "model_version"))).to_arrow_table()
-    assert table is not None
+    now = datetime.now(UTC).replace(tzinfo=None)
+    snapshot = build_snapshot(con, generated_at=now, ttl=timedelta(hours=1), registry=latest_trained(con))
+    rows = 0
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE bench_ranks (user_id text, scope text, model_version text, items jsonb) ON COMMIT DROP"
-        )
-        copy_arrow(cur, "bench_ranks", table)
+        cur.execute("SET TIME ZONE 'UTC'")
+        for name, table in PER_USER_FRAMES.items():
+            frame = getattr(snapshot, name)
+            if frame is None:
+                continue
+            bench = f"bench_{table}"
+            cur.execute(f"CREATE TABLE {bench} (LIKE {table} INCLUDING ALL)")
+            rows += copy_batches(cur, bench, frame.schema.names, frame)
+        conn.rollback()
     return KernelTime(
-        "publish COPY", "serving_tables", time.perf_counter() - started, f"{table.num_rows:,} rows, JSON + COPY"
+        "publish COPY",
+        "serving_tables",
+        time.perf_counter() - started,
+        f"{rows:,} per-user rows, JSON + COPY",
     )

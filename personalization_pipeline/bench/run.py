@@ -25,7 +25,7 @@ from ..steps.rerank import RANKER, load_ranker
 from ..steps.tables import ITEMS
 from ..steps.train import load
 from ..synth.generator import generate
-from .kernels import KernelTime, als_fit, copy_rankings, reranker_predict, top_n
+from .kernels import KernelTime, als_fit, copy_serving_rows, reranker_predict, top_n
 from .tiers import Tier
 from .usage import Sampler, Usage, step_usage
 
@@ -125,7 +125,7 @@ def run_tier(
                 kernels.append(reranker_predict(load_ranker(registry[RANKER]), lists, settings.ranker_candidates))
             else:
                 kernels.append(top_n(con, load(registry[served]), TOP_N_KERNEL))
-            kernels.append(copy_rankings(con, resolve_database_url(settings)))
+            kernels.append(copy_serving_rows(con, resolve_database_url(settings)))
     return TierResult(
         tier,
         counts["interactions"],

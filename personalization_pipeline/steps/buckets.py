@@ -10,6 +10,7 @@ id (the first 64 bits of its MD5) modulo the bucket count, the same in every pro
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,7 +117,7 @@ def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
 
 def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts:
     """Replace the warehouse's rankings and rationale by every bucket's output (in key order) and
-    remove the staging directory."""
+    remove the staging directory (and the run's, when empty)."""
     out = staging / "out"
     con.execute(
         f"CREATE OR REPLACE TABLE {USER_RANKINGS} AS SELECT * FROM '{out / USER_RANKINGS}-*.parquet' "
@@ -127,6 +128,8 @@ def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts
         "ORDER BY user_id, scope, rank"
     )
     shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the run's staging directory, once no other step uses it
+        staging.parent.rmdir()
     return RankingCounts(
         users=scalar(con, f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS}"),
         rows=scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}"),

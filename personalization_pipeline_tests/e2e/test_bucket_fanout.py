@@ -128,6 +128,7 @@ def test_buckets_in_one_process_equal_one_bucket(warehouse):
             f"SELECT {bucket_sql('user_id', BUCKETS)} AS b, count(*) FROM mart_user_activity GROUP BY b ORDER BY b"
         ).fetchall()
     assert [b for b, _ in sizes] == list(range(BUCKETS)) and all(n > 0 for _, n in sizes)
+    assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())  # nothing left behind
 
 
 @pytest.fixture(scope="module")
