@@ -13,9 +13,10 @@ from .run import TierResult
 HEADER = """# Benchmarks
 
 Written by `personalization-pipeline bench --tier XS|S|M|L` (generated data, seed 42, default
-settings): the nightly then the weekly job in one process, each step's wall time, CPU time
-(process and children, dbt included) and peak RSS (sampled every 50 ms), the rows it reported
-writing, then the bare kernels on what the run left, with the pipeline step / bare kernel ratio.
+settings): the nightly then the weekly job (in one process, or under the executor the section
+names), each step's wall time, CPU time (process and children, dbt included) and peak RSS
+(sampled every 50 ms), the rows it reported writing, then the bare kernels on what the run left,
+with the pipeline step / bare kernel ratio.
 `bench --tier S --endpoint` loads the endpoint on that tier's published data. Read ratios rather
 than absolute times on a shared machine.
 """
@@ -34,11 +35,13 @@ def last_job_steps(result: TierResult) -> dict[str, float]:
 def tier_section(result: TierResult, machine: str) -> str:
     """The markdown section of one tier."""
     tier = result.tier
+    executor = "" if result.executor == "in_process" else f" ({result.executor} executor)"
     lines = [
-        f"## Tier {tier.name}",
+        f"## Tier {tier.name}{executor}",
         "",
         f"{tier.users:,} users, {tier.items:,} items, {result.events:,} events; measured {result.measured_at} UTC "
-        f"on {machine}. Peak RSS of the whole run: {result.peak_rss_mb:,.0f} MB.",
+        f"on {machine}, `{result.executor}` executor, rankings over {result.buckets} user bucket(s). Peak RSS of "
+        f"the whole run: {result.peak_rss_mb:,.0f} MB.",
         "",
         "| job | wall s | CPU s | peak RSS MB |",
         "|---|---|---|---|",
@@ -104,7 +107,8 @@ ORDER = ["Tier XS", "Tier S", "Tier M", "Tier L"]
 
 def write_report(path: Path, section: str) -> None:
     """Put ``section`` (a markdown text opening with its ``## `` title) into ``path`` (created
-    with its header), replacing the section of the same title; tiers in size order, then the rest."""
+    with its header), replacing the section of the same title; tiers in size order (a tier run under
+    another executor beside it), then the rest."""
     text = path.read_text() if path.exists() else HEADER
     sections: dict[str, str] = {}
     for match in re.finditer(r"(?ms)^## (.+?)\n.*?(?=^## |\Z)", text):
@@ -112,5 +116,6 @@ def write_report(path: Path, section: str) -> None:
     title = section.split("\n", 1)[0].removeprefix("## ")
     sections[title] = section.rstrip() + "\n"
     head = text.split("\n## ", 1)[0].rstrip() + "\n"
-    ordered = sorted(sections, key=lambda t: (ORDER.index(t) if t in ORDER else len(ORDER), t))
+    base = {t: t.split(" (")[0] for t in sections}  # "Tier S (multiprocess executor)" sorts with "Tier S"
+    ordered = sorted(sections, key=lambda t: (ORDER.index(base[t]) if base[t] in ORDER else len(ORDER), t))
     path.write_text(head + "\n" + "\n".join(sections[t] for t in ordered))

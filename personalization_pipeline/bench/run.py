@@ -51,6 +51,8 @@ class TierResult:
     peak_rss_mb: float
     serving_model: str
     measured_at: datetime
+    executor: str = "in_process"  # PERSONALIZATION_EXECUTOR of the runs
+    buckets: int = 1  # user buckets the rankings fanned out over
 
 
 @contextmanager
@@ -135,6 +137,8 @@ def run_tier(
         max(sample[2] for sample in samples) / 2**20,
         served,
         datetime.now(UTC).replace(microsecond=0, tzinfo=None),
+        settings.executor,
+        settings.buckets,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -53,3 +54,16 @@ def test_the_report_keeps_one_section_per_tier_in_size_order(tmp_path):
     assert "| ALS fit | implicit | 1.00 | als_model | 4.00 | 4.0 |" in section  # step / kernel
     assert "| copy | x | 1.00 | serving_tables |  |  |" in section  # a step the run did not report
     assert "| nightly | user_rankings | 4.00 | 2.00 | 512 | 4,321 |" in section
+    assert "another machine, `in_process` executor, rankings over 1 user bucket(s)." in section
+
+
+def test_a_tier_under_another_executor_has_its_own_section_beside_the_tier(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    write_report(out, "## Endpoint (tier S data)\n\nfigures\n")
+    write_report(out, tier_section(_result("S", 8.0), "a machine"))
+    write_report(out, tier_section(_result("M", 8.0), "a machine"))
+    write_report(out, tier_section(replace(_result("S", 6.0), executor="multiprocess", buckets=2), "a machine"))
+    text = out.read_text()
+    titles = [line for line in text.splitlines() if line.startswith("## ")]
+    assert titles == ["## Tier S", "## Tier S (multiprocess executor)", "## Tier M", "## Endpoint (tier S data)"]
+    assert "`multiprocess` executor, rankings over 2 user bucket(s)" in text.split("## Tier S (multiprocess")[1]
