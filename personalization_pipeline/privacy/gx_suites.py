@@ -19,17 +19,19 @@ are never returned, logged or stored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import duckdb
-import great_expectations as gx
 import pandas as pd
-from great_expectations.core.expectation_validation_result import ExpectationValidationResult
-from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from ..sqlutil import quote_ident, scalar
 from .allowlist import FEATURE_COLUMNS
 from .catalog import SERVED_COLUMNS, UNSERVED_COLUMNS
 from .pii import PII_PATTERNS, RawPii, mask, normalise
+
+if TYPE_CHECKING:  # imported where used: GX takes seconds to import, and every step process loads this module
+    import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ def build_suite(
     name: str, surface: pd.DataFrame, text_columns: list[str], raw: RawPii, exact_columns: tuple[str, ...] | None
 ) -> gx.ExpectationSuite:
     """The privacy suite for one table's text surface."""
+    import great_expectations as gx
+
     expectations: list[gx.expectations.Expectation] = []
     if exact_columns is not None:
         expectations.append(
@@ -166,6 +170,9 @@ def build_suite(
 
 def run_suite(suite: gx.ExpectationSuite, frame: pd.DataFrame) -> tuple[Failure, ...]:
     """Validate ``frame`` against ``suite`` in an ephemeral context; the failures, masked."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (
