@@ -56,14 +56,15 @@ def run_job(job_name: str, assets: Sequence[str] | None = None) -> JobResult:
     DAGSTER_HOME's when set, else a temporary one (persistent for the run's step processes)."""
     logged = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     selection = [dg.AssetKey(name) for name in assets] if assets is not None else None
+    in_process = Settings.from_env().executor == "in_process"
     with ExitStack() as stack:
         if os.environ.get("DAGSTER_HOME"):
             instance = stack.enter_context(dg.DagsterInstance.get())
-        elif Settings.from_env().executor == "in_process":
+        elif in_process:
             instance = stack.enter_context(dg.DagsterInstance.ephemeral())
         else:
             instance = stack.enter_context(dg.DagsterInstance.local_temp(stack.enter_context(TemporaryDirectory())))
-        if Settings.from_env().executor == "in_process":
+        if in_process:
             result: dg.ExecuteInProcessResult | JobExecutionResult = job_named(job_name).execute_in_process(
                 instance=instance, raise_on_error=False, run_config=logged, asset_selection=selection
             )

@@ -14,6 +14,11 @@ def scalar(con: duckdb.DuckDBPyConnection | psycopg.Connection, sql: str, params
     return rows[0][0] if rows else None
 
 
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether DuckDB ``con`` has a table or view ``name`` (temporary ones included)."""
+    return bool(scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
+
+
 def quote_ident(name: str) -> str:
     """``name`` as a double-quoted SQL identifier (DuckDB and PostgreSQL), safe for any string."""
     return '"' + str(name).replace('"', '""') + '"'

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import duckdb
 
-from ..sqlutil import scalar
+from ..sqlutil import has_table, scalar
 from .allowlist import QUASI_IDENTIFIERS
 from .k_anonymity import OTHER
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]))
 
 
 def privacy_report(con: duckdb.DuckDBPyConnection, allow: frozenset[str] = frozenset()) -> dict[str, object]:
@@ -26,7 +22,7 @@ def privacy_report(con: duckdb.DuckDBPyConnection, allow: frozenset[str] = froze
         "opted_out_fail_closed": scalar(con, "SELECT count(*) FROM raw_settings WHERE fail_closed IS NOT NULL"),
         "users_with_features": scalar(con, "SELECT count(*) FROM user_features"),
     }
-    if _exists(con, "catalog_findings"):
+    if has_table(con, "catalog_findings"):
         report["catalog_items_withheld"] = scalar(con, "SELECT count(*) FROM withheld_items")
         report["catalog_findings_in_unserved_columns"] = scalar(
             con, "SELECT count(*) FROM catalog_findings WHERE NOT served"
@@ -48,7 +44,7 @@ def privacy_report(con: duckdb.DuckDBPyConnection, allow: frozenset[str] = froze
     report["generalised_to_other"] = {
         name: scalar(con, f"SELECT count(*) FROM user_features WHERE {name} = ?", [OTHER]) for name in QUASI_IDENTIFIERS
     }
-    if _exists(con, "retention_log"):
+    if has_table(con, "retention_log"):
         rows = con.execute(
             "SELECT target, rows_deleted FROM retention_log "
             "WHERE ran_at = (SELECT max(ran_at) FROM retention_log) ORDER BY target"

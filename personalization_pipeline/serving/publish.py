@@ -182,18 +182,18 @@ def publish_snapshot(url: str, snapshot: Snapshot) -> PublishResult:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK_KEY,))
             for name, frame in frames.items():
                 target = _TARGETS[name]
-                into = target.table if target.replaced else target.stage
-                if not target.replaced:
-                    cur.execute(
-                        sql.SQL(
-                            "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
-                        ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
-                    )
-                else:
+                batches = _batches(frame, columns[name], target)
+                if target.replaced:
                     _apply(cur, target)
-                counts[name] = copy_batches(cur, into, columns[name], _batches(frame, columns[name], target))
-                if not target.replaced:
-                    _apply(cur, target)
+                    counts[name] = copy_batches(cur, target.table, columns[name], batches)
+                    continue
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
+                    ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
+                )
+                counts[name] = copy_batches(cur, target.stage, columns[name], batches)
+                _apply(cur, target)
             cur.execute(f"LOCK TABLE {schema.SETTINGS} IN SHARE MODE")  # opt-outs wait for the commit
             dropped = {}
             for name, statement in _DROP_OPTED_OUT.items():

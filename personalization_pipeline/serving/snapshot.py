@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..privacy.allowlist import FEATURE_COLUMNS
-from ..sqlutil import scalar
+from ..sqlutil import has_table
 from ..steps.registry import RegistryEntry
 from ..steps.tables import (
     EVAL_HISTORY,
@@ -79,14 +79,14 @@ def build_snapshot(
         ]
     )
     similar_users = None  # computed weekly: the latest map is published with every snapshot
-    if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [SIMILAR_USERS]):
+    if has_table(con, SIMILAR_USERS):
         similar_users = _stream(
             con,
             f"SELECT user_id, similar_user_id, similarity_score, calculated_at, common_attributes FROM {SIMILAR_USERS} "
             "ORDER BY user_id, similar_user_id",
         )
     rationale = None  # tags per (user, scope): [{id, rank, tags}] in rank order; never readable by the endpoint
-    if scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [RANK_RATIONALE]):
+    if has_table(con, RANK_RATIONALE):
         rationale = _stream(
             con,
             "SELECT user_id, scope, CAST(to_json(list({'id': item_id, 'rank': rank, 'tags': tags} ORDER BY rank)) "

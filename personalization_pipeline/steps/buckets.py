@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..recsys.per_user import PerUserComposite
 from ..recsys.rerank import als_neighbours
-from ..sqlutil import scalar
+from ..sqlutil import has_table, scalar
 from .rank import RankingCounts, write_user_rankings
 from .registry import RegistryEntry
 from .rerank import RANKER, ranking_config
@@ -58,7 +58,7 @@ def stage_inputs(
     staging: Path,
     buckets: int,
     settings: Any,
-    plan_entry: RegistryEntry,
+    entry: RegistryEntry,
     registry: dict[str, RegistryEntry],
 ) -> list[int]:
     """Write the ranking inputs of ``con``'s warehouse under ``staging`` (emptied first), with the
@@ -68,13 +68,13 @@ def stage_inputs(
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "out").mkdir(parents=True)
     for table in _STAGED:
-        if scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]):
+        if has_table(con, table):
             con.execute(f"COPY (SELECT * FROM {table}) TO '{staging / table}.parquet' (FORMAT parquet)")
     con.execute(
         f"COPY (SELECT user_id, {bucket_sql('user_id', buckets)} AS bucket FROM {ACTIVITY}) "
         f"TO '{staging / USERS}.parquet' (FORMAT parquet)"
     )
-    if plan_entry.model_name == RANKER and "als" in registry:
+    if entry.model_name == RANKER and "als" in registry:
         neighbours = als_neighbours(load(registry["als"]), ranking_config(settings))
         neighbours.to_parquet(staging / f"{NEIGHBOURS}.parquet", index=False)
     rows = con.execute(f"SELECT DISTINCT bucket FROM '{staging / USERS}.parquet' ORDER BY bucket").fetchall()
@@ -90,8 +90,7 @@ def staged_warehouse(staging: Path, bucket: int) -> Iterator[duckdb.DuckDBPyConn
         for table in _STAGED:
             path = staging / f"{table}.parquet"
             if path.exists():
-                kind = "TABLE" if table == EVAL_HISTORY else "VIEW"  # checked for with duckdb_tables()
-                con.execute(f"CREATE {kind} {table} AS SELECT * FROM '{path}'")
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM '{path}'")
         con.execute(
             f"CREATE VIEW {ACTIVITY} AS SELECT user_id FROM '{staging / USERS}.parquet' WHERE bucket = {int(bucket)}"
         )
@@ -118,15 +117,11 @@ def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
 def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts:
     """Replace the warehouse's rankings and rationale by every bucket's output (in key order) and
     remove the staging directory (and the run's, when empty)."""
-    out = staging / "out"
-    con.execute(
-        f"CREATE OR REPLACE TABLE {USER_RANKINGS} AS SELECT * FROM '{out / USER_RANKINGS}-*.parquet' "
-        "ORDER BY user_id, scope, rank"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TABLE {RANK_RATIONALE} AS SELECT * FROM '{out / RANK_RATIONALE}-*.parquet' "
-        "ORDER BY user_id, scope, rank"
-    )
+    for table in _OUTPUTS:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM '{staging / 'out' / table}-*.parquet' "
+            "ORDER BY user_id, scope, rank"
+        )
     shutil.rmtree(staging, ignore_errors=True)
     with contextlib.suppress(OSError):  # the run's staging directory, once no other step uses it
         staging.parent.rmdir()

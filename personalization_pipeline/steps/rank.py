@@ -18,7 +18,7 @@ from ..recsys.per_user import PerUserComposite
 from ..recsys.popularity import Popularity
 from ..recsys.ranking import USER_COLUMNS, global_rankings, iter_user_rankings
 from ..recsys.registry import GLOBAL_MODELS, PERSONAL_MODELS
-from ..sqlutil import scalar
+from ..sqlutil import has_table, scalar
 from .gate import GAIN_STDERR, METRIC, STDERR, Figure
 from .inputs import read_active_users, read_catalog, read_history
 from .registry import RegistryEntry, record
@@ -46,7 +46,7 @@ def choose_serving_model(
         raise ValueError("no personal model is trained: nothing to rank with")
     versions = [entry.model_version for entry in candidates]
     evaluated: dict[str, dict[str, float]] = {}
-    if scalar(con, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{EVAL_HISTORY}'"):
+    if has_table(con, EVAL_HISTORY):
         for version, metric, value in con.execute(
             f"SELECT model_version, metric, value FROM {EVAL_HISTORY} WHERE metric IN (?, ?, ?) "
             "AND list_contains(?, model_version) "

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from ..sqlutil import scalar
+from ..sqlutil import has_table
 from .tables import REGISTRY
 
 TRAINED = "trained"
@@ -56,7 +56,7 @@ def record(con: duckdb.DuckDBPyConnection, entry: RegistryEntry) -> None:
 
 def latest_trained(con: duckdb.DuckDBPyConnection) -> dict[str, RegistryEntry]:
     """The newest trained entry of each model, by name (none before the first training)."""
-    if not scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [REGISTRY]):
+    if not has_table(con, REGISTRY):
         return {}
     rows = con.execute(
         f"SELECT * FROM {REGISTRY} WHERE status = '{TRAINED}' "
