@@ -44,6 +44,24 @@ class RankingBody(BaseModel):
     valid_until: datetime
 
 
+class ExplainedItem(BaseModel):
+    rank: int
+    item_id: str
+    score: float
+    tags: list[str]
+
+
+class ExplanationBody(BaseModel):
+    """A user's served personalized ranking with each item's internal rationale tags (admins only)."""
+
+    user_id: str
+    scope: str
+    model_version: str
+    generated_at: datetime
+    valid_until: datetime
+    items: list[ExplainedItem]
+
+
 class EvalMetric(BaseModel):
     model_name: str
     metric: str

@@ -4,7 +4,8 @@ Access control holds in the database first: the pool (opened in the app's lifesp
 only as the restricted ``personalization_api`` role, and every request runs in one
 transaction naming the verified caller for row-level security (see :mod:`api_access`). The
 routes add the role matrix on top: client and reader their own data, monitor health only,
-admin and superadmin everything plus metrics. Every error is JSON
+admin and superadmin everything plus metrics and ranking explanations (the only route that
+returns rationale tags). Every error is JSON
 ``{"error": code, "detail": message}``.
 """
 
@@ -34,6 +35,7 @@ from personalization_pipeline.serving import lookup, user_settings
 from personalization_pipeline.serving.api_access import ApiConnector, caller_transaction
 from personalization_pipeline.serving.api_models import (
     ErrorBody,
+    ExplanationBody,
     MetricsBody,
     RankingBody,
     SettingsBody,
@@ -174,14 +176,18 @@ def _require(caller: Principal, roles: frozenset[str], action: str) -> None:
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may not {action}")
 
 
+def _ranking_key(user_id: str, scope: str) -> tuple[str, str]:
+    """``user_id`` under the id rule of ingest and tokens; ``scope`` in lower case, as ingest stores it."""
+    return canonical_id(user_id) or user_id, scope.lower()
+
+
 async def _read_ranking(
     pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int
 ) -> dict[str, Any]:
     _require(caller, READ_OWN_ROLES, "read rankings")
-    user_id = canonical_id(user_id) or user_id  # the same id rule as ingest and tokens
+    user_id, scope = _ranking_key(user_id, scope)
     if not caller.can_read_user(user_id):
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
-    scope = scope.lower()  # ingest stores scopes in lower case
     ranking = await lookup.fetch_ranking(pool, caller, user_id, scope, limit)
     if ranking is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"unknown scope {scope!r}")
@@ -268,6 +274,24 @@ async def admin_metrics(caller: Caller, pool: Pool) -> dict[str, Any]:
     if run is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, "no offline evaluation has been published yet")
     return asdict(run)
+
+
+@router.get(
+    "/v1/admin/users/{user_id}/rankings/{scope}/explanation",
+    response_model=ExplanationBody,
+    tags=["admin"],
+    summary="A user's served ranking with the rationale tags (sources, boosts) that placed each item.",
+    responses=_ERRORS | _NOT_FOUND,
+)
+async def admin_explanation(
+    user_id: UserId, scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10
+) -> dict[str, Any]:
+    _require(caller, ADMIN_ROLES, "read ranking explanations")
+    user_id, scope = _ranking_key(user_id, scope)
+    explanation = await lookup.fetch_explanation(pool, caller, user_id, scope, limit)
+    if explanation is None:
+        raise HTTPException(HTTPStatus.NOT_FOUND, f"user {user_id!r} has no personalized ranking for scope {scope!r}")
+    return vars(explanation)
 
 
 def create_app(database_url: str, settings: Settings) -> FastAPI:

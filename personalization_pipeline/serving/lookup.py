@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from personalization_pipeline.serving.api_access import caller_query
 from personalization_pipeline.serving.auth import Principal
-from personalization_pipeline.serving.schema import EVAL, GLOBAL_RANKS, RANKS, SETTINGS
+from personalization_pipeline.serving.schema import EVAL, GLOBAL_RANKS, RANK_EXPLANATION, RANKS, SETTINGS
 
 _RANKING_SQL = f"""
 SELECT true AS personalized, r.items, r.model_version, r.generated_at, r.valid_until
@@ -40,6 +40,11 @@ FROM {EVAL} AS e JOIN latest AS l USING (run_id)
 ORDER BY e.model_name, e.metric, e.k
 """
 
+_EXPLANATION_SQL = f"""
+SELECT model_version, generated_at, valid_until, rank, item_id, score, tags
+FROM {RANK_EXPLANATION}(%(user_id)s, %(scope)s, %(limit)s)
+"""
+
 
 @dataclass(frozen=True)
 class Ranking:
@@ -61,6 +66,18 @@ class EvalRun:
     run_id: str
     computed_at: datetime
     metrics: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A user's served personalized ranking, each item with the rationale tags that placed it."""
+
+    user_id: str
+    scope: str
+    model_version: str
+    generated_at: datetime
+    valid_until: datetime
+    items: list[dict[str, Any]]
 
 
 async def fetch_ranking(
@@ -88,6 +105,28 @@ async def fetch_ranking(
         model_version=row["model_version"],
         generated_at=row["generated_at"],
         valid_until=row["valid_until"],
+    )
+
+
+async def fetch_explanation(
+    pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int
+) -> Explanation | None:
+    """The first ``limit`` items of the user's served personalized ranking with their rationale tags
+    (admin callers only: the database refuses anyone else); ``None`` when the user has no such
+    ranking (none published, expired or opted out)."""
+    params = {"user_id": user_id, "scope": scope, "limit": limit}
+    rows = await caller_query(pool, caller, _EXPLANATION_SQL, params, dict_row)
+    if not rows:
+        return None
+    items = [{key: row[key] for key in ("rank", "item_id", "score", "tags")} for row in rows]
+    first = rows[0]
+    return Explanation(
+        user_id=user_id,
+        scope=scope,
+        model_version=first["model_version"],
+        generated_at=first["generated_at"],
+        valid_until=first["valid_until"],
+        items=items,
     )
 
 

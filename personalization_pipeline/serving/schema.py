@@ -22,11 +22,14 @@ SIMILAR_USERS = "personalization_similar_users"
 MODELS = "personalization_models"
 EVAL = "personalization_eval"
 SETTINGS = "personalization_settings"
+RANK_EXPLANATION = "personalization_rank_explanation"
+"""SECURITY DEFINER function (migration 0003): an admin caller's only way to rationale tags."""
 
 API_ROLE = "personalization_api"
 """LOGIN role the lookup API runs as. It owns nothing; it may read rankings, global rankings,
-models and evaluation, read and upsert settings, and nothing else. Row-level security
-limits its per-user rows to the caller named in the transaction's settings below."""
+models and evaluation, read and upsert settings, call :data:`RANK_EXPLANATION`, and nothing
+else. Row-level security limits its per-user rows to the caller named in the transaction's
+settings below."""
 
 CALLER_USER_SETTING = "personalization.user_id"
 CALLER_ROLE_SETTING = "personalization.role"
@@ -83,8 +86,10 @@ _GRANTS: tuple[str, ...] = (
     f"GRANT USAGE ON SCHEMA public TO {API_ROLE}",
     f"GRANT SELECT ON {RANKS}, {GLOBAL_RANKS}, {MODELS}, {EVAL} TO {API_ROLE}",
     f"GRANT SELECT, INSERT, UPDATE ON {SETTINGS} TO {API_ROLE}",
+    f"GRANT EXECUTE ON FUNCTION {RANK_EXPLANATION}(text, text, integer) TO {API_ROLE}",
 )
-"""Exactly these privileges, re-applied on every call: none on rationale, features or similar users."""
+"""Exactly these privileges, re-applied on every call: none on rationale, features or similar users
+(an admin caller reads rationale through :data:`RANK_EXPLANATION` only)."""
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:

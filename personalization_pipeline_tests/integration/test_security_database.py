@@ -34,6 +34,7 @@ from personalization_pipeline.serving.schema import (
     CALLER_USER_SETTING,
     FEATURES,
     PER_USER_TABLES,
+    RANK_EXPLANATION,
     RANKS,
     RATIONALE,
     SERVING_TABLES,
@@ -214,6 +215,44 @@ def test_a_pipelined_read_names_its_caller_for_that_read_only(served) -> None:
 def test_internal_tables_are_unreadable(served, api_client, table, role) -> None:
     caller = Principal("alice", role)
     assert sqlstate(api_client, [f"SELECT * FROM {table}"], caller) == INSUFFICIENT_PRIVILEGE
+
+
+EXPLAIN_ALICE = f"SELECT item_id, tags FROM {RANK_EXPLANATION}('alice', 'news', 100)"
+EXPLANATION_SIGNATURE = f"{RANK_EXPLANATION}(text, text, integer)"
+
+
+@pytest.mark.parametrize(
+    "caller", [Principal("alice", "client"), Principal("alice", "reader"), Principal("alice", "monitor"), None]
+)
+def test_the_explanation_function_refuses_all_but_an_admin_caller(served, api_client, caller) -> None:
+    assert sqlstate(api_client, [EXPLAIN_ALICE], caller) == INSUFFICIENT_PRIVILEGE
+
+
+@pytest.mark.parametrize("role", ["admin", "superadmin"])
+def test_an_admin_caller_reads_rationale_through_the_function_only(served, api_client, role) -> None:
+    """The function runs as the tables' owner and joins the served items with their tags; the
+    rationale table itself stays unreadable to the same caller."""
+    admin = Principal("boss", role)
+    assert [item for item, _ in fetch(api_client, EXPLAIN_ALICE, admin)] == [f"alice-news-{i}" for i in range(5)]
+    expired = f"SELECT * FROM {RANK_EXPLANATION}('{served.expired_user}', 'news', 10)"
+    assert fetch(api_client, expired, admin) == []
+    assert sqlstate(api_client, [f"SELECT * FROM {RATIONALE}"], admin) == INSUFFICIENT_PRIVILEGE
+
+
+def test_only_the_owner_and_the_api_role_may_call_the_explanation_function(served) -> None:
+    [(owner, definer, config)] = as_superuser(
+        served.url,
+        "SELECT pg_get_userbyid(proowner)::text, prosecdef, proconfig FROM pg_proc WHERE oid = %s::regprocedure",
+        (EXPLANATION_SIGNATURE,),
+    )
+    assert definer and config == ["search_path=public, pg_temp"]
+    grantees = as_superuser(
+        served.url,
+        "SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END FROM pg_proc AS p,"
+        " aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a WHERE p.oid = %s::regprocedure",
+        (EXPLANATION_SIGNATURE,),
+    )
+    assert {g for (g,) in grantees} == {owner, API_ROLE}
 
 
 @pytest.mark.parametrize(

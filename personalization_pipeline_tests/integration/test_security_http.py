@@ -110,7 +110,14 @@ BAD_CREDENTIALS: dict[str, Callable[[Settings], dict[str, str]]] = {
 
 @pytest.mark.parametrize("case", list(BAD_CREDENTIALS))
 @pytest.mark.parametrize(
-    "route", ["/v1/rankings/news", "/v1/users/alice/rankings/news", "/v1/settings", "/v1/admin/metrics"]
+    "route",
+    [
+        "/v1/rankings/news",
+        "/v1/users/alice/rankings/news",
+        "/v1/settings",
+        "/v1/admin/metrics",
+        "/v1/admin/users/alice/rankings/news/explanation",
+    ],
 )
 def test_bad_credentials_are_401_json(api_client: TestClient, case: str, route: str) -> None:
     response = api_client.get(route, headers=BAD_CREDENTIALS[case](api_client.app.state.settings))
@@ -125,12 +132,12 @@ def test_good_token_with_issuer_and_audience_is_accepted(api_client: TestClient,
 
 
 ROLE_MATRIX = {
-    # role: (own ranking, other's ranking, GET settings, PUT settings, admin metrics)
-    "client": (200, 403, 200, 200, 403),
-    "reader": (200, 403, 200, 403, 403),
-    "monitor": (403, 403, 403, 403, 403),
-    "admin": (200, 200, 200, 200, 200),
-    "superadmin": (200, 200, 200, 200, 200),
+    # role: (own ranking, other's ranking, GET settings, PUT settings, admin metrics, other's explanation)
+    "client": (200, 403, 200, 200, 403, 403),
+    "reader": (200, 403, 200, 403, 403, 403),
+    "monitor": (403, 403, 403, 403, 403, 403),
+    "admin": (200, 200, 200, 200, 200, 200),
+    "superadmin": (200, 200, 200, 200, 200, 200),
 }
 
 
@@ -144,6 +151,7 @@ def test_role_matrix(api_client: TestClient, bearer, role: str) -> None:
         api_client.get("/v1/settings", headers=headers).status_code,
         api_client.put("/v1/settings", headers=headers, json={"personalization_enabled": True}).status_code,
         api_client.get("/v1/admin/metrics", headers=headers).status_code,
+        api_client.get("/v1/admin/users/alice/rankings/news/explanation", headers=headers).status_code,
     )
     assert statuses == ROLE_MATRIX[role]
     assert api_client.get("/healthz").status_code == api_client.get("/readyz").status_code == 200
@@ -174,6 +182,9 @@ def test_hostile_path_segments(api_client: TestClient, bearer, served, value: st
         assert (admin_read.json()["personalized"], admin_read.json()["items"][0]["id"]) == (False, "g-news-0")
     else:
         assert_json_error(admin_read, {422})
+    for explained in (f"users/{segment}/rankings/news", f"users/alice/rankings/{segment}"):
+        response = api_client.get(f"/v1/admin/{explained}/explanation", headers=bearer("boss", "admin"))
+        assert_json_error(response, {404, 422})
     assert fingerprint(served.url) == before
 
 

@@ -41,6 +41,14 @@ def user_row(user_id: str, valid_for: timedelta) -> dict:
     }
 
 
+TAGS = (["source:als"], ["boost:diversity", "source:ease"], [])
+
+
+def rationale_of(user_id: str) -> list[dict]:
+    """The rationale publish writes for :func:`user_row`: per item, in rank order, the tags that placed it."""
+    return [{"id": f"{user_id}-{i}", "rank": i + 1, "tags": TAGS[i % len(TAGS)]} for i in range(20)]
+
+
 @pytest.fixture(scope="module")
 def client(reset_pg: Callable[[], str]) -> Iterator[TestClient]:
     url = reset_pg()
@@ -52,6 +60,7 @@ def client(reset_pg: Callable[[], str]) -> Iterator[TestClient]:
             user_row("expired", -timedelta(minutes=1)),
             user_row("optout", day),
             user_row("toggler", day),
+            user_row("switcher", day),
         ]
     )
     global_ranks = pd.DataFrame(
@@ -75,7 +84,8 @@ def client(reset_pg: Callable[[], str]) -> Iterator[TestClient]:
             "computed_at": [NOW - timedelta(days=7)] * 2 + [NOW] * 2,
         }
     )
-    rationale = ranks[["user_id", "scope"]].assign(tags=[["because-you-viewed"]] * len(ranks))
+    explained = ranks[ranks["user_id"] != "u2"]  # u2's ranking comes from a model that tags nothing
+    rationale = explained[["user_id", "scope"]].assign(tags=explained["user_id"].map(rationale_of))
     publish_snapshot(url, Snapshot(ranks, global_ranks, evals=evals, rationale=rationale))
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -268,6 +278,73 @@ def test_api_connections_cannot_read_rationale_or_features(client: TestClient) -
     assert client.portal.call(probe) == ("personalization_api", "InsufficientPrivilege")
 
 
+def explanation(client: TestClient, user_id: str, scope: str = "news", role: str = "admin", query: str = ""):
+    return client.get(f"/v1/admin/users/{user_id}/rankings/{scope}/explanation{query}", headers=auth("boss", role))
+
+
+def test_admin_explanation_joins_each_served_item_with_its_published_tags(client: TestClient) -> None:
+    body = explanation(client, "u1", query="?limit=100").json()
+    served = client.get("/v1/users/u1/rankings/news?limit=100", headers=auth("boss", "admin")).json()
+    assert set(body) == {"user_id", "scope", "model_version", "generated_at", "valid_until", "items"}
+    assert [body[k] for k in ("user_id", "scope", "model_version", "generated_at", "valid_until")] == [
+        served[k] for k in ("user_id", "scope", "model_version", "generated_at", "valid_until")
+    ]
+    published = zip(rationale_of("u1"), items("u1-", 20), strict=True)
+    assert body["items"] == [
+        {"rank": tagged["rank"], "item_id": tagged["id"], "score": item["score"], "tags": tagged["tags"]}
+        for tagged, item in published
+    ]
+    assert [i["item_id"] for i in body["items"]] == [i["id"] for i in served["items"]]
+    assert explanation(client, "u1", "NEWS", "superadmin").json()["items"] == body["items"][:10]
+    assert explanation(client, "u1", query="?limit=2").json()["items"] == body["items"][:2]
+
+
+def test_an_item_without_published_tags_is_explained_with_none(client: TestClient) -> None:
+    body = explanation(client, "u2", query="?limit=100").json()
+    assert [(i["rank"], i["item_id"], i["tags"]) for i in body["items"]] == [(n + 1, f"u2-{n}", []) for n in range(20)]
+
+
+def test_explanation_is_for_admins_only(client: TestClient) -> None:
+    for role in ("client", "reader", "monitor"):
+        for user_id in ("u1", "boss"):
+            assert_error(explanation(client, user_id, role=role), 403, "forbidden")
+        own = client.get("/v1/admin/users/u1/rankings/news/explanation", headers=auth("u1", role))
+        assert_error(own, 403, "forbidden")
+
+
+@pytest.mark.parametrize(("user_id", "scope"), [("never-seen", "news"), ("u1", "sports"), ("expired", "news")])
+def test_explanation_of_no_served_personal_ranking_is_404(client: TestClient, user_id: str, scope: str) -> None:
+    body = assert_error(explanation(client, user_id, scope), 404, "not_found")
+    assert user_id in body["detail"] and scope in body["detail"]
+
+
+def test_an_opted_out_users_ranking_is_never_explained(client: TestClient) -> None:
+    """Opted out in the settings table, or through the endpoint just now: 404 at once, like the
+    ranking read's fallback; opting back in explains the still published ranking again."""
+    assert_error(explanation(client, "optout"), 404, "not_found")
+    headers = auth("switcher")
+    assert explanation(client, "switcher").status_code == 200
+    client.put("/v1/settings", headers=headers, json={"personalization_enabled": False}).raise_for_status()
+    assert_error(explanation(client, "switcher"), 404, "not_found")
+    client.put("/v1/settings", headers=headers, json={"personalization_enabled": True}).raise_for_status()
+    assert explanation(client, "switcher").json()["items"][0]["tags"] == TAGS[0]
+
+
+def test_ranking_reads_never_carry_tags(client: TestClient) -> None:
+    reads = [
+        client.get("/v1/rankings/news?limit=100", headers=auth("u1")),
+        client.get("/v1/users/u1/rankings/news?limit=100", headers=auth("u1", "reader")),
+        client.get("/v1/users/u1/rankings/news?limit=100", headers=auth("boss", "admin")),
+        client.get("/v1/users/u1/rankings/news?limit=100", headers=auth("boss", "superadmin")),
+    ]
+    for read in reads:
+        body = read.json()
+        assert body["personalized"] and "tags" not in body
+        assert all(set(item) == {"id", "score", "confidence"} for item in body["items"])
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert set(schemas["RankedItem"]["properties"]) == {"id", "score", "confidence"}
+
+
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
@@ -276,6 +353,7 @@ def test_openapi_docs(client: TestClient) -> None:
         "/v1/users/{user_id}/rankings/{scope}",
         "/v1/settings",
         "/v1/admin/metrics",
+        "/v1/admin/users/{user_id}/rankings/{scope}/explanation",
         "/healthz",
         "/readyz",
     } <= set(paths)
