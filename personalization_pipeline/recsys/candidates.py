@@ -2,42 +2,69 @@
 
 A source is any :class:`~.ranking.Scorer` (ALS, EASE, popularity, the neighbour and freshness
 scorers of :mod:`.sources`). For a batch of users each source lists its top ``size`` items per
-scope, seen items removed (:func:`~.ranking.iter_user_rankings`); the lists are merged on
-(user, scope, item), keeping ``<source>_score`` and ``<source>_rank`` (NaN where a source did not
-list the item), and cut to ``size`` per (user, scope) by the best rank any source gave the item
-(ties: more sources listing it first, then item id). So every source places its leaders in the
-set, interleaved by rank.
+scope, seen items removed (:func:`~.ranking.rank_batch`); the lists are merged on (user, scope,
+item), keeping ``<source>_score`` and ``<source>_rank`` (NaN where a source did not list the
+item), and cut to ``size`` per (user, scope) by the best rank any source gave the item (ties: more
+sources listing it first, then item id). So every source places its leaders in the set,
+interleaved by rank.
+
+Candidate frames are keyed by integer codes (:data:`KEYS`), positions in the ascending ids of a
+:class:`CandidateCodes`, so merging, features and post-processing sort and group numbers, not
+strings; :meth:`CandidateCodes.keyed` turns codes back into ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
-from personalization_pipeline.recsys.ranking import Scorer, iter_user_rankings
+from personalization_pipeline.recsys.ranking import Scopes, Scorer, rank_batch
 
-KEYS = ["user_id", "scope", "item_id"]
+KEYS = ["user_code", "scope_code", "item_code"]
+ID_KEYS = ["user_id", "scope", "item_id"]
+
+
+@dataclass(frozen=True)
+class CandidateCodes:
+    """What the codes of candidate frames stand for: a code is a position in ``users``,
+    ``scopes`` or ``items`` (each ascending, distinct)."""
+
+    users: np.ndarray
+    scopes: np.ndarray
+    items: np.ndarray
+
+    @classmethod
+    def build(cls, user_ids: pd.Series | np.ndarray | list[str], item_scopes: pd.DataFrame) -> CandidateCodes:
+        """Codes of ``user_ids`` and of the scopes and items of ``item_scopes`` (item_id, scope)."""
+        scopes = IdIndex.from_values(item_scopes["scope"]).ids
+        return cls(IdIndex.from_values(user_ids).ids, scopes, IdIndex.from_values(item_scopes["item_id"]).ids)
+
+    def keyed(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with user_id, scope and item_id in place of its codes, first."""
+        ids = {
+            "user_id": self.users[frame["user_code"].to_numpy()],
+            "scope": self.scopes[frame["scope_code"].to_numpy()],
+            "item_id": self.items[frame["item_code"].to_numpy()],
+        }
+        rest = frame.drop(columns=KEYS)
+        return pd.concat([pd.DataFrame(ids, index=frame.index), rest], axis=1)
 
 
 def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFrame:
-    """Merge per-source ranked lists (``user_id, scope, item_id, rank, score``) into one candidate
-    frame: ``KEYS`` + ``<source>_score`` / ``<source>_rank`` per source in ``lists`` order, at most
-    ``size`` rows per (user, scope), ordered by user, scope, best rank, item.
-
-    The union is taken on integer codes of the keys (one factorisation of the concatenated lists),
-    not by joining string columns, so its cost is a sort of the rows."""
+    """Merge per-source ranked lists (``user_code, scope_code, item_code, rank, score``) into one
+    candidate frame: ``KEYS`` + ``<source>_score`` / ``<source>_rank`` per source in ``lists``
+    order, at most ``size`` rows per (user, scope), ordered by user, scope, best rank, item."""
     if size < 1:
         raise ValueError("candidate size must be at least 1")
     if not lists:
         raise ValueError("no candidate source")
-    stacked = pd.concat([frame[KEYS] for frame in lists.values()], ignore_index=True)
-    codes = [pd.factorize(stacked[key], sort=True) for key in KEYS]
-    combined = np.zeros(len(stacked), dtype=np.int64)
-    for numbers, uniques in codes:
-        combined = combined * len(uniques) + numbers
+    stacked = {key: np.concatenate([frame[key].to_numpy(np.int64) for frame in lists.values()]) for key in KEYS}
+    n_scopes, n_items = (int(stacked[key].max(initial=0)) + 1 for key in KEYS[1:])
+    combined = (stacked["user_code"] * n_scopes + stacked["scope_code"]) * n_items + stacked["item_code"]
     pairs, row_of = np.unique(combined, return_inverse=True)
     merged: dict[str, np.ndarray] = {}
     best = np.full(len(pairs), np.inf)
@@ -52,38 +79,66 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
         merged[f"{name}_score"], merged[f"{name}_rank"] = score, rank
         best = np.fmin(best, rank)
         listed += ~np.isnan(rank)
-    keys = {}
-    remaining = pairs
-    for key, (_, uniques) in reversed(list(zip(KEYS, codes, strict=True))):
-        keys[key] = np.asarray(uniques)[remaining % len(uniques)]
-        remaining = remaining // len(uniques)
-    list_code = pairs // len(codes[2][1])  # (user, scope) as one number, in key order
-    order = np.lexsort((pairs, -listed, best, list_code))
-    list_code = list_code[order]
-    first = np.r_[0, np.flatnonzero(np.diff(list_code)) + 1]
+    list_code = pairs // n_items  # (user, scope) as one number, in key order
+    order = np.argsort(_sort_key(list_code - list_code.min(initial=0), best, len(lists) - listed, pairs % n_items))
+    ordered_lists = list_code[order]
+    first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1]
     position = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
     keep = order[position < size]
-    frame = pd.DataFrame({key: keys[key][keep] for key in KEYS})
+    frame = pd.DataFrame(
+        {
+            "user_code": list_code[keep] // n_scopes,
+            "scope_code": list_code[keep] % n_scopes,
+            "item_code": pairs[keep] % n_items,
+        }
+    )
     for column, values in merged.items():
         frame[column] = values[keep]
     return frame
 
 
+def _sort_key(*parts: np.ndarray) -> np.ndarray:
+    """One int64 per row ordering like the tuple of ``parts`` (non-negative integers, most
+    significant first)."""
+    key = np.zeros(len(parts[0]), dtype=np.int64)
+    span = 1
+    for part in parts:
+        width = int(part.max(initial=0)) + 1
+        span *= width
+        if span >= 2**63:
+            raise ValueError("candidate lists too large to order by one key: use smaller user batches")
+        key = key * width + part.astype(np.int64)
+    return key
+
+
 def iter_candidates(
     sources: Mapping[str, Scorer],
-    user_ids: pd.Series | np.ndarray | list[str],
+    codes: CandidateCodes,
     item_scopes: pd.DataFrame,
     history: InteractionMatrix,
     size: int,
     batch_size: int = 2048,
 ) -> Iterator[pd.DataFrame]:
-    """Candidate frames (:func:`merge_candidates`) for ``user_ids`` (ascending, de-duplicated),
-    ``batch_size`` users at a time, so memory is bounded by the batch, not the user count."""
-    users = IdIndex.from_values(user_ids).ids
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
-        lists = {
-            name: pd.concat(list(iter_user_rankings(scorer, batch, item_scopes, history, size, batch_size=len(batch))))
-            for name, scorer in sources.items()
-        }
+    """Candidate frames (:func:`merge_candidates`) for every user of ``codes``, ``batch_size``
+    users at a time, so memory is bounded by the batch, not the user count."""
+    plans = {}
+    for name, scorer in sources.items():
+        item_ids = np.asarray(scorer.item_ids, dtype=str)
+        scopes = Scopes.build(item_ids, item_scopes, codes.scopes)
+        to_model = IdIndex(item_ids).positions(history.items.ids)
+        plans[name] = (scorer, scopes, to_model, IdIndex(codes.items).positions(item_ids))
+    for start in range(0, len(codes.users), batch_size):
+        batch = codes.users[start : start + batch_size]
+        lists = {}
+        for name, (scorer, scopes, to_model, to_code) in plans.items():
+            picks = rank_batch(scorer, batch, history, scopes, to_model, size)
+            lists[name] = pd.DataFrame(
+                {
+                    "user_code": picks.rows + start,
+                    "scope_code": picks.scope_codes,
+                    "item_code": to_code[picks.cols],
+                    "rank": picks.ranks,
+                    "score": picks.scores,
+                }
+            )
         yield merge_candidates(lists, size)

@@ -1,7 +1,8 @@
 """Post-processing of scored candidate lists, each stage a pure function over frames.
 
-Frames hold one row per (user_id, scope, item_id) with a ``score`` (higher is better); a list
-is one (user_id, scope). Stages, in serving order:
+Frames hold one row per (user_code, scope_code, item_code) (see :mod:`.candidates`; codes sort
+like the ids they stand for) with a ``score`` (higher is better); a list is one (user, scope).
+Stages, in serving order:
 
 1. :func:`drop_seen` removes items the user has interacted with.
 2. :func:`drop_dismissed_categories` removes items of categories the user consistently
@@ -16,7 +17,7 @@ is one (user_id, scope). Stages, in serving order:
 5. :func:`rationale` names what placed each item (sources that ranked it in their top 10, the
    user's affinity to its category, a move up by diversification): internal tags, never served.
 
-Ties break by item id everywhere.
+Ties break by item (code, so id) everywhere.
 """
 
 from __future__ import annotations
@@ -24,23 +25,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from personalization_pipeline.recsys.candidates import CandidateCodes
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 
-LIST = ["user_id", "scope"]
+LIST = ["user_code", "scope_code"]
+ITEM = "item_code"
 SOURCE_TOP = 10
 AFFINITY_SHARE = 0.2
 
 
 def sort_lists(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows ordered by list, score descending, item id; ``rank`` 1-based within each list."""
-    ordered = frame.sort_values([*LIST, "score", "item_id"], ascending=[True, True, False, True], kind="stable")
+    ordered = frame.sort_values([*LIST, "score", ITEM], ascending=[True, True, False, True], kind="stable")
     return ordered.assign(rank=ordered.groupby(LIST, sort=False).cumcount() + 1).reset_index(drop=True)
 
 
-def drop_seen(frame: pd.DataFrame, history: InteractionMatrix) -> pd.DataFrame:
+def drop_seen(frame: pd.DataFrame, history: InteractionMatrix, codes: CandidateCodes) -> pd.DataFrame:
     """Rows whose (user, item) is not in ``history.seen``."""
-    users = history.users.positions(frame["user_id"])
-    items = history.items.positions(frame["item_id"])
+    user_codes, user_of_row = np.unique(frame["user_code"].to_numpy(), return_inverse=True)
+    users = history.users.positions(codes.users[user_codes])[user_of_row]
+    items = history.items.positions(codes.items)[frame[ITEM].to_numpy()]
     known = (users >= 0) & (items >= 0)
     seen = np.zeros(len(frame), dtype=bool)
     seen[known] = np.asarray(history.seen[users[known], items[known]]).ravel()
@@ -57,10 +61,11 @@ def drop_dismissed_categories(
     return frame[~consistent.to_numpy()]
 
 
-def diversify(frame: pd.DataFrame, categories: pd.Series, weight: float, n: int) -> pd.DataFrame:
+def diversify(frame: pd.DataFrame, categories: np.ndarray, weight: float, n: int) -> pd.DataFrame:
     """The top ``n`` of each list by maximal marginal relevance (see the module docstring), ranked;
-    ``categories`` is aligned with ``frame`` (missing = its own category per item)."""
-    ordered = sort_lists(frame.assign(_category=categories.to_numpy()))
+    ``categories``: integer category codes aligned with ``frame`` (negative: none, an item
+    that resembles no other)."""
+    ordered = sort_lists(frame.assign(_category=categories))
     if weight <= 0:
         return ordered[ordered["rank"] <= n].drop(columns="_category").reset_index(drop=True)
     lists = ordered.groupby(LIST, sort=False).ngroup().to_numpy()
@@ -71,10 +76,9 @@ def diversify(frame: pd.DataFrame, categories: pd.Series, weight: float, n: int)
     score = np.full((len(sizes), width), np.nan)
     score[lists, slot] = ordered["score"].to_numpy(np.float64)
     codes = np.full((len(sizes), width), -1, dtype=np.int64)
-    category = ordered["_category"].astype("string").fillna("")
-    raw_codes = pd.factorize(category.to_numpy(str))[0]
+    category = ordered["_category"].to_numpy(np.int64)
     unique_item = -(np.arange(len(ordered)) + 2)  # an item without a category resembles no other
-    codes[lists, slot] = np.where(category.to_numpy(str) == "", unique_item, raw_codes)
+    codes[lists, slot] = np.where(category < 0, unique_item, category)
     top = np.nanmax(score, axis=1, keepdims=True)
     low = np.nanmin(score, axis=1, keepdims=True)
     relevance = np.where(top > low, (score - low) / np.where(top > low, top - low, 1.0), 1.0)
@@ -95,26 +99,35 @@ def diversify(frame: pd.DataFrame, categories: pd.Series, weight: float, n: int)
     return result.drop(columns="_category").reset_index(drop=True)
 
 
-def with_confidence(frame: pd.DataFrame, history: InteractionMatrix, damping: float) -> pd.DataFrame:
-    """``frame`` (ranked lists) with ``confidence`` in [0, 1] (see the module docstring)."""
+def with_confidence(frame: pd.DataFrame, positives: np.ndarray, damping: float) -> pd.DataFrame:
+    """``frame`` (ranked lists) with ``confidence`` in [0, 1] (see the module docstring);
+    ``positives``: the user's positive items, aligned with ``frame``."""
     top = frame.groupby(LIST, sort=False)["score"].transform("max").to_numpy(np.float64)
     relative = np.exp(np.minimum(frame["score"].to_numpy(np.float64) - top, 0.0))
-    positive = np.append(history.positive_counts, 0).astype(np.float64)
-    h = positive[history.users.positions(frame["user_id"])]
+    h = np.asarray(positives, dtype=np.float64)
     return frame.assign(confidence=relative * h / (h + damping))
 
 
 def rationale(frame: pd.DataFrame, sources: list[str], category_share: pd.Series) -> pd.Series:
     """Per row, the sorted tags that explain its place (aligned with ``frame``)."""
-    tags: list[list[str]] = [[] for _ in range(len(frame))]
+    names, flags = [], []
     for source in sources:
         column = f"{source}_rank"
         if column in frame:
-            for i in np.flatnonzero(frame[column].to_numpy(np.float64) <= SOURCE_TOP):
-                tags[i].append(f"source:{source}")
-    for i in np.flatnonzero(category_share.to_numpy(np.float64) >= AFFINITY_SHARE):
-        tags[i].append("boost:category_affinity")
+            names.append(f"source:{source}")
+            flags.append(frame[column].to_numpy(np.float64) <= SOURCE_TOP)
+    names.append("boost:category_affinity")
+    flags.append(category_share.to_numpy(np.float64) >= AFFINITY_SHARE)
     if "diversified" in frame:
-        for i in np.flatnonzero(frame["diversified"].to_numpy(bool)):
-            tags[i].append("boost:diversity")
-    return pd.Series([sorted(t) for t in tags], index=frame.index)
+        names.append("boost:diversity")
+        flags.append(frame["diversified"].to_numpy(bool))
+    bits = (
+        (np.column_stack(flags).astype(np.int64) << np.arange(len(flags))).sum(axis=1)
+        if len(frame)
+        else np.empty(0, np.int64)
+    )
+    masks, row_mask = np.unique(bits, return_inverse=True)
+    tag_sets = np.empty(len(masks), dtype=object)
+    for number, mask in enumerate(masks):
+        tag_sets[number] = sorted(name for bit, name in enumerate(names) if mask >> bit & 1)
+    return pd.Series(tag_sets[row_mask], index=frame.index, dtype=object)

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
@@ -45,24 +46,28 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
-class _Scopes:
+class Scopes:
     """Scope names (ascending) and, per scope, ascending model column numbers."""
 
     names: np.ndarray
     columns: list[np.ndarray]
 
     @classmethod
-    def build(cls, item_ids: np.ndarray, item_scopes: pd.DataFrame) -> _Scopes:
+    def build(cls, item_ids: np.ndarray, item_scopes: pd.DataFrame, names: np.ndarray | None = None) -> Scopes:
+        """The scopes of ``item_scopes`` over a model's ``item_ids``: ``names`` when given (a scope
+        none of whose items the model knows has no columns), else those with a known item."""
         positions = IdIndex(item_ids).positions(item_scopes["item_id"])
         pairs = pd.DataFrame({"scope": item_scopes["scope"].astype(str).to_numpy(), "col": positions})
         pairs = pairs[pairs["col"] >= 0].drop_duplicates()
-        names = np.array(sorted(pairs["scope"].unique().tolist()), dtype=str)
-        grouped = pairs.groupby("scope")["col"]
-        return cls(names, [np.sort(grouped.get_group(n).to_numpy(np.int64)) for n in names])
+        if names is None:
+            names = np.array(sorted(pairs["scope"].unique().tolist()), dtype=str)
+        columns = dict(iter(pairs.groupby("scope")["col"]))
+        empty = pd.Series([], dtype=np.int64)
+        return cls(names, [np.sort(columns.get(n, empty).to_numpy(np.int64)) for n in names])
 
 
 @dataclass(frozen=True)
-class _Picks:
+class Picks:
     """Selected entries of a score matrix, ordered by row, then scope, then rank."""
 
     rows: np.ndarray
@@ -73,57 +78,82 @@ class _Picks:
     scope_codes: np.ndarray
 
     @classmethod
-    def concat(cls, parts: list[_Picks]) -> _Picks:
+    def concat(cls, parts: list[Picks]) -> Picks:
         fields = cls.__dataclass_fields__
         merged = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
         order = np.lexsort((merged.ranks, merged.scope_codes, merged.rows))
         return cls(*(getattr(merged, f)[order] for f in fields))
 
 
-def _pick_top(scores: np.ndarray, n: int, cols: np.ndarray, scope_code: int) -> _Picks:
+def _pick_top(scores: np.ndarray, n: int, cols: np.ndarray, scope_code: int) -> Picks:
     """Each row's n best scores among ``cols``, -inf excluded; ties go to the lower column."""
     sub = scores[:, cols]
-    k = min(n, len(cols))
-    valid = sub > -np.inf
-    if k < len(cols):
-        kth = np.partition(sub, len(cols) - k, axis=1)[:, len(cols) - k, np.newaxis]
-        above = sub > kth
-        at = sub == kth
-        room = k - above.sum(axis=1)
-        keep = above | at
-        crowded = np.flatnonzero(at.sum(axis=1) > room)  # more ties than free slots
-        if len(crowded):
-            ties = at[crowded]
-            first_ties = np.cumsum(ties, axis=1) <= room[crowded, np.newaxis]
-            keep[crowded] = above[crowded] | (ties & first_ties)
-        keep &= valid
-    else:
-        keep = valid
-    rows, picked = np.nonzero(keep)
-    values = sub[rows, picked].astype(np.float64)
-    order = np.lexsort((picked, -values, rows))
-    rows, picked, values = rows[order], picked[order], values[order]
-    counts = np.bincount(rows, minlength=len(sub))
-    starts = np.cumsum(counts) - counts
-    top = values[starts[rows]]
-    relative = np.where(top > 0, np.clip(values / np.where(top > 0, top, 1.0), 0.0, 1.0), 0.0)
-    return _Picks(
-        rows=rows,
-        cols=cols[picked],
-        scores=values,
-        ranks=np.arange(len(rows)) - starts[rows] + 1,
-        relative=relative,
-        scope_codes=np.full(len(rows), scope_code, dtype=np.int64),
+    chosen = _top_columns(sub, min(n, len(cols)))
+    values = np.take_along_axis(sub, chosen, axis=1).astype(np.float64)
+    order = np.lexsort((chosen, -values), axis=1)
+    chosen, values = np.take_along_axis(chosen, order, axis=1), np.take_along_axis(values, order, axis=1)
+    valid = values > -np.inf  # a row's valid values come first
+    rows, slots = np.nonzero(valid)
+    kept = values[rows, slots]
+    return _picks(rows, cols[chosen[rows, slots]], kept, slots + 1, scope_code)
+
+
+def _picks(rows: np.ndarray, cols: np.ndarray, scores: np.ndarray, ranks: np.ndarray, scope_code: int) -> Picks:
+    """Picks of entries ordered by row and rank, ``relative`` to each row's first score."""
+    first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.empty(0, dtype=bool)
+    best = scores[first][np.cumsum(first) - 1]
+    relative = np.where(best > 0, np.clip(scores / np.where(best > 0, best, 1.0), 0.0, 1.0), 0.0)
+    return Picks(rows, cols, scores, ranks, relative, np.full(len(rows), scope_code, dtype=np.int64))
+
+
+def _rank_shared(
+    row: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
+) -> Picks:
+    """:func:`rank_batch` for a model scoring every user alike (``row``): each scope's items are
+    ordered once, and a user's list is the first ``n`` of them the user has not seen."""
+    row = np.where(np.isnan(row), -np.inf, row).astype(np.float64)
+    users = history.users.positions(user_ids)
+    seen = history.seen[np.maximum(users, 0)].tocoo()
+    inside = (users[seen.row] >= 0) & (to_model[seen.col] >= 0)
+    seen_model = sp.csr_matrix(
+        (np.ones(inside.sum(), dtype=bool), (seen.row[inside], to_model[seen.col[inside]])),
+        shape=(len(user_ids), len(row)),
     )
+    most_seen = int(np.diff(seen_model.indptr).max(initial=0))
+    parts = []
+    for code, cols in enumerate(scopes.columns):
+        order = np.lexsort((cols, -row[cols]))
+        ranked = cols[order][row[cols[order]] > -np.inf][: n + most_seen]
+        free = ~seen_model[:, ranked].toarray()
+        ranks = np.cumsum(free, axis=1)
+        rows, slots = np.nonzero(free & (ranks <= n))
+        parts.append(_picks(rows, ranked[slots], row[ranked[slots]], ranks[rows, slots], code))
+    return Picks.concat(parts)
 
 
-def _rank_scopes(scores: np.ndarray, scopes: _Scopes, n: int) -> _Picks:
+def _top_columns(sub: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the columns of its ``k`` largest values (any order; ties at the cut go to the
+    lower columns)."""
+    width = sub.shape[1]
+    if k >= width:
+        return np.broadcast_to(np.arange(width), sub.shape).copy()
+    chosen = np.argpartition(sub, width - k, axis=1)[:, width - k :]
+    values = np.take_along_axis(sub, chosen, axis=1)
+    kth = values.min(axis=1, keepdims=True)
+    # a row is unsettled when a value equal to its k-th one was left out: pick those rows exactly
+    unsettled = ((sub == kth).sum(axis=1) > (values == kth).sum(axis=1)) & (kth[:, 0] > -np.inf)
+    for row in np.flatnonzero(unsettled):
+        chosen[row] = np.argsort(-sub[row], kind="stable")[:k]
+    return chosen
+
+
+def _rank_scopes(scores: np.ndarray, scopes: Scopes, n: int) -> Picks:
     """Top-n per row within each scope, in model column numbers."""
     if n < 1:
         raise ValueError("n must be at least 1")
     no_columns = np.empty(0, dtype=np.int64)  # yields correctly typed empty picks
     parts = [_pick_top(scores, n, cols, code) for code, cols in enumerate(scopes.columns)]
-    return _Picks.concat(parts or [_pick_top(scores, n, no_columns, 0)])
+    return Picks.concat(parts or [_pick_top(scores, n, no_columns, 0)])
 
 
 def mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray) -> None:
@@ -134,6 +164,20 @@ def mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatr
     cols = to_model[seen.col]
     inside = cols >= 0
     scores[known[seen.row[inside]], cols[inside]] = -np.inf
+
+
+def rank_batch(
+    model: Scorer, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
+) -> Picks:
+    """The top-``n`` unseen items per scope of each of ``user_ids`` (a batch) by ``model``, in its
+    column numbers (``to_model``: model column of each history item, -1 when unknown)."""
+    raw = model.score(user_ids, history)
+    if len(user_ids) > 1 and raw.strides[0] == 0 and scopes.columns:  # a broadcast row: the same scores for every user
+        return _rank_shared(raw[0], user_ids, history, scopes, to_model, n)
+    scores = np.array(raw, copy=True)
+    scores[np.isnan(scores)] = -np.inf
+    mask_seen(scores, user_ids, history, to_model)
+    return _rank_scopes(scores, scopes, n)
 
 
 def iter_user_rankings(
@@ -159,16 +203,13 @@ def iter_user_rankings(
     if history_damping <= 0:
         raise ValueError("history_damping must be positive")
     item_ids = np.asarray(model.item_ids, dtype=str)
-    scopes = _Scopes.build(item_ids, item_scopes)
+    scopes = Scopes.build(item_ids, item_scopes)
     to_model = IdIndex(item_ids).positions(history.items.ids)
     users = IdIndex.from_values(user_ids).ids
     positive = np.append(history.positive_counts, 0).astype(np.float64)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
-        scores = np.array(model.score(batch, history), copy=True)
-        scores[np.isnan(scores)] = -np.inf
-        mask_seen(scores, batch, history, to_model)
-        picks = _rank_scopes(scores, scopes, n)
+        picks = rank_batch(model, batch, history, scopes, to_model, n)
         h = positive[history.users.positions(batch)]  # -1 (unknown user) reads the appended 0
         yield pd.DataFrame(
             {
@@ -203,7 +244,7 @@ def user_rankings(
 def global_rankings(popularity: Popularity, item_scopes: pd.DataFrame, n: int) -> pd.DataFrame:
     """Top-``n`` popular items per scope (``GLOBAL_COLUMNS``); confidence = relative."""
     item_ids = popularity.item_ids
-    scopes = _Scopes.build(item_ids, item_scopes)
+    scopes = Scopes.build(item_ids, item_scopes)
     picks = _rank_scopes(popularity.scores[np.newaxis, :], scopes, n)
     return pd.DataFrame(
         {

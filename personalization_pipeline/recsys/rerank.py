@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.candidates import iter_candidates
+from personalization_pipeline.recsys.candidates import CandidateCodes, iter_candidates
 from personalization_pipeline.recsys.matrices import InteractionMatrix, engaged_rows
 from personalization_pipeline.recsys.metrics import evaluate
 from personalization_pipeline.recsys.postprocess import (
@@ -81,28 +81,47 @@ def als_neighbours(als: Scorer, config: RankingConfig) -> pd.DataFrame:
 
 def candidate_features(
     sources: Mapping[str, Scorer],
-    users: np.ndarray,
+    codes: CandidateCodes,
     item_scopes: pd.DataFrame,
     history: InteractionMatrix,
     context: FeatureContext,
     config: RankingConfig,
     batch_size: int = 2048,
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(candidates, features) per batch of users; every source of :data:`SOURCES` has columns."""
-    for candidates in iter_candidates(sources, users, item_scopes, history, config.candidates, batch_size):
+    """(candidates, features) per batch of the users of ``codes``; every source of
+    :data:`SOURCES` has columns."""
+    for candidates in iter_candidates(sources, codes, item_scopes, history, config.candidates, batch_size):
         for name in SOURCES:
             if name not in sources:
                 candidates[f"{name}_score"] = np.nan
                 candidates[f"{name}_rank"] = np.nan
-        yield candidates, context.features(candidates, SOURCES)
+        yield candidates, context.features(candidates, codes, SOURCES)
+
+
+@dataclass(frozen=True)
+class ListContext:
+    """What turns scored candidates over ``codes`` into served lists: the history, each item
+    code's category code (-1: none) and each user code's positive items."""
+
+    history: InteractionMatrix
+    codes: CandidateCodes
+    categories: np.ndarray
+    positives: np.ndarray
+
+    @classmethod
+    def build(cls, history: InteractionMatrix, codes: CandidateCodes, catalog: pd.DataFrame) -> ListContext:
+        category = catalog.drop_duplicates("item_id").set_index("item_id")["category"].reindex(codes.items)
+        named = category.astype("string").fillna("").to_numpy(str)
+        numbers = pd.factorize(named, sort=True)[0]
+        counts = np.append(history.positive_counts, 0)[history.users.positions(codes.users)]
+        return cls(history, codes, np.where(named == "", -1, numbers), counts.astype(np.float64))
 
 
 def finish_lists(
     candidates: pd.DataFrame,
     features: pd.DataFrame,
     scores: np.ndarray,
-    history: InteractionMatrix,
-    categories: pd.Series,
+    lists: ListContext,
     config: RankingConfig,
     diversity_weight: float,
     n: int,
@@ -111,23 +130,23 @@ def finish_lists(
     categories removed, diversified, top ``n``, confidence and rationale tags."""
     frame = pd.concat([candidates, features[["category_share", "category_dismissals", "category_positives"]]], axis=1)
     frame = frame.assign(score=scores)
-    frame = drop_seen(frame, history)
+    frame = drop_seen(frame, lists.history, lists.codes)
     frame = drop_dismissed_categories(
         frame, frame["category_dismissals"], frame["category_positives"], config.dismiss_min, config.dismiss_share
     )
-    category = categories.reindex(frame["item_id"].to_numpy())
-    frame = diversify(frame, category, diversity_weight, n)
-    frame = with_confidence(frame, history, config.history_damping)
+    frame = diversify(frame, lists.categories[frame["item_code"].to_numpy()], diversity_weight, n)
+    frame = with_confidence(frame, lists.positives[frame["user_code"].to_numpy()], config.history_damping)
     frame["tags"] = rationale(frame, SOURCES, frame["category_share"])
-    return frame[RANKED_COLUMNS]
+    return lists.codes.keyed(frame)[RANKED_COLUMNS]
 
 
 @dataclass(frozen=True)
 class RankedBatch:
-    """One batch of users: their candidates and their served lists (``RANKED_COLUMNS``)."""
+    """One batch of users: their candidates (coded by ``codes``) and their served lists (``RANKED_COLUMNS``)."""
 
     candidates: pd.DataFrame
     lists: pd.DataFrame
+    codes: CandidateCodes
 
 
 def iter_reranked(
@@ -142,13 +161,12 @@ def iter_reranked(
     batch_size: int = 2048,
 ) -> Iterator[RankedBatch]:
     """Candidates and served lists per batch of users, lists ordered by user, scope, rank."""
-    categories = _categories(item_scopes)
+    codes = CandidateCodes.build(users, item_scopes)
+    lists = ListContext.build(history, codes, item_scopes)
     weight = float(reranker.settings.get("diversity_weight", 0.0))
-    for candidates, features in candidate_features(sources, users, item_scopes, history, context, config, batch_size):
+    for candidates, features in candidate_features(sources, codes, item_scopes, history, context, config, batch_size):
         scores = reranker.predict(features)
-        yield RankedBatch(
-            candidates, finish_lists(candidates, features, scores, history, categories, config, weight, n)
-        )
+        yield RankedBatch(candidates, finish_lists(candidates, features, scores, lists, config, weight, n), codes)
 
 
 @dataclass(frozen=True)
@@ -161,10 +179,10 @@ class RerankerTraining:
 
 @dataclass(frozen=True)
 class TrainingLists:
-    """The re-ranker's training data: per fold (history, candidates, features, labels, later), and
+    """The re-ranker's training data: per fold (its lists' context, candidates, features, labels, later), and
     all folds' rows together with their list (``groups``: user#fold) and user."""
 
-    folds: list[tuple[InteractionMatrix, pd.DataFrame, pd.DataFrame, np.ndarray, pd.DataFrame]]
+    folds: list[tuple[ListContext, pd.DataFrame, pd.DataFrame, np.ndarray, pd.DataFrame]]
     features: pd.DataFrame
     labels: np.ndarray
     groups: np.ndarray
@@ -196,17 +214,19 @@ def training_lists(
         if len(users) > split.max_users:
             users = users.sample(split.max_users, random_state=seed + number).sort_values()
         context = FeatureContext(history, catalog, user_vectors, as_of)
-        parts = list(candidate_features(sources, users.to_numpy(str), items, history, context, config))
+        codes = CandidateCodes.build(users, items)
+        parts = list(candidate_features(sources, codes, items, history, context, config))
         candidates = pd.concat([c for c, _ in parts], ignore_index=True)
         features = pd.concat([f for _, f in parts], ignore_index=True)
-        folds.append((history, candidates.assign(fold=number), features, _relevance(candidates, later), later))
-    candidates = pd.concat([f[1] for f in folds], ignore_index=True)
-    users = candidates["user_id"].to_numpy(str)
+        relevance = _relevance(codes.keyed(candidates), later)
+        folds.append((ListContext.build(history, codes, catalog), candidates, features, relevance, later))
+    users = np.concatenate([f[0].codes.users[f[1]["user_code"].to_numpy()] for f in folds])
+    fold_of_row = np.concatenate([np.full(len(f[1]), number) for number, f in enumerate(folds)])
     return TrainingLists(
         folds=folds,
         features=pd.concat([f[2] for f in folds], ignore_index=True),
         labels=np.concatenate([f[3] for f in folds]),
-        groups=np.char.add(np.char.add(users, "#"), candidates["fold"].to_numpy().astype(str)),
+        groups=np.char.add(np.char.add(users, "#"), fold_of_row.astype(str)),
         users=users,
     )
 
@@ -219,18 +239,17 @@ def train_reranker(
     on (see :data:`DIVERSITY_GRID`), and kept in the re-ranker's settings."""
     reranker, report = Reranker.fit(lists.features, lists.labels, lists.groups, lists.users, params)
     held_out = set(lists.users[validation_rows(lists.users, lists.labels, params)])  # where fit() stopped early
-    history, candidates, features, _, later = lists.folds[0]
-    valid = candidates["user_id"].isin(held_out).to_numpy()
+    context, candidates, features, _, later = lists.folds[0]
+    listed_users = context.codes.users[candidates["user_code"].to_numpy()]
+    valid = np.isin(listed_users, list(held_out))
     scores = reranker.predict(features[valid])
     positives = later[engaged_rows(later)][["user_id", "item_id"]].astype(str)
-    truth = positives[positives["user_id"].isin(candidates["user_id"][valid])]
-    categories = _categories(catalog)
+    truth = positives[positives["user_id"].isin(listed_users[valid])]
+    n_items = catalog["item_id"].nunique()
     diversity = {}
     for weight in DIVERSITY_GRID:
-        served = finish_lists(
-            candidates[valid], features[valid], scores, history, categories, config, weight, params.eval_at
-        )
-        diversity[weight] = evaluate(served, truth, params.eval_at, len(categories), truth["user_id"].nunique())["ndcg"]
+        served = finish_lists(candidates[valid], features[valid], scores, context, config, weight, params.eval_at)
+        diversity[weight] = evaluate(served, truth, params.eval_at, n_items, truth["user_id"].nunique())["ndcg"]
     chosen = max(diversity, key=lambda w: (diversity[w], w))
     reranker.settings["diversity_weight"] = chosen
     return RerankerTraining(reranker, report, diversity)
@@ -267,7 +286,3 @@ def _relevance(candidates: pd.DataFrame, later: pd.DataFrame) -> np.ndarray:
     liked = key.isin(pd.MultiIndex.from_frame(pairs[positive]))
     engaged = key.isin(pd.MultiIndex.from_frame(pairs[~positive & ~dismissed]))
     return 2.0 * liked + 1.0 * engaged
-
-
-def _categories(catalog: pd.DataFrame) -> pd.Series:
-    return catalog.drop_duplicates("item_id").set_index("item_id")["category"]

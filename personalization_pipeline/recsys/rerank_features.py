@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from personalization_pipeline.recsys.candidates import CandidateCodes
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.sources import age_days
 
@@ -75,36 +76,62 @@ class FeatureContext:
         vectors = user_vectors.drop_duplicates("user_id").set_index("user_id")
         self._vectors = vectors.reindex(columns=list(USER_VECTOR_FEATURES)).astype(np.float64)
 
-    def features(self, candidates: pd.DataFrame, sources: list[str]) -> pd.DataFrame:
-        """The feature frame (:func:`feature_names` columns) of ``candidates`` rows, same order."""
-        items = self.items.positions(candidates["item_id"])
-        users = self.history.users.positions(candidates["user_id"])
+    def features(self, candidates: pd.DataFrame, codes: CandidateCodes, sources: list[str]) -> pd.DataFrame:
+        """The feature frame (:func:`feature_names` columns) of ``candidates`` rows (a frame of
+        :func:`~.candidates.merge_candidates` over ``codes``: grouped by list), same order."""
+        items = self.items.positions(codes.items)[candidates["item_code"].to_numpy()]
+        user_codes, user_of_row = np.unique(candidates["user_code"].to_numpy(), return_inverse=True)
+        users = self.history.users.positions(codes.users[user_codes])[user_of_row]
         known = users >= 0
         safe_items = np.where(items >= 0, items, 0)
-        codes = self._category_codes[safe_items]
+        codes_of_category = self._category_codes[safe_items]
         user_rows = np.where(known, users, 0)
-        share_num = np.asarray(self._user_category_pos[user_rows, codes]).ravel()
-        dismissals = np.asarray(self._user_category_neg[user_rows, codes]).ravel()
+        share_num = np.asarray(self._user_category_pos[user_rows, codes_of_category]).ravel()
+        dismissals = np.asarray(self._user_category_neg[user_rows, codes_of_category]).ravel()
         user_items = self._user_items[user_rows]
         out = {}
-        lists = candidates.groupby(["user_id", "scope"], sort=False)
+        lists = list_starts(candidates)
         for s in sources:
-            score = candidates[f"{s}_score"].astype(np.float64)
-            spread = lists[f"{s}_score"].transform("std").to_numpy(np.float64)
-            out[f"{s}_score"] = score.to_numpy()
+            score = candidates[f"{s}_score"].to_numpy(np.float64)
+            top, spread = _list_max_std(score, lists)
+            out[f"{s}_score"] = score
             out[f"{s}_rank"] = candidates[f"{s}_rank"].to_numpy(np.float64)
-            out[f"{s}_gap"] = (score - lists[f"{s}_score"].transform("max")).to_numpy(np.float64) / np.where(
-                spread > 0, spread, np.nan
-            )
+            out[f"{s}_gap"] = (score - top) / np.where(spread > 0, spread, np.nan)
         out["n_sources"] = candidates[[f"{s}_rank" for s in sources]].notna().sum(axis=1).to_numpy(np.float64)
         out["item_log_users"] = np.log1p(np.where(items >= 0, self._item_users[safe_items], 0.0))
         out["item_age_days"] = np.where(items >= 0, self._age[safe_items], np.nan)
-        out["category_log_users"] = np.log1p(self._category_users[codes])
+        out["category_log_users"] = np.log1p(self._category_users[codes_of_category])
         out["user_log_items"] = np.log1p(np.where(known, user_items, 0.0))
         out["category_share"] = np.where(known & (user_items > 0), share_num / np.maximum(user_items, 1), 0.0)
         out["category_positives"] = np.where(known, share_num, 0.0)
         out["category_dismissals"] = np.where(known, dismissals, 0.0)
-        vectors = self._vectors.reindex(candidates["user_id"].astype(str).to_numpy())
-        for name in USER_VECTOR_FEATURES:
-            out[name] = vectors[name].to_numpy(np.float64)
+        vectors = self._vectors.reindex(codes.users[user_codes]).to_numpy(np.float64)[user_of_row]
+        for number, name in enumerate(USER_VECTOR_FEATURES):
+            out[name] = vectors[:, number]
         return pd.DataFrame(out, index=candidates.index)[feature_names(sources)]
+
+
+def list_starts(frame: pd.DataFrame) -> np.ndarray:
+    """Row numbers where each (user, scope) list of ``frame`` (grouped by list) starts."""
+    user, scope = frame["user_code"].to_numpy(), frame["scope_code"].to_numpy()
+    change = (np.diff(user) != 0) | (np.diff(scope) != 0)
+    return np.r_[0, np.flatnonzero(change) + 1] if len(frame) else np.empty(0, dtype=np.int64)
+
+
+def _list_max_std(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the maximum and the sample standard deviation of its list's non-NaN ``values``
+    (NaN for a list with none, the deviation also for one with a single value)."""
+    if not len(values):
+        return values.copy(), values.copy()
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    count = np.add.reduceat(present.astype(np.float64), starts)
+    lengths = np.diff(np.r_[starts, len(values)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        top = np.maximum.reduceat(np.where(present, values, -np.inf), starts)
+        top = np.where(count > 0, top, np.nan)
+        mean = np.add.reduceat(filled, starts) / count
+        deviation = np.where(present, values - np.repeat(mean, lengths), 0.0)
+        variance = np.add.reduceat(deviation * deviation, starts) / (count - 1)
+        spread = np.where(count > 1, np.sqrt(variance), np.nan)
+    return np.repeat(top, lengths), np.repeat(spread, lengths)

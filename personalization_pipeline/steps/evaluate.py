@@ -91,7 +91,7 @@ def evaluate_registered(
             best = max(personal, key=lambda name: (ndcg_by_user[name].mean(), -personal.index(name)))
             ranked[GAIN_STDERR] = paired_stderr(ndcg_by_user[RANKER], ndcg_by_user[best])
         add(RANKER, entries[RANKER].model_version, ranked)
-        candidates = pd.concat([b.candidates for b in batches])
+        candidates = pd.concat([b.codes.keyed(b.candidates) for b in batches])
         recall = evaluate(
             candidates.assign(rank=1), truth, k=len(candidates), catalog_size=len(items), n_users_total=len(users)
         )["recall"]

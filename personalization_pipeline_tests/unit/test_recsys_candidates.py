@@ -8,28 +8,35 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_pipeline.recsys.candidates import iter_candidates, merge_candidates
+from personalization_pipeline.recsys.candidates import CandidateCodes, iter_candidates, merge_candidates
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
 from personalization_pipeline.recsys.sources import FreshScorer, NeighbourScorer
 from personalization_pipeline.recsys.splits import random_folds
 
+ITEMS = "abcde"
+
 
 def ranked(rows):
-    return pd.DataFrame(rows, columns=["user_id", "scope", "item_id", "rank", "score"])
+    """A source's list in codes (one user and scope; items a..e are codes 0..4)."""
+    return pd.DataFrame(
+        [(0, 0, ITEMS.index(item), rank, score) for item, rank, score in rows],
+        columns=["user_code", "scope_code", "item_code", "rank", "score"],
+    )
 
 
 def test_merge_keeps_every_source_score_and_rank_and_cuts_by_best_rank():
     lists = {
-        "als": ranked([("u", "s", "a", 1, 0.9), ("u", "s", "b", 2, 0.8), ("u", "s", "c", 3, 0.1)]),
-        "ease": ranked([("u", "s", "d", 1, 5.0), ("u", "s", "b", 2, 4.0), ("u", "s", "e", 3, 3.0)]),
+        "als": ranked([("a", 1, 0.9), ("b", 2, 0.8), ("c", 3, 0.1)]),
+        "ease": ranked([("d", 1, 5.0), ("b", 2, 4.0), ("e", 3, 3.0)]),
     }
     merged = merge_candidates(lists, size=4)
-    assert list(merged["item_id"]) == ["a", "d", "b", "c"]  # best rank first; b (listed twice) before c
-    b = merged.set_index("item_id").loc["b"]
+    codes = CandidateCodes(np.array(["u"]), np.array(["s"]), np.array(list(ITEMS)))
+    keyed = codes.keyed(merged).set_index("item_id")
+    assert list(keyed.index) == ["a", "d", "b", "c"]  # best rank first; b (listed twice) before c
+    b = keyed.loc["b"]
     assert (b["als_score"], b["als_rank"], b["ease_score"], b["ease_rank"]) == (0.8, 2, 4.0, 2)
-    a = merged.set_index("item_id").loc["a"]
-    assert np.isnan(a["ease_score"]) and np.isnan(a["ease_rank"])
+    assert np.isnan(keyed.loc["a", "ease_score"]) and np.isnan(keyed.loc["a", "ease_rank"])
     with pytest.raises(ValueError):
         merge_candidates(lists, size=0)
 
@@ -41,10 +48,13 @@ def test_candidates_exclude_seen_items_and_do_not_depend_on_the_batch_size():
     history = InteractionMatrix.from_frame(frame)
     sources = {"popularity": Popularity().fit(history)}
     scopes = pd.DataFrame({"item_id": ["a", "b", "c"], "scope": "s"})
-    whole = pd.concat(iter_candidates(sources, ["u1", "u2", "u3"], scopes, history, size=3, batch_size=10))
-    batched = pd.concat(iter_candidates(sources, ["u1", "u2", "u3"], scopes, history, size=3, batch_size=1))
+    codes = CandidateCodes.build(["u3", "u1", "u2"], scopes)
+    whole = pd.concat(iter_candidates(sources, codes, scopes, history, size=3, batch_size=10))
+    batched = pd.concat(iter_candidates(sources, codes, scopes, history, size=3, batch_size=1))
     pd.testing.assert_frame_equal(whole.reset_index(drop=True), batched.reset_index(drop=True))
-    assert list(whole[whole["user_id"] == "u1"]["item_id"]) == ["c"]
+    keyed = codes.keyed(whole)
+    assert list(keyed[keyed["user_id"] == "u1"]["item_id"]) == ["c"]
+    assert list(keyed[keyed["user_id"] == "u2"]["item_id"]) == ["b", "c"]  # by popularity, then id
 
 
 def test_neighbour_scorer_sums_the_similarity_of_neighbours_who_answered_positively():
