@@ -54,6 +54,13 @@ class CandidateCodes:
         return pd.concat([pd.DataFrame(ids, index=frame.index), rest], axis=1)
 
 
+def list_starts(frame: pd.DataFrame) -> np.ndarray:
+    """Row numbers where each (user, scope) list of ``frame`` (grouped by list) starts."""
+    user, scope = frame["user_code"].to_numpy(), frame["scope_code"].to_numpy()
+    change = (np.diff(user) != 0) | (np.diff(scope) != 0)
+    return np.r_[0, np.flatnonzero(change) + 1] if len(frame) else np.empty(0, dtype=np.int64)
+
+
 def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFrame:
     """Merge per-source ranked lists (``user_code, scope_code, item_code, rank, score``) into one
     candidate frame: ``KEYS`` + ``<source>_score`` / ``<source>_rank`` per source in ``lists``
@@ -65,7 +72,7 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
     stacked = {key: np.concatenate([frame[key].to_numpy(np.int64) for frame in lists.values()]) for key in KEYS}
     n_scopes, n_items = (int(stacked[key].max(initial=0)) + 1 for key in KEYS[1:])
     combined = (stacked["user_code"] * n_scopes + stacked["scope_code"]) * n_items + stacked["item_code"]
-    pairs, row_of = np.unique(combined, return_inverse=True)
+    pairs, row_of = _unique_inverse(combined)
     merged: dict[str, np.ndarray] = {}
     best = np.full(len(pairs), np.inf)
     listed = np.zeros(len(pairs), dtype=np.int64)
@@ -80,7 +87,8 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
         best = np.fmin(best, rank)
         listed += ~np.isnan(rank)
     list_code = pairs // n_items  # (user, scope) as one number, in key order
-    order = np.argsort(_sort_key(list_code - list_code.min(initial=0), best, len(lists) - listed, pairs % n_items))
+    key = _sort_key(list_code - list_code.min(initial=0), best, len(lists) - listed, pairs % n_items)
+    order = np.argsort(key, kind="stable")  # keys are distinct: stable only picks the radix sort
     ordered_lists = list_code[order]
     first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1]
     position = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
@@ -95,6 +103,16 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
     for column, values in merged.items():
         frame[column] = values[keep]
     return frame
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for int64 values, by one stable (radix) sort."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(values) else np.empty(0, dtype=bool)
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
 
 
 def _sort_key(*parts: np.ndarray) -> np.ndarray:

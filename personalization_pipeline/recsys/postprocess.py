@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.candidates import CandidateCodes
+from personalization_pipeline.recsys.candidates import CandidateCodes, list_starts
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 
 LIST = ["user_code", "scope_code"]
@@ -35,9 +35,14 @@ AFFINITY_SHARE = 0.2
 
 
 def sort_lists(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows ordered by list, score descending, item id; ``rank`` 1-based within each list."""
-    ordered = frame.sort_values([*LIST, "score", ITEM], ascending=[True, True, False, True], kind="stable")
-    return ordered.assign(rank=ordered.groupby(LIST, sort=False).cumcount() + 1).reset_index(drop=True)
+    """Rows ordered by list, score descending, item; ``rank`` 1-based within each list."""
+    order = np.lexsort(
+        (frame[ITEM].to_numpy(), -frame["score"].to_numpy(np.float64), *(frame[c].to_numpy() for c in reversed(LIST)))
+    )
+    ordered = frame.iloc[order].reset_index(drop=True)
+    starts = list_starts(ordered)
+    lengths = np.diff(np.r_[starts, len(ordered)])
+    return ordered.assign(rank=np.arange(len(ordered)) - np.repeat(starts, lengths) + 1)
 
 
 def drop_seen(frame: pd.DataFrame, history: InteractionMatrix, codes: CandidateCodes) -> pd.DataFrame:
@@ -68,10 +73,10 @@ def diversify(frame: pd.DataFrame, categories: np.ndarray, weight: float, n: int
     ordered = sort_lists(frame.assign(_category=categories))
     if weight <= 0:
         return ordered[ordered["rank"] <= n].drop(columns="_category").reset_index(drop=True)
-    lists = ordered.groupby(LIST, sort=False).ngroup().to_numpy()
-    sizes = np.bincount(lists)
+    starts = list_starts(ordered)
+    sizes = np.diff(np.r_[starts, len(ordered)])
+    lists = np.repeat(np.arange(len(starts)), sizes)
     width = int(sizes.max())
-    starts = np.cumsum(sizes) - sizes
     slot = ordered["rank"].to_numpy() - 1
     score = np.full((len(sizes), width), np.nan)
     score[lists, slot] = ordered["score"].to_numpy(np.float64)
@@ -102,8 +107,10 @@ def diversify(frame: pd.DataFrame, categories: np.ndarray, weight: float, n: int
 def with_confidence(frame: pd.DataFrame, positives: np.ndarray, damping: float) -> pd.DataFrame:
     """``frame`` (ranked lists) with ``confidence`` in [0, 1] (see the module docstring);
     ``positives``: the user's positive items, aligned with ``frame``."""
-    top = frame.groupby(LIST, sort=False)["score"].transform("max").to_numpy(np.float64)
-    relative = np.exp(np.minimum(frame["score"].to_numpy(np.float64) - top, 0.0))
+    score = frame["score"].to_numpy(np.float64)
+    starts = list_starts(frame)
+    top = np.repeat(np.maximum.reduceat(score, starts), np.diff(np.r_[starts, len(frame)])) if len(frame) else score
+    relative = np.exp(np.minimum(score - top, 0.0))
     h = np.asarray(positives, dtype=np.float64)
     return frame.assign(confidence=relative * h / (h + damping))
 

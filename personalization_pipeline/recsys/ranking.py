@@ -68,7 +68,7 @@ class Scopes:
 
 @dataclass(frozen=True)
 class Picks:
-    """Selected entries of a score matrix, ordered by row, then scope, then rank."""
+    """Selected entries of a score matrix, per scope ordered by row and rank."""
 
     rows: np.ndarray
     cols: np.ndarray
@@ -79,10 +79,12 @@ class Picks:
 
     @classmethod
     def concat(cls, parts: list[Picks]) -> Picks:
-        fields = cls.__dataclass_fields__
-        merged = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
-        order = np.lexsort((merged.ranks, merged.scope_codes, merged.rows))
-        return cls(*(getattr(merged, f)[order] for f in fields))
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__))
+
+    def ordered(self) -> Picks:
+        """The same entries ordered by row, then scope, then rank."""
+        order = np.lexsort((self.ranks, self.scope_codes, self.rows))
+        return Picks(*(getattr(self, f)[order] for f in self.__dataclass_fields__))
 
 
 def _pick_top(scores: np.ndarray, n: int, cols: np.ndarray, scope_code: int) -> Picks:
@@ -140,10 +142,16 @@ def _top_columns(sub: np.ndarray, k: int) -> np.ndarray:
     chosen = np.argpartition(sub, width - k, axis=1)[:, width - k :]
     values = np.take_along_axis(sub, chosen, axis=1)
     kth = values.min(axis=1, keepdims=True)
-    # a row is unsettled when a value equal to its k-th one was left out: pick those rows exactly
-    unsettled = ((sub == kth).sum(axis=1) > (values == kth).sum(axis=1)) & (kth[:, 0] > -np.inf)
-    for row in np.flatnonzero(unsettled):
-        chosen[row] = np.argsort(-sub[row], kind="stable")[:k]
+    # a row is unsettled when a value equal to its k-th one was left out: those rows keep what
+    # beats the k-th value and, of the values equal to it, the first ones
+    at = sub == kth
+    unsettled = np.flatnonzero((at.sum(axis=1) > (values == kth).sum(axis=1)) & (kth[:, 0] > -np.inf))
+    if len(unsettled):
+        above = sub[unsettled] > kth[unsettled]
+        ties = at[unsettled]
+        room = k - above.sum(axis=1, keepdims=True)
+        keep = above | (ties & (np.cumsum(ties, axis=1) <= room))
+        chosen[unsettled] = np.nonzero(keep)[1].reshape(len(unsettled), k)
     return chosen
 
 
@@ -209,7 +217,7 @@ def iter_user_rankings(
     positive = np.append(history.positive_counts, 0).astype(np.float64)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
-        picks = rank_batch(model, batch, history, scopes, to_model, n)
+        picks = rank_batch(model, batch, history, scopes, to_model, n).ordered()
         h = positive[history.users.positions(batch)]  # -1 (unknown user) reads the appended 0
         yield pd.DataFrame(
             {
@@ -245,7 +253,7 @@ def global_rankings(popularity: Popularity, item_scopes: pd.DataFrame, n: int) -
     """Top-``n`` popular items per scope (``GLOBAL_COLUMNS``); confidence = relative."""
     item_ids = popularity.item_ids
     scopes = Scopes.build(item_ids, item_scopes)
-    picks = _rank_scopes(popularity.scores[np.newaxis, :], scopes, n)
+    picks = _rank_scopes(popularity.scores[np.newaxis, :], scopes, n).ordered()
     return pd.DataFrame(
         {
             "scope": scopes.names[picks.scope_codes],

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.candidates import CandidateCodes, iter_candidates
+from personalization_pipeline.recsys.candidates import KEYS, CandidateCodes, iter_candidates
 from personalization_pipeline.recsys.matrices import InteractionMatrix, engaged_rows
 from personalization_pipeline.recsys.metrics import evaluate
 from personalization_pipeline.recsys.postprocess import (
@@ -128,8 +128,9 @@ def finish_lists(
 ) -> pd.DataFrame:
     """Scored candidates to served lists (``RANKED_COLUMNS``): seen and consistently dismissed
     categories removed, diversified, top ``n``, confidence and rationale tags."""
-    frame = pd.concat([candidates, features[["category_share", "category_dismissals", "category_positives"]]], axis=1)
-    frame = frame.assign(score=scores)
+    kept = [*KEYS, *(f"{name}_rank" for name in SOURCES)]
+    context = ["category_share", "category_dismissals", "category_positives"]
+    frame = pd.concat([candidates[kept], features[context]], axis=1).assign(score=scores)
     frame = drop_seen(frame, lists.history, lists.codes)
     frame = drop_dismissed_categories(
         frame, frame["category_dismissals"], frame["category_positives"], config.dismiss_min, config.dismiss_share

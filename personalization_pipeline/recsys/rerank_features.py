@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from personalization_pipeline.recsys.candidates import CandidateCodes
+from personalization_pipeline.recsys.candidates import CandidateCodes, list_starts
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.sources import age_days
 
@@ -108,14 +108,11 @@ class FeatureContext:
         vectors = self._vectors.reindex(codes.users[user_codes]).to_numpy(np.float64)[user_of_row]
         for number, name in enumerate(USER_VECTOR_FEATURES):
             out[name] = vectors[:, number]
-        return pd.DataFrame(out, index=candidates.index)[feature_names(sources)]
-
-
-def list_starts(frame: pd.DataFrame) -> np.ndarray:
-    """Row numbers where each (user, scope) list of ``frame`` (grouped by list) starts."""
-    user, scope = frame["user_code"].to_numpy(), frame["scope_code"].to_numpy()
-    change = (np.diff(user) != 0) | (np.diff(scope) != 0)
-    return np.r_[0, np.flatnonzero(change) + 1] if len(frame) else np.empty(0, dtype=np.int64)
+        names = feature_names(sources)
+        matrix = np.empty((len(candidates), len(names)), order="F")  # one block, a column at a time
+        for number, name in enumerate(names):
+            matrix[:, number] = out[name]
+        return pd.DataFrame(matrix, index=candidates.index, columns=names, copy=False)
 
 
 def _list_max_std(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -128,7 +128,9 @@ class Reranker:
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         """Scores (higher is better) of feature rows with this model's columns."""
-        return np.asarray(self.booster.predict(features[self.feature_names]))
+        names = self.feature_names
+        rows = features if list(features.columns) == names else features[names]
+        return np.asarray(self.booster.predict(rows.to_numpy(np.float64)))
 
     def importance(self) -> dict[str, float]:
         """Total gain per feature, largest first, rounded."""
