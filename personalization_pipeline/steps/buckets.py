@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 
 from ..recsys.per_user import PerUserComposite
 from ..recsys.rerank import als_neighbours
@@ -106,8 +105,12 @@ def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
     per_user = load(plan.per_user) if plan.per_user is not None else None
     assert per_user is None or isinstance(per_user, PerUserComposite)
     neighbours_path = staging / f"{NEIGHBOURS}.parquet"
-    neighbours = pd.read_parquet(neighbours_path) if neighbours_path.exists() else None
     with staged_warehouse(staging, bucket) as con:
+        neighbours = None
+        if neighbours_path.exists():  # the bucket's users' neighbours: all its lists depend on
+            neighbours = con.execute(
+                f"SELECT * FROM '{neighbours_path}' WHERE user_id IN (SELECT user_id FROM {ACTIVITY})"
+            ).df()
         counts = write_user_rankings(con, settings, plan.entry, plan.registry, per_user, neighbours)
         for table in _OUTPUTS:
             con.execute(f"COPY {table} TO '{staging / 'out' / table}-{bucket:05d}.parquet' (FORMAT parquet)")
