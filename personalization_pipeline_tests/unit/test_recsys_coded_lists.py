@@ -1,0 +1,33 @@
+"""The numpy building blocks of coded candidate lists against their pandas/numpy definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from personalization_pipeline.recsys.candidates import _sort_key, _unique_inverse, list_starts
+from personalization_pipeline.recsys.rerank_features import _list_max_std
+
+
+def test_list_max_and_std_match_pandas_groupby_with_missing_values():
+    rng = np.random.default_rng(3)
+    users = np.sort(rng.integers(0, 40, 600))
+    frame = pd.DataFrame({"user_code": users, "scope_code": rng.integers(0, 2, 600)})
+    frame = frame.sort_values(["user_code", "scope_code"], kind="stable").reset_index(drop=True)
+    values = np.where(rng.random(600) < 0.3, np.nan, rng.normal(size=600))
+    values[frame["user_code"].to_numpy() == frame["user_code"].iloc[0]] = np.nan  # a list with no value
+    top, spread = _list_max_std(values, list_starts(frame))
+    groups = frame.assign(v=values).groupby(["user_code", "scope_code"])["v"]
+    np.testing.assert_allclose(top, groups.transform("max").to_numpy(np.float64), equal_nan=True)
+    np.testing.assert_allclose(spread, groups.transform("std").to_numpy(np.float64), rtol=1e-12, equal_nan=True)
+
+
+def test_unique_inverse_and_sort_key_agree_with_numpy():
+    rng = np.random.default_rng(5)
+    values = rng.integers(0, 500, 2_000)
+    unique, inverse = _unique_inverse(values)
+    expected, expected_inverse = np.unique(values, return_inverse=True)
+    assert (unique == expected).all() and (inverse == expected_inverse).all()
+    parts = [rng.integers(0, n, 2_000) for n in (7, 200, 3, 1_000)]
+    key_order = np.argsort(_sort_key(*parts), kind="stable")
+    assert (key_order == np.lexsort(parts[::-1])).all()
