@@ -150,4 +150,4 @@ class EASE(Recommender):
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
         self.items = IdIndex(state["item_ids"])
-        self.weights = state["weights"]
+        self.weights = np.ascontiguousarray(state["weights"])  # row-major: x @ B reads it without a copy

@@ -80,6 +80,13 @@ def test_ease_matches_the_hand_computed_weights():
     assert np.isnan(scores[1]).all()  # u4's only item is not modelled
 
 
+def test_ease_weights_are_row_major_after_fit_and_load(history, tmp_path):
+    """Scoring multiplies a sparse batch by the weights; column-major weights would be copied whole per batch."""
+    model = build("ease", Settings.from_env()).fit(history)
+    model.save(tmp_path / "ease")
+    assert model.weights.flags["C_CONTIGUOUS"] and EASE.load(tmp_path / "ease").weights.flags["C_CONTIGUOUS"]
+
+
 def test_ease_is_skipped_beyond_its_limits():
     assert ease_fits(0, 100, 100) == "no item is held by enough users"
     assert "exceed the EASE item limit of 1000" in ease_fits(1500, 1000, 10_000)
