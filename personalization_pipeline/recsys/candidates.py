@@ -25,7 +25,6 @@ from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.ranking import Scopes, Scorer, rank_batch
 
 KEYS = ["user_code", "scope_code", "item_code"]
-ID_KEYS = ["user_id", "scope", "item_id"]
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,12 @@ class CandidateCodes:
         return pd.concat([pd.DataFrame(ids, index=frame.index), rest], axis=1)
 
 
-def list_starts(frame: pd.DataFrame) -> np.ndarray:
-    """Row numbers where each (user, scope) list of ``frame`` (grouped by list) starts."""
+def list_spans(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Where each (user, scope) list of ``frame`` (grouped by list) starts, and its length."""
     user, scope = frame["user_code"].to_numpy(), frame["scope_code"].to_numpy()
     change = (np.diff(user) != 0) | (np.diff(scope) != 0)
-    return np.r_[0, np.flatnonzero(change) + 1] if len(frame) else np.empty(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(change) + 1] if len(frame) else np.empty(0, dtype=np.int64)
+    return starts, np.diff(np.r_[starts, len(frame)])
 
 
 def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFrame:

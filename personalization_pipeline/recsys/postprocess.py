@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from personalization_pipeline.recsys.candidates import CandidateCodes, list_starts
-from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.candidates import list_spans
 
 LIST = ["user_code", "scope_code"]
 ITEM = "item_code"
@@ -40,20 +40,19 @@ def sort_lists(frame: pd.DataFrame) -> pd.DataFrame:
         (frame[ITEM].to_numpy(), -frame["score"].to_numpy(np.float64), *(frame[c].to_numpy() for c in reversed(LIST)))
     )
     ordered = frame.iloc[order].reset_index(drop=True)
-    starts = list_starts(ordered)
-    lengths = np.diff(np.r_[starts, len(ordered)])
+    starts, lengths = list_spans(ordered)
     return ordered.assign(rank=np.arange(len(ordered)) - np.repeat(starts, lengths) + 1)
 
 
-def drop_seen(frame: pd.DataFrame, history: InteractionMatrix, codes: CandidateCodes) -> pd.DataFrame:
-    """Rows whose (user, item) is not in ``history.seen``."""
-    user_codes, user_of_row = np.unique(frame["user_code"].to_numpy(), return_inverse=True)
-    users = history.users.positions(codes.users[user_codes])[user_of_row]
-    items = history.items.positions(codes.items)[frame[ITEM].to_numpy()]
+def drop_seen(frame: pd.DataFrame, seen: sp.csr_matrix, user_rows: np.ndarray, item_cols: np.ndarray) -> pd.DataFrame:
+    """Rows whose (user, item) is not in ``seen`` (users x items; ``user_rows`` and ``item_cols``:
+    the row of each user code and the column of each item code, -1 when absent)."""
+    users = user_rows[frame["user_code"].to_numpy()]
+    items = item_cols[frame[ITEM].to_numpy()]
     known = (users >= 0) & (items >= 0)
-    seen = np.zeros(len(frame), dtype=bool)
-    seen[known] = np.asarray(history.seen[users[known], items[known]]).ravel()
-    return frame[~seen]
+    dropped = np.zeros(len(frame), dtype=bool)
+    dropped[known] = np.asarray(seen[users[known], items[known]]).ravel()
+    return frame[~dropped]
 
 
 def drop_dismissed_categories(
@@ -73,8 +72,7 @@ def diversify(frame: pd.DataFrame, categories: np.ndarray, weight: float, n: int
     ordered = sort_lists(frame.assign(_category=categories))
     if weight <= 0:
         return ordered[ordered["rank"] <= n].drop(columns="_category").reset_index(drop=True)
-    starts = list_starts(ordered)
-    sizes = np.diff(np.r_[starts, len(ordered)])
+    starts, sizes = list_spans(ordered)
     lists = np.repeat(np.arange(len(starts)), sizes)
     width = int(sizes.max())
     slot = ordered["rank"].to_numpy() - 1
@@ -108,8 +106,8 @@ def with_confidence(frame: pd.DataFrame, positives: np.ndarray, damping: float) 
     """``frame`` (ranked lists) with ``confidence`` in [0, 1] (see the module docstring);
     ``positives``: the user's positive items, aligned with ``frame``."""
     score = frame["score"].to_numpy(np.float64)
-    starts = list_starts(frame)
-    top = np.repeat(np.maximum.reduceat(score, starts), np.diff(np.r_[starts, len(frame)])) if len(frame) else score
+    starts, lengths = list_spans(frame)
+    top = np.repeat(np.maximum.reduceat(score, starts), lengths)
     relative = np.exp(np.minimum(score - top, 0.0))
     h = np.asarray(positives, dtype=np.float64)
     return frame.assign(confidence=relative * h / (h + damping))
@@ -128,11 +126,7 @@ def rationale(frame: pd.DataFrame, sources: list[str], category_share: pd.Series
     if "diversified" in frame:
         names.append("boost:diversity")
         flags.append(frame["diversified"].to_numpy(bool))
-    bits = (
-        (np.column_stack(flags).astype(np.int64) << np.arange(len(flags))).sum(axis=1)
-        if len(frame)
-        else np.empty(0, np.int64)
-    )
+    bits = (np.column_stack(flags).astype(np.int64) << np.arange(len(flags))).sum(axis=1)
     masks, row_mask = np.unique(bits, return_inverse=True)
     tag_sets = np.empty(len(masks), dtype=object)
     for number, mask in enumerate(masks):

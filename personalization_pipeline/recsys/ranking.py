@@ -114,13 +114,8 @@ def _rank_shared(
     """:func:`rank_batch` for a model scoring every user alike (``row``): each scope's items are
     ordered once, and a user's list is the first ``n`` of them the user has not seen."""
     row = np.where(np.isnan(row), -np.inf, row).astype(np.float64)
-    users = history.users.positions(user_ids)
-    seen = history.seen[np.maximum(users, 0)].tocoo()
-    inside = (users[seen.row] >= 0) & (to_model[seen.col] >= 0)
-    seen_model = sp.csr_matrix(
-        (np.ones(inside.sum(), dtype=bool), (seen.row[inside], to_model[seen.col[inside]])),
-        shape=(len(user_ids), len(row)),
-    )
+    rows, cols = seen_entries(user_ids, history, to_model)
+    seen_model = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(user_ids), len(row)))
     most_seen = int(np.diff(seen_model.indptr).max(initial=0))
     parts = []
     for code, cols in enumerate(scopes.columns):
@@ -164,14 +159,22 @@ def _rank_scopes(scores: np.ndarray, scopes: Scopes, n: int) -> Picks:
     return Picks.concat(parts or [_pick_top(scores, n, no_columns, 0)])
 
 
-def mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray) -> None:
-    """Set the scores of items each user has seen to -inf, in place."""
+def seen_entries(
+    user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(position in ``user_ids``, model column) of every item each user has seen that the model
+    knows (``to_model``: model column of each history item, -1 when unknown)."""
     rows = history.users.positions(user_ids)
     known = np.flatnonzero(rows >= 0)
     seen = history.seen[rows[known]].tocoo()
     cols = to_model[seen.col]
     inside = cols >= 0
-    scores[known[seen.row[inside]], cols[inside]] = -np.inf
+    return known[seen.row[inside]], cols[inside]
+
+
+def mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix, to_model: np.ndarray) -> None:
+    """Set the scores of items each user has seen to -inf, in place."""
+    scores[seen_entries(user_ids, history, to_model)] = -np.inf
 
 
 def rank_batch(

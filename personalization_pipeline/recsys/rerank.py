@@ -100,11 +100,14 @@ def candidate_features(
 
 @dataclass(frozen=True)
 class ListContext:
-    """What turns scored candidates over ``codes`` into served lists: the history, each item
-    code's category code (-1: none) and each user code's positive items."""
+    """What turns scored candidates over ``codes`` into served lists: the history, the history
+    row of each user code and column of each item code (-1: absent), each item code's category
+    code (-1: none) and each user code's positive items."""
 
     history: InteractionMatrix
     codes: CandidateCodes
+    user_rows: np.ndarray
+    item_cols: np.ndarray
     categories: np.ndarray
     positives: np.ndarray
 
@@ -113,8 +116,10 @@ class ListContext:
         category = catalog.drop_duplicates("item_id").set_index("item_id")["category"].reindex(codes.items)
         named = category.astype("string").fillna("").to_numpy(str)
         numbers = pd.factorize(named, sort=True)[0]
-        counts = np.append(history.positive_counts, 0)[history.users.positions(codes.users)]
-        return cls(history, codes, np.where(named == "", -1, numbers), counts.astype(np.float64))
+        user_rows = history.users.positions(codes.users)
+        positives = np.append(history.positive_counts, 0)[user_rows].astype(np.float64)
+        item_cols = history.items.positions(codes.items)
+        return cls(history, codes, user_rows, item_cols, np.where(named == "", -1, numbers), positives)
 
 
 def finish_lists(
@@ -131,7 +136,7 @@ def finish_lists(
     kept = [*KEYS, *(f"{name}_rank" for name in SOURCES)]
     context = ["category_share", "category_dismissals", "category_positives"]
     frame = pd.concat([candidates[kept], features[context]], axis=1).assign(score=scores)
-    frame = drop_seen(frame, lists.history, lists.codes)
+    frame = drop_seen(frame, lists.history.seen, lists.user_rows, lists.item_cols)
     frame = drop_dismissed_categories(
         frame, frame["category_dismissals"], frame["category_positives"], config.dismiss_min, config.dismiss_share
     )

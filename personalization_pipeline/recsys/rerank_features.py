@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from personalization_pipeline.recsys.candidates import CandidateCodes, list_starts
+from personalization_pipeline.recsys.candidates import CandidateCodes, list_spans
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.sources import age_days
 
@@ -90,7 +90,7 @@ class FeatureContext:
         dismissals = np.asarray(self._user_category_neg[user_rows, codes_of_category]).ravel()
         user_items = self._user_items[user_rows]
         out = {}
-        lists = list_starts(candidates)
+        lists = list_spans(candidates)
         for s in sources:
             score = candidates[f"{s}_score"].to_numpy(np.float64)
             top, spread = _list_max_std(score, lists)
@@ -115,15 +115,14 @@ class FeatureContext:
         return pd.DataFrame(matrix, index=candidates.index, columns=names, copy=False)
 
 
-def _list_max_std(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _list_max_std(values: np.ndarray, lists: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the maximum and the sample standard deviation of its list's non-NaN ``values``
-    (NaN for a list with none, the deviation also for one with a single value)."""
-    if not len(values):
-        return values.copy(), values.copy()
+    (NaN for a list with none, the deviation also for one with a single value); ``lists``: the
+    lists' starts and lengths (:func:`~.candidates.list_spans`)."""
+    starts, lengths = lists
     present = ~np.isnan(values)
     filled = np.where(present, values, 0.0)
     count = np.add.reduceat(present.astype(np.float64), starts)
-    lengths = np.diff(np.r_[starts, len(values)])
     with np.errstate(invalid="ignore", divide="ignore"):
         top = np.maximum.reduceat(np.where(present, values, -np.inf), starts)
         top = np.where(count > 0, top, np.nan)

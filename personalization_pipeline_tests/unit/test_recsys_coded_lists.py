@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.candidates import _sort_key, _unique_inverse, list_starts
+from personalization_pipeline.recsys.candidates import _sort_key, _unique_inverse, list_spans
 from personalization_pipeline.recsys.rerank_features import _list_max_std
 
 
@@ -16,7 +16,7 @@ def test_list_max_and_std_match_pandas_groupby_with_missing_values():
     frame = frame.sort_values(["user_code", "scope_code"], kind="stable").reset_index(drop=True)
     values = np.where(rng.random(600) < 0.3, np.nan, rng.normal(size=600))
     values[frame["user_code"].to_numpy() == frame["user_code"].iloc[0]] = np.nan  # a list with no value
-    top, spread = _list_max_std(values, list_starts(frame))
+    top, spread = _list_max_std(values, list_spans(frame))
     groups = frame.assign(v=values).groupby(["user_code", "scope_code"])["v"]
     np.testing.assert_allclose(top, groups.transform("max").to_numpy(np.float64), equal_nan=True)
     np.testing.assert_allclose(spread, groups.transform("std").to_numpy(np.float64), rtol=1e-12, equal_nan=True)

@@ -40,7 +40,8 @@ def test_lists_sort_by_score_then_item_id():
 
 def test_seen_items_are_removed():
     history = InteractionMatrix.from_frame(pd.DataFrame({"user_id": ["u"], "item_id": ["b"], "weight": [-3.0]}))
-    assert keyed_items(drop_seen(scored(["a", "b"], [1.0, 2.0], user=1), history, CODES)) == ["a"]
+    user_rows, item_cols = history.users.positions(CODES.users), history.items.positions(CODES.items)
+    assert keyed_items(drop_seen(scored(["a", "b"], [1.0, 2.0], user=1), history.seen, user_rows, item_cols)) == ["a"]
 
 
 def test_a_consistently_dismissed_category_is_filtered_and_a_mixed_one_kept():
