@@ -1,5 +1,6 @@
 """[dbt] Staging and mart models of ``dbt_project/``, with dbt tests as asset checks."""
 
+import fcntl
 import json
 import shutil
 import sys
@@ -40,8 +41,19 @@ def manifest_is_stale() -> bool:
     return any(p.is_file() and p.stat().st_mtime > built for p in files)
 
 
-if manifest_is_stale():
-    dbt_resource.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+def prepare_manifest() -> None:
+    """Parse the project when :func:`manifest_is_stale`, holding an exclusive lock while checking
+    and parsing: processes loading the definitions at once (test workers, step processes of a
+    fresh clone) would otherwise read a manifest another one is still writing."""
+    target = dbt_project.manifest_path.parent
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest_is_stale():
+            dbt_resource.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+
+
+prepare_manifest()
 
 
 class _Translator(DagsterDbtTranslator):
