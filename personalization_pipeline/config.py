@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     ranker_retrain_days: float = Field(7.0, ge=0)  # the nightly reuses a re-ranker younger than this
     ranker_folds: int = Field(3, ge=2)
     ranker_max_users: int = Field(5000, gt=1)
+    ranker_max_rows: int = Field(60_000_000, gt=0)  # candidate rows a bucket may re-rank; beyond: no re-ranker
     # LightGBM parameters of the re-ranker: unset keeps RerankerParams' default (recsys/reranker.py).
     ranker_learning_rate: float | None = Field(None, gt=0)
     ranker_num_leaves: int | None = Field(None, ge=2)

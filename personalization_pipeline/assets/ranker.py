@@ -9,7 +9,7 @@ from pydantic import Field
 from ..config import Settings
 from ..resources import ModelStoreResource, WarehouseResource
 from ..steps.registry import latest_trained
-from ..steps.rerank import RANKER, ranker_is_current, train_ranker
+from ..steps.rerank import RANKER, ranker_is_current, rerank_cost_reason, train_ranker
 from ..steps.tables import ITEMS, SIGNALS, USER_FEATURES
 from .metering import metered
 from .models import MODEL_ASSET_KEYS, registry_metadata
@@ -35,13 +35,15 @@ def ranker_model(
     (folds of it give the relevance); feature importance (gain), early-stopping figures and the
     diversity weight chosen on validation in the metadata. A heavy fit: the weekly job trains it,
     a nightly run only when the registered one is older than ``PERSONALIZATION_RANKER_RETRAIN_DAYS``
-    (or there is none) and otherwise re-ranks with it."""
+    (or there is none) and otherwise re-ranks with it. Skipped, with the reason, when re-ranking
+    every list would exceed ``PERSONALIZATION_RANKER_MAX_ROWS`` candidate rows per user bucket."""
     settings = Settings.from_env()
     now = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect() as con:
         entries = latest_trained(con)
         current = entries.get(RANKER)
-        if not config.always_retrain and ranker_is_current(current, now, settings.ranker_retrain_days):
+        reusable = ranker_is_current(current, now, settings.ranker_retrain_days)
+        if not config.always_retrain and reusable and rerank_cost_reason(con, settings) is None:
             assert current is not None
             age = (now - current.trained_at).total_seconds() / 86_400
             return dg.MaterializeResult(

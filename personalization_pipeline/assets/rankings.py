@@ -15,12 +15,14 @@ from typing import Any
 import dagster as dg
 
 from ..config import Settings
+from ..recsys.registry import PERSONAL_MODELS
 from ..resource_usage import measured
 from ..resources import ModelStoreResource, WarehouseResource
 from ..sqlutil import scalar
 from ..steps.buckets import RankingPlan, load_outputs, rank_bucket, stage_inputs
 from ..steps.rank import RankingCounts, choose_serving_model, current_per_user, write_global_rankings
 from ..steps.registry import latest_trained
+from ..steps.rerank import RANKER, rerank_cost_reason
 from ..steps.tables import ACTIVITY, ITEMS, USER_RANKINGS
 from .metering import metered
 from .models import MODEL_ASSET_KEYS
@@ -30,11 +32,13 @@ _UPSTREAM = (*MODEL_ASSET_KEYS, "ranker_model", "offline_eval", "per_user_models
 
 @dataclass(frozen=True)
 class BucketTask:
-    """One bucket to rank under ``plan``; ``started`` is when the ranking began (epoch seconds)."""
+    """One bucket to rank under ``plan``; ``started`` is when the ranking began (epoch seconds);
+    ``ranker_skipped``: why the re-ranker was not considered (its cost budget), if so."""
 
     plan: RankingPlan
     bucket: int
     started: float
+    ranker_skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,18 @@ def plan_user_rankings(
     staging = settings.staging_dir / context.run_id / "user_rankings"
     with warehouse.connect() as con:
         registry = latest_trained(con)
-        entry = choose_serving_model(con, registry, margin_stderrs=settings.ranker_margin_stderrs)
+        over_budget = rerank_cost_reason(con, settings)
+        names = PERSONAL_MODELS if over_budget is not None else (*PERSONAL_MODELS, RANKER)
+        entry = choose_serving_model(con, registry, names, settings.ranker_margin_stderrs)
         per_user = current_per_user(con, registry.get("per_user"), Path(model_store.root), context.run_id, now)
         registry = latest_trained(con)  # with the pruned bundle
         buckets = stage_inputs(con, staging, settings.buckets, settings, entry, registry)
     plan = RankingPlan(str(staging), entry, registry, registry["per_user"] if per_user is not None else None)
+    if over_budget is not None:
+        context.log.warning(f"no re-ranking: {over_budget}")
     context.log.info(f"ranking with {entry.model_name} {entry.model_version} over {len(buckets)} user bucket(s)")
     for bucket in buckets:
-        yield dg.DynamicOutput(BucketTask(plan, bucket, started), mapping_key=f"bucket_{bucket}")
+        yield dg.DynamicOutput(BucketTask(plan, bucket, started, over_budget), mapping_key=f"bucket_{bucket}")
 
 
 @dg.op
@@ -84,7 +92,8 @@ def load_user_rankings(
     context: dg.OpExecutionContext, warehouse: WarehouseResource, results: list[BucketResult]
 ) -> None:
     """Load every bucket's rankings and rationale into the warehouse; the asset's metadata."""
-    plan = results[0].task.plan
+    task = results[0].task
+    plan = task.plan
     with measured() as usage, warehouse.connect() as con:
         counts = load_outputs(con, Path(plan.staging))
         per_user_users = 0
@@ -104,7 +113,8 @@ def load_user_rankings(
             "users": counts.users,
             "buckets": len(results),
             "dagster/row_count": counts.rows,
-            "wall_seconds": round(time.time() - results[0].task.started, 3),
+            **({"ranker_skipped_because": task.ranker_skipped} if task.ranker_skipped else {}),
+            "wall_seconds": round(time.time() - task.started, 3),
             "cpu_seconds": round(sum(u["cpu_seconds"] for u in steps), 3),  # of the buckets and the load
             "peak_rss_mb": max(u["peak_rss_mb"] for u in steps),
         }

@@ -36,7 +36,7 @@ from ..sqlutil import scalar
 from .inputs import read_catalog, read_signals, read_user_vectors
 from .registry import SKIPPED, TRAINED, RegistryEntry, record, with_tuned
 from .splitting import split_for_evaluation
-from .tables import SIGNALS
+from .tables import ACTIVITY, ITEMS, SIGNALS
 
 RANKER = "ranker"
 
@@ -106,6 +106,23 @@ def refit(entries: dict[str, RegistryEntry]) -> Callable[[InteractionMatrix], di
     return fit
 
 
+def rerank_cost_reason(con: duckdb.DuckDBPyConnection, settings: Any) -> str | None:
+    """Why re-ranking every list would cost more than ``settings.ranker_max_rows`` candidate rows in
+    one user bucket (its share of the active users x scopes x candidates), or None when it fits.
+    Over the budget the re-ranker is neither trained, tuned nor served: the best personal model
+    serves, and more buckets (a cluster executor) or a larger budget bring it back."""
+    users = scalar(con, f"SELECT count(*) FROM {ACTIVITY}")
+    scopes = scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
+    rows = -(-users // settings.buckets) * scopes * settings.ranker_candidates
+    if rows <= settings.ranker_max_rows:
+        return None
+    return (
+        f"re-ranking {users:,} users' lists in {settings.buckets} bucket(s) x {scopes} scope(s) x "
+        f"{settings.ranker_candidates} candidates is {rows:,} candidate rows per bucket, over "
+        f"PERSONALIZATION_RANKER_MAX_ROWS={settings.ranker_max_rows:,}"
+    )
+
+
 def ranker_is_current(entry: RegistryEntry | None, now: datetime, max_age_days: float) -> bool:
     """Whether ``entry`` is a trained re-ranker younger than ``max_age_days`` (never, at 0)."""
     if entry is None or entry.model_version is None:
@@ -123,14 +140,19 @@ def train_ranker(
 ) -> tuple[RegistryEntry, RerankerTraining | None]:
     """Train the re-ranker on :func:`read_training_lists` with the LightGBM parameters in force (the
     last tuned values where the environment sets none), store it under ``store/ranker/<version>/``
-    and register it; skipped, with the reason, when the data has too few answered candidates."""
+    and register it; skipped, with the reason, when the data has too few answered candidates or
+    serving it would exceed its cost budget (:func:`rerank_cost_reason`)."""
     params = reranker_params(with_tuned(con, settings))
-    try:
-        lists, catalog = read_training_lists(con, settings, entries)
-        training = train_reranker(lists, catalog, ranking_config(settings), params)
-    except ValueError as exc:
+    reason = rerank_cost_reason(con, settings)
+    if reason is None:
+        try:
+            lists, catalog = read_training_lists(con, settings, entries)
+            training = train_reranker(lists, catalog, ranking_config(settings), params)
+        except ValueError as exc:
+            reason = str(exc)
+    if reason is not None:
         entry = RegistryEntry(
-            run_id, RANKER, None, Reranker.kind, json.dumps(asdict(params)), trained_at, SKIPPED, str(exc)
+            run_id, RANKER, None, Reranker.kind, json.dumps(asdict(params)), trained_at, SKIPPED, reason
         )
         record(con, entry)
         return entry, None

@@ -35,7 +35,7 @@ from ..recsys.splits import stratified_random_split
 from ..recsys.tuning import Config, SearchResult, dimension_fields, random_search
 from .inputs import read_catalog, read_signals
 from .registry import TRAINED, TUNING, RegistryEntry, latest_trained, record, with_tuned
-from .rerank import RANKER, read_training_lists, reranker_params
+from .rerank import RANKER, read_training_lists, rerank_cost_reason, reranker_params
 from .splitting import split_for_evaluation
 from .tables import CONSENTED_EVENTS, TUNING_TRIALS
 
@@ -186,9 +186,9 @@ def ranker_trial(con: duckdb.DuckDBPyConnection, settings: Any) -> Callable[[Con
     """LightGBM's validation NDCG (on the users held out for early stopping) of the re-ranker with
     a trial's parameters, every trial on one set of training lists over the registered models
     (built at the first trial); -inf when they cannot train it; None when no personal model is
-    registered."""
+    registered or re-ranking is over its cost budget (:func:`~.rerank.rerank_cost_reason`)."""
     entries = latest_trained(con)
-    if not any(name in entries for name in PERSONAL_MODELS):
+    if not any(name in entries for name in PERSONAL_MODELS) or rerank_cost_reason(con, settings) is not None:
         return None
 
     @cache

@@ -172,3 +172,30 @@ def test_celery_executor_gives_the_single_process_result(warehouse, ranker_refer
     assert "rank_user_bucket" in executed  # the steps ran in the worker, not here
     assert metadata["serving_model"] == "ranker" and metadata["buckets"] == BUCKETS
     _assert_same(settings, ranker_reference)
+
+
+def test_re_ranking_over_its_cost_budget_is_skipped_until_buckets_share_it(warehouse, ranker_reference):
+    settings, env = warehouse
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        users = con.execute("SELECT count(*) FROM mart_user_activity").fetchone()[0]
+        scopes = con.execute("SELECT count(DISTINCT scope) FROM stg_items").fetchone()[0]
+    per_bucket = -(-users // BUCKETS) * scopes * settings.ranker_candidates
+    env.setenv("PERSONALIZATION_RANKER_MAX_ROWS", str(per_bucket))  # fits BUCKETS buckets, not one
+    try:
+        alone = _rank(env, "in_process", 1)
+        assert alone["serving_model"] in ("als", "ease")  # the best personal model serves instead
+        assert (
+            f"{users * scopes * settings.ranker_candidates:,} candidate rows per bucket"
+            in alone["ranker_skipped_because"]
+        )
+        shared = _rank(env, "in_process", BUCKETS)
+        assert shared["serving_model"] == "ranker" and "ranker_skipped_because" not in shared
+        _assert_same(settings, ranker_reference)
+
+        env.setenv("PERSONALIZATION_USER_BUCKETS", "1")
+        trained = run_job("nightly", assets=["ranker_model"])
+        assert trained.success, trained.error
+        meta = trained.metadata["ranker_model"]  # not reused: serving it would be over the budget
+        assert meta["status"] == "skipped" and "PERSONALIZATION_RANKER_MAX_ROWS" in meta["skipped_because"]
+    finally:
+        env.delenv("PERSONALIZATION_RANKER_MAX_ROWS")
