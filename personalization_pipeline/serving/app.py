@@ -181,17 +181,15 @@ def _ranking_key(user_id: str, scope: str) -> tuple[str, str]:
     return canonical_id(user_id) or user_id, scope.lower()
 
 
-async def _read_ranking(
-    pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int
-) -> dict[str, Any]:
+async def _read_ranking(pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int) -> Response:
     _require(caller, READ_OWN_ROLES, "read rankings")
     user_id, scope = _ranking_key(user_id, scope)
     if not caller.can_read_user(user_id):
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
-    ranking = await lookup.fetch_ranking(pool, caller, user_id, scope, limit)
-    if ranking is None:
+    body = await lookup.fetch_ranking_json(pool, caller, user_id, scope, limit)
+    if body is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"unknown scope {scope!r}")
-    return vars(ranking)  # no deep copy (asdict): the response is built from it once
+    return Response(body, media_type="application/json")  # written by PostgreSQL as RankingBody
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness (no database access).")
@@ -218,7 +216,7 @@ async def readyz(pool: Pool) -> dict[str, str]:
     summary="The caller's ranking for a scope.",
     responses=_ERRORS | _NOT_FOUND,
 )
-async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> dict[str, Any]:
+async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> Response:
     return await _read_ranking(pool, caller, caller.user_id, scope, limit)
 
 
@@ -229,7 +227,7 @@ async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 1
     summary="A user's ranking for a scope (own, or any for admins).",
     responses=_ERRORS | _NOT_FOUND,
 )
-async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> dict[str, Any]:
+async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> Response:
     return await _read_ranking(pool, caller, user_id, scope, limit)
 
 

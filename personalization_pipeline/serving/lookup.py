@@ -14,19 +14,31 @@ from personalization_pipeline.serving.api_access import caller_query
 from personalization_pipeline.serving.auth import Principal
 from personalization_pipeline.serving.schema import EVAL, GLOBAL_RANKS, RANK_EXPLANATION, RANKS, SETTINGS
 
+_UTC_STAMP = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
 _RANKING_SQL = f"""
-SELECT true AS personalized, r.items, r.model_version, r.generated_at, r.valid_until
-FROM {RANKS} AS r
-WHERE r.user_id = %(user_id)s AND r.scope = %(scope)s AND r.valid_until > now()
-  AND NOT EXISTS (
-      SELECT 1 FROM {SETTINGS} AS s
-      WHERE s.user_id = r.user_id AND NOT s.personalization_enabled)
-UNION ALL
-SELECT false, g.items, g.model_version, g.generated_at, g.valid_until
-FROM {GLOBAL_RANKS} AS g
-WHERE g.scope = %(scope)s
-ORDER BY personalized DESC
-LIMIT 1
+SELECT json_build_object(
+    'user_id', %(user_id)s::text, 'scope', %(scope)s::text,
+    'items', (SELECT coalesce(json_agg(json_build_object('id', item ->> 'id', 'score', item -> 'score',
+                                                         'confidence', item -> 'confidence') ORDER BY position),
+                              '[]')
+              FROM jsonb_path_query(served.items, '$[0 to $last]', jsonb_build_object('last', %(limit)s::int - 1))
+                   WITH ORDINALITY AS listed(item, position)),
+    'personalized', served.personalized, 'model_version', served.model_version,
+    'generated_at', to_char(served.generated_at AT TIME ZONE 'UTC', {_UTC_STAMP}),
+    'valid_until', to_char(served.valid_until AT TIME ZONE 'UTC', {_UTC_STAMP}))::text
+FROM (
+    SELECT true AS personalized, r.items, r.model_version, r.generated_at, r.valid_until
+    FROM {RANKS} AS r
+    WHERE r.user_id = %(user_id)s AND r.scope = %(scope)s AND r.valid_until > now()
+      AND NOT EXISTS (
+          SELECT 1 FROM {SETTINGS} AS s
+          WHERE s.user_id = r.user_id AND NOT s.personalization_enabled)
+    UNION ALL
+    SELECT false, g.items, g.model_version, g.generated_at, g.valid_until
+    FROM {GLOBAL_RANKS} AS g
+    WHERE g.scope = %(scope)s
+    ORDER BY personalized DESC
+    LIMIT 1) AS served
 """
 
 _LATEST_EVAL_SQL = f"""
@@ -44,19 +56,6 @@ _EXPLANATION_SQL = f"""
 SELECT model_version, generated_at, valid_until, rank, item_id, score, tags
 FROM {RANK_EXPLANATION}(%(user_id)s, %(scope)s, %(limit)s)
 """
-
-
-@dataclass(frozen=True)
-class Ranking:
-    """A ranking as served: personalized for the user, or the scope's global fallback."""
-
-    user_id: str
-    scope: str
-    items: list[dict[str, Any]]
-    personalized: bool
-    model_version: str
-    generated_at: datetime
-    valid_until: datetime
 
 
 @dataclass(frozen=True)
@@ -80,32 +79,20 @@ class Explanation:
     items: list[dict[str, Any]]
 
 
-async def fetch_ranking(
+async def fetch_ranking_json(
     pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int
-) -> Ranking | None:
-    """The user's current ranking unless expired or opted out, else the scope's global one; ``None``
-    when the scope has no global ranking. Items are cut to ``limit`` and to id, score and confidence.
+) -> str | None:
+    """The response body (JSON text, :class:`api_models.RankingBody`) of the user's current ranking
+    unless expired or opted out, else of the scope's global one; ``None`` when the scope has no
+    global ranking. Items are cut to ``limit`` and to id, score and confidence; times are UTC.
 
-    Global rankings hold no personal data and are replaced by every publish; they are served
-    whatever their ``valid_until``, so a late or blocked nightly run degrades users to the
-    fallback instead of failing every read."""
-    rows = await caller_query(pool, caller, _RANKING_SQL, {"user_id": user_id, "scope": scope}, dict_row)
-    if not rows:
-        return None
-    row = rows[0]
-    items = [
-        {"id": str(item["id"]), "score": item["score"], "confidence": item["confidence"]}
-        for item in row["items"][:limit]
-    ]
-    return Ranking(
-        user_id=user_id,
-        scope=scope,
-        items=items,
-        personalized=row["personalized"],
-        model_version=row["model_version"],
-        generated_at=row["generated_at"],
-        valid_until=row["valid_until"],
-    )
+    PostgreSQL slices the stored items and writes the whole document, so a read parses and
+    validates nothing in Python. Global rankings hold no personal data and are replaced by every
+    publish; they are served whatever their ``valid_until``, so a late or blocked nightly run
+    degrades users to the fallback instead of failing every read."""
+    params = {"user_id": user_id, "scope": scope, "limit": limit}
+    rows = await caller_query(pool, caller, _RANKING_SQL, params)
+    return str(rows[0][0]) if rows else None
 
 
 async def fetch_explanation(
