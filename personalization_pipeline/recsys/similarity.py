@@ -10,6 +10,7 @@ neighbours are ordered by score, ties by id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -56,25 +57,68 @@ def _index(x: np.ndarray, params: SearchParams, exact: bool) -> faiss.Index:
     return index
 
 
+@dataclass(frozen=True)
+class NeighbourIndex:
+    """Users' unit vectors (``x``, row ``i`` for ``ids[i]``; zero vectors left out) and the index
+    over them. Searching any subset of rows gives those rows' answers of a search over all."""
+
+    ids: np.ndarray
+    x: np.ndarray
+    index: faiss.Index | None
+
+    @classmethod
+    def build(cls, ids: np.ndarray, vectors: np.ndarray, params: SearchParams) -> NeighbourIndex:
+        x, keep = unit_rows(vectors)
+        kept_ids = np.asarray(ids, dtype=str)[keep]
+        index = _index(x, params, exact=len(kept_ids) <= params.exact_max) if len(kept_ids) >= 2 else None
+        return cls(kept_ids, x, index)
+
+    def save(self, directory: Path) -> None:
+        """Write the index, vectors and ids under ``directory`` (for :meth:`load` in other processes)."""
+        np.save(directory / "vectors.npy", self.x)
+        pd.DataFrame({"user_id": self.ids}).to_parquet(directory / "ids.parquet", index=False)
+        if self.index is not None:
+            faiss.write_index(self.index, str(directory / "index.faiss"))
+
+    @classmethod
+    def load(cls, directory: Path, params: SearchParams) -> NeighbourIndex:
+        ids = pd.read_parquet(directory / "ids.parquet")["user_id"].to_numpy(str)
+        path = directory / "index.faiss"
+        index = faiss.read_index(str(path)) if path.exists() else None
+        if isinstance(index, faiss.IndexHNSW):
+            index.hnsw.efSearch = max(params.ef_search, 2 * params.k)
+        return cls(ids, np.load(directory / "vectors.npy", mmap_mode="r"), index)
+
+    def search(self, rows: np.ndarray, params: SearchParams) -> pd.DataFrame:
+        """Up to ``k`` other users with cosine >= ``threshold`` for each user of ``rows`` (positions in
+        ``ids``): ``NEIGHBOUR_COLUMNS``, ordered by user, score descending, then neighbour id."""
+        if self.index is None or len(rows) == 0:
+            return pd.DataFrame(
+                {c: pd.Series(dtype=t) for c, t in zip(NEIGHBOUR_COLUMNS, (str, str, float), strict=True)}
+            )
+        wanted = min(params.k + 1, len(self.ids))
+        scores, found = self.index.search(np.ascontiguousarray(self.x[rows]), wanted)
+        frame = pd.DataFrame(
+            {
+                "row": np.repeat(rows, wanted),
+                "col": found.ravel(),
+                "similarity_score": scores.ravel().astype(np.float64),
+            }
+        )
+        frame = frame[
+            (frame["col"] >= 0) & (frame["col"] != frame["row"]) & (frame["similarity_score"] >= params.threshold)
+        ]
+        frame = frame.assign(user_id=self.ids[frame["row"]], similar_user_id=self.ids[frame["col"]])
+        frame = frame.sort_values(["user_id", "similarity_score", "similar_user_id"], ascending=[True, False, True])
+        return frame.groupby("user_id", sort=False).head(params.k)[NEIGHBOUR_COLUMNS].reset_index(drop=True)
+
+
 def nearest_neighbours(ids: np.ndarray, vectors: np.ndarray, params: SearchParams = SearchParams()) -> pd.DataFrame:
-    """For each user (``ids[i]`` with ``vectors[i]``), up to ``k`` other users with cosine >= ``threshold``:
-    ``NEIGHBOUR_COLUMNS``, ordered by user, score descending, then neighbour id. Users with a zero
-    vector have no neighbours and are nobody's neighbour."""
-    x, keep = unit_rows(vectors)
-    kept_ids = np.asarray(ids, dtype=str)[keep]
-    if len(kept_ids) < 2:
-        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(NEIGHBOUR_COLUMNS, (str, str, float), strict=True)})
-    exact = len(kept_ids) <= params.exact_max
-    wanted = min(params.k + 1, len(kept_ids))
-    scores, found = _index(x, params, exact).search(x, wanted)
-    rows = np.repeat(np.arange(len(kept_ids)), wanted)
-    frame = pd.DataFrame({"row": rows, "col": found.ravel(), "similarity_score": scores.ravel().astype(np.float64)})
-    frame = frame[
-        (frame["col"] >= 0) & (frame["col"] != frame["row"]) & (frame["similarity_score"] >= params.threshold)
-    ]
-    frame = frame.assign(user_id=kept_ids[frame["row"]], similar_user_id=kept_ids[frame["col"]])
-    frame = frame.sort_values(["user_id", "similarity_score", "similar_user_id"], ascending=[True, False, True])
-    return frame.groupby("user_id", sort=False).head(params.k)[NEIGHBOUR_COLUMNS].reset_index(drop=True)
+    """For each user (``ids[i]`` with ``vectors[i]``), up to ``k`` other users with cosine >= ``threshold``
+    (:meth:`NeighbourIndex.search` over everyone). Users with a zero vector have no neighbours and
+    are nobody's neighbour."""
+    index = NeighbourIndex.build(ids, vectors, params)
+    return index.search(np.arange(len(index.ids)), params)
 
 
 def approximate_recall(vectors: np.ndarray, params: SearchParams, sample: int = 1000, seed: int = 0) -> float:

@@ -125,10 +125,15 @@ def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts
             f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM '{staging / 'out' / table}-*.parquet' "
             "ORDER BY user_id, scope, rank"
         )
-    shutil.rmtree(staging, ignore_errors=True)
-    with contextlib.suppress(OSError):  # the run's staging directory, once no other step uses it
-        staging.parent.rmdir()
+    remove_staging(staging)
     return RankingCounts(
         users=scalar(con, f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS}"),
         rows=scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}"),
     )
+
+
+def remove_staging(staging: Path) -> None:
+    """Remove a fanned-out step's staging directory, and the run's once no other step uses it."""
+    shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()

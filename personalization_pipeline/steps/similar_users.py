@@ -9,14 +9,21 @@ categories of the screened catalogue): never a raw value.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..recsys.als import ALS
-from ..recsys.similarity import SearchParams, approximate_recall, nearest_neighbours
+from ..recsys.similarity import NeighbourIndex, SearchParams, approximate_recall
 from ..sqlutil import scalar
+from .buckets import bucket_sql, remove_staging
 from .registry import latest_trained
 from .tables import SIGNALS, SIMILAR_USER_CANDIDATES, SIMILAR_USERS, USER_FEATURES
 from .train import load
@@ -71,40 +78,79 @@ similarity of those neighbours; the best ``CANDIDATES_PER_USER`` per user."""
 
 
 RECALL_SAMPLE = 1000
+_SUBJECTS = "subjects.parquet"
+_NEIGHBOURS_SCHEMA = pa.schema(
+    [("user_id", pa.string()), ("similar_user_id", pa.string()), ("similarity_score", pa.float64())]
+)
 
 
 @dataclass(frozen=True)
 class SimilarityCounts:
-    """Subjects with neighbours, rows, candidates; with the graph search, its recall against exact."""
+    """Subjects with neighbours, rows, candidates."""
 
     subjects: int
     rows: int
     candidates: int
+
+
+@dataclass(frozen=True)
+class SimilarityStage:
+    """What staging left for the bucket steps: the buckets holding subjects, how many users the
+    index holds and, with the graph search, its recall against exact on a sample."""
+
+    buckets: list[int]
     searched: int
     approximate_recall: float | None
 
 
-def write_similar_users(
-    con: duckdb.DuckDBPyConnection, params: SearchParams, calculated_at: datetime
-) -> SimilarityCounts:
-    """Build ``similar_users`` and ``similar_user_candidates`` from the registered ALS model."""
+def stage_similarity(
+    con: duckdb.DuckDBPyConnection, staging: Path, buckets: int, params: SearchParams
+) -> SimilarityStage:
+    """Build the neighbour index of the registered ALS model's opted-in users (those with a feature
+    vector) once, and write it under ``staging`` (emptied first) with each indexed user's bucket."""
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "out").mkdir(parents=True)
     model = load(latest_trained(con)["als"])
     assert isinstance(model, ALS)
     subjects = con.execute(f"SELECT user_id FROM {USER_FEATURES} ORDER BY user_id").df()["user_id"]
     rows = model.users.positions(subjects)
     known = rows >= 0
     vectors = model.user_factors[rows[known]]
-    neighbours = nearest_neighbours(subjects[known].to_numpy(str), vectors, params)
-    con.register("neighbours", neighbours)
+    index = NeighbourIndex.build(subjects[known].to_numpy(str), vectors, params)
+    index.save(staging)
+    con.register("indexed", pd.DataFrame({"row": np.arange(len(index.ids)), "user_id": index.ids}))
+    con.execute(
+        f"COPY (SELECT row, {bucket_sql('user_id', buckets)} AS bucket FROM indexed) TO '{staging / _SUBJECTS}' "
+        "(FORMAT parquet)"
+    )
+    con.unregister("indexed")
+    found = con.execute(f"SELECT DISTINCT bucket FROM '{staging / _SUBJECTS}' ORDER BY bucket").fetchall()
+    recall = approximate_recall(vectors, params, RECALL_SAMPLE) if len(index.ids) > params.exact_max else None
+    return SimilarityStage([bucket for (bucket,) in found] or [0], len(index.ids), recall)
+
+
+def search_bucket(staging: Path, bucket: int, params: SearchParams) -> int:
+    """Search the neighbours of ``bucket``'s users in the staged index (never opens the warehouse)
+    into ``<staging>/out/neighbours-<bucket>.parquet``; the rows written."""
+    index = NeighbourIndex.load(staging, params)
+    subjects = pd.read_parquet(staging / _SUBJECTS)
+    rows = subjects.loc[subjects["bucket"] == bucket, "row"].to_numpy(np.int64)
+    neighbours = index.search(rows, params)
+    table = pa.Table.from_pandas(neighbours, schema=_NEIGHBOURS_SCHEMA, preserve_index=False)
+    pq.write_table(table, staging / "out" / f"neighbours-{bucket:05d}.parquet")
+    return len(neighbours)
+
+
+def load_similar_users(con: duckdb.DuckDBPyConnection, staging: Path, calculated_at: datetime) -> SimilarityCounts:
+    """Build ``similar_users`` and ``similar_user_candidates`` from every bucket's neighbours and
+    remove the staging directory (and the run's, when empty)."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW neighbours AS SELECT * FROM '{staging / 'out'}/neighbours-*.parquet'")
     con.execute(_COMMON_SQL, [calculated_at])
-    con.unregister("neighbours")
+    con.execute("DROP VIEW neighbours")
     con.execute(_CANDIDATES_SQL)
+    remove_staging(staging)
     return SimilarityCounts(
         subjects=scalar(con, f"SELECT count(DISTINCT user_id) FROM {SIMILAR_USERS}"),
         rows=scalar(con, f"SELECT count(*) FROM {SIMILAR_USERS}"),
         candidates=scalar(con, f"SELECT count(*) FROM {SIMILAR_USER_CANDIDATES}"),
-        searched=len(vectors),
-        approximate_recall=approximate_recall(vectors, params, RECALL_SAMPLE)
-        if len(vectors) > params.exact_max
-        else None,
     )

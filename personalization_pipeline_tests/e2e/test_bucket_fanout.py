@@ -131,6 +131,34 @@ def test_buckets_in_one_process_equal_one_bucket(warehouse):
     assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())  # nothing left behind
 
 
+def _similar(env: pytest.MonkeyPatch, executor: str, buckets: int) -> tuple[dict, list[pd.DataFrame]]:
+    env.setenv("PERSONALIZATION_EXECUTOR", executor)
+    env.setenv("PERSONALIZATION_USER_BUCKETS", str(buckets))
+    result = run_job("weekly", assets=["similar_users"])
+    assert result.success, result.error
+    with duckdb.connect(str(Settings.from_env().warehouse_path), read_only=True) as con:
+        tables = [
+            con.execute(
+                "SELECT * EXCLUDE (calculated_at) FROM similar_users "
+                "ORDER BY user_id, similarity_score DESC, similar_user_id"
+            ).df(),
+            con.execute("SELECT * FROM similar_user_candidates ORDER BY user_id, score DESC, item_id").df(),
+        ]
+    return result.metadata["similar_users"], tables
+
+
+def test_similar_users_over_buckets_in_parallel_processes_equal_one_bucket(warehouse):
+    settings, env = warehouse
+    single, expected = _similar(env, "in_process", 1)
+    fanned, got = _similar(env, "multiprocess", BUCKETS)
+    assert single["buckets"] == 1 and fanned["buckets"] == BUCKETS
+    assert single["dagster/row_count"] == fanned["dagster/row_count"] == len(expected[0]) > 0
+    assert len(expected[1]) > 0
+    for want, have in zip(expected, got, strict=True):
+        pd.testing.assert_frame_equal(have, want, check_exact=True)
+    assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())  # nothing left behind
+
+
 @pytest.fixture(scope="module")
 def ranker_reference(warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The re-ranker's lists from one process and one bucket."""

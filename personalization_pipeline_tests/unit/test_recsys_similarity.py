@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from personalization_pipeline.recsys.similarity import SearchParams, approximate_recall, nearest_neighbours
+from personalization_pipeline.recsys.similarity import (
+    NeighbourIndex,
+    SearchParams,
+    approximate_recall,
+    nearest_neighbours,
+)
 
 
 def clusters(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -52,3 +58,22 @@ def test_the_graph_search_agrees_with_the_exact_one_and_is_deterministic():
     overlap = len(first.merge(exact, on=["user_id", "similar_user_id"])) / len(exact)
     assert overlap >= 0.95
     assert approximate_recall(vectors, graph, sample=200) == pytest.approx(overlap, abs=0.03)
+
+
+@pytest.mark.parametrize("exact_max", [0, 10_000], ids=["graph", "exact"])
+def test_a_saved_index_searched_in_parts_gives_the_whole_search(tmp_path, exact_max):
+    rng = np.random.default_rng(5)
+    ids = np.array([f"u{i:04d}" for i in range(1500)])
+    vectors = rng.normal(size=(1500, 8)).astype(np.float32)
+    vectors[7] = 0.0  # left out of the index: positions shift past it
+    params = SearchParams(k=10, threshold=0.2, exact_max=exact_max)
+    whole = nearest_neighbours(ids, vectors, params)
+    NeighbourIndex.build(ids, vectors, params).save(tmp_path)
+    loaded = NeighbourIndex.load(tmp_path, params)  # as a bucket's process reads it
+    assert len(loaded.ids) == 1499 and ids[7] not in set(loaded.ids)
+    parts = [loaded.search(rows, params) for rows in np.array_split(rng.permutation(len(loaded.ids)), 3)]
+    joined = pd.concat(parts).sort_values(
+        ["user_id", "similarity_score", "similar_user_id"], ascending=[True, False, True]
+    )
+    pd.testing.assert_frame_equal(joined.reset_index(drop=True), whole, check_exact=True)
+    assert loaded.search(np.array([], dtype=np.int64), params).empty
