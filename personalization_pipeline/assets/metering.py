@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,3 +45,13 @@ def metered(compute: Callable[..., Any]) -> Callable[..., Any]:
         return _with_usage(result, usage)
 
     return wrapper
+
+
+def fanned_out_usage(started: float, steps: list[dict[str, float]]) -> dict[str, float]:
+    """Usage of a fanned-out asset: wall time since ``started`` (epoch seconds), CPU time summed
+    over its ``steps`` (each :func:`measured`), the highest peak RSS among them."""
+    return {
+        "wall_seconds": round(time.time() - started, 3),
+        "cpu_seconds": round(sum(u["cpu_seconds"] for u in steps), 3),
+        "peak_rss_mb": max(u["peak_rss_mb"] for u in steps),
+    }

@@ -24,7 +24,7 @@ from ..steps.rank import RankingCounts, choose_serving_model, current_per_user, 
 from ..steps.registry import latest_trained
 from ..steps.rerank import RANKER, rerank_cost_reason
 from ..steps.tables import ACTIVITY, ITEMS, USER_RANKINGS
-from .metering import metered
+from .metering import fanned_out_usage, metered
 from .models import MODEL_ASSET_KEYS
 
 _UPSTREAM = (*MODEL_ASSET_KEYS, "ranker_model", "offline_eval", "per_user_models", ACTIVITY, ITEMS)
@@ -103,7 +103,6 @@ def load_user_rankings(
                 f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS} WHERE model_version = ?",
                 [plan.per_user.model_version],
             )
-    steps = [r.usage for r in results] + [usage]
     context.add_output_metadata(
         {
             "serving_model": plan.entry.model_name,
@@ -114,9 +113,7 @@ def load_user_rankings(
             "buckets": len(results),
             "dagster/row_count": counts.rows,
             **({"ranker_skipped_because": task.ranker_skipped} if task.ranker_skipped else {}),
-            "wall_seconds": round(time.time() - task.started, 3),
-            "cpu_seconds": round(sum(u["cpu_seconds"] for u in steps), 3),  # of the buckets and the load
-            "peak_rss_mb": max(u["peak_rss_mb"] for u in steps),
+            **fanned_out_usage(task.started, [r.usage for r in results] + [usage]),  # the buckets and the load
         }
     )
 

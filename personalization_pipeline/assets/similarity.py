@@ -20,6 +20,7 @@ from ..resource_usage import measured
 from ..resources import WarehouseResource
 from ..steps.similar_users import load_similar_users, search_bucket, stage_similarity
 from ..steps.tables import SIGNALS, USER_FEATURES
+from .metering import fanned_out_usage
 
 _UPSTREAM_INS = {"als_model": "als_model", "features": USER_FEATURES, "signals": SIGNALS}
 
@@ -79,7 +80,6 @@ def load_similar_user_maps(
     task = results[0].task
     with measured() as usage, warehouse.connect() as con:
         counts = load_similar_users(con, Path(task.staging), datetime.now(UTC).replace(tzinfo=None))
-    steps = [r.usage for r in results] + [usage]
     recall = task.approximate_recall
     context.add_output_metadata(
         {
@@ -92,9 +92,7 @@ def load_similar_user_maps(
             "searched_users": task.searched,
             **({} if recall is None else {"recall_vs_exact": round(recall, 4)}),
             "buckets": len(results),
-            "wall_seconds": round(time.time() - task.started, 3),
-            "cpu_seconds": round(sum(u["cpu_seconds"] for u in steps), 3),  # of the buckets and the load
-            "peak_rss_mb": max(u["peak_rss_mb"] for u in steps),
+            **fanned_out_usage(task.started, [r.usage for r in results] + [usage]),  # the buckets and the load
         }
     )
 
