@@ -329,7 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", help="PostgreSQL to publish into (default: an embedded server under the workdir)"
     )
     bench.add_argument(
-        "--jobs", default="nightly,weekly", choices=["nightly,weekly", "nightly"], help="default: nightly,weekly"
+        "--jobs",
+        default="nightly,weekly",
+        choices=["nightly,weekly", "nightly"],
+        metavar="JOBS",
+        help="jobs to run: nightly,weekly (default) or nightly",
     )
     bench.add_argument(
         "--endpoint", action="store_true", help="load the endpoint on the tier's published data instead of the jobs"
