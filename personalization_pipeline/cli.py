@@ -1,4 +1,4 @@
-"""The ``personalization-pipeline`` console script: generate, run, serve, token."""
+"""personalization-pipeline: run the jobs, serve the rankings, generate sample data, benchmark."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 from rich.console import Console
@@ -277,53 +278,86 @@ def cmd_stop_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="personalization-pipeline", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's default after its help unless it has none."""
 
-    gen = sub.add_parser("generate", help="write sample raw data (users, items, interactions, settings)")
-    gen.add_argument("--users", type=int, default=SAMPLE_USERS)
-    gen.add_argument("--items", type=int, default=SAMPLE_ITEMS)
-    gen.add_argument("--seed", type=int, default=42)
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {default})".strip()
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose help lists ``summary`` and whose own help opens with it and ``details``."""
+    description = f"{summary[0].upper()}{summary[1:]}." + (f"\n\n{details}" if details else "")
+    return sub.add_parser(name, help=summary, description=description, formatter_class=_HelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="personalization-pipeline",
+        description=__doc__,
+        epilog="Settings come from PERSONALIZATION_* environment variables (see the README).",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('personalization_pipeline')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = _command(sub, "generate", "write sample raw data (users, items, interactions, settings)")
+    gen.add_argument("--users", type=int, default=SAMPLE_USERS, help="users to generate")
+    gen.add_argument("--items", type=int, default=SAMPLE_ITEMS, help="catalogue items to generate")
+    gen.add_argument("--seed", type=int, default=42, help="random seed (the same seed writes the same data)")
     gen.add_argument("--out", help="output directory (default: PERSONALIZATION_DATA_DIR, i.e. data/raw)")
-    gen.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    gen.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format")
     gen.set_defaults(func=cmd_generate)
 
-    run = sub.add_parser("run", help="materialize a job in-process and print a summary (default: nightly)")
-    run.add_argument("--job", default="nightly", choices=["nightly", "weekly", "cleanup"])
+    run = _command(
+        sub,
+        "run",
+        "materialize a job in-process and print a summary",
+        "Runs on the embedded defaults (DuckDB under data/, an embedded PostgreSQL) unless\n"
+        "PERSONALIZATION_DATABASE_URL and the other settings say otherwise; an empty data\n"
+        "directory gets sample data first.",
+    )
+    run.add_argument("--job", default="nightly", choices=["nightly", "weekly", "cleanup"], help="job to run")
     run.add_argument(
         "--no-sample", action="store_true", help="fail instead of generating sample data into an empty data directory"
     )
     run.set_defaults(func=cmd_run)
 
-    serve = sub.add_parser("serve", help="start the lookup endpoint")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve = _command(sub, "serve", "start the lookup endpoint", "The OpenAPI description is served at /docs.")
+    serve.add_argument("--host", help="address to bind (default: PERSONALIZATION_API_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: PERSONALIZATION_API_PORT, 8000)")
     serve.add_argument(
         "--workers", type=int, help="worker processes (default: PERSONALIZATION_API_WORKERS, else the CPU count)"
     )
     serve.set_defaults(func=cmd_serve)
 
-    token = sub.add_parser("token", help="print a signed development token")
-    token.add_argument("--user", required=True)
-    token.add_argument("--role", default="client", choices=["client", "reader", "monitor", "admin", "superadmin"])
+    token = _command(sub, "token", "print a signed development token", "Signed with PERSONALIZATION_JWT_SECRET.")
+    token.add_argument("--user", required=True, help="the token's user id (sub)")
+    token.add_argument(
+        "--role", default="client", choices=["client", "reader", "monitor", "admin", "superadmin"], help="role claim"
+    )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry")
     token.set_defaults(func=cmd_token)
 
-    pii = sub.add_parser(
-        "pii-eval", help="recall of the PII detectors on planted data, false positives on catalogue text"
-    )
+    pii = _command(sub, "pii-eval", "recall of the PII detectors on planted data, false positives on catalogue text")
     pii.add_argument("--titles", action="append", default=[], help="CSV file of catalogue text (repeatable)")
-    pii.add_argument("--column", default="title", help="column of the --titles files (default: title)")
-    pii.add_argument("--products", type=int, default=1000, help="generated product names (default: 1000)")
-    pii.add_argument("--seed", type=int, default=7)
+    pii.add_argument("--column", default="title", help="column of the --titles files")
+    pii.add_argument("--products", type=int, default=1000, help="generated product names")
+    pii.add_argument("--seed", type=int, default=7, help="random seed")
     pii.set_defaults(func=cmd_pii_eval)
 
-    bench = sub.add_parser(
-        "bench", help="run the nightly and weekly jobs on a generated tier, time each step and the bare kernels"
+    bench = _command(
+        sub,
+        "bench",
+        "run the nightly and weekly jobs on a generated tier, time each step and the bare kernels",
+        "Writes the tier's section of BENCHMARKS.md; with --endpoint, loads the endpoint instead.",
     )
-    bench.add_argument("--tier", default="S", choices=["XS", "S", "M", "L"], help="data size (default: S)")
-    bench.add_argument("--out", default=str(project_root() / "BENCHMARKS.md"), help="report (default: BENCHMARKS.md)")
+    bench.add_argument("--tier", default="S", choices=["XS", "S", "M", "L"], help="data size")
+    bench.add_argument("--out", default=str(project_root() / "BENCHMARKS.md"), help="report")
     bench.add_argument("--workdir", help="runtime directory of the tier (default: data/bench/<tier>)")
     bench.add_argument(
         "--database-url", help="PostgreSQL to publish into (default: an embedded server under the workdir)"
@@ -333,26 +367,29 @@ def build_parser() -> argparse.ArgumentParser:
         default="nightly,weekly",
         choices=["nightly,weekly", "nightly"],
         metavar="JOBS",
-        help="jobs to run: nightly,weekly (default) or nightly",
+        help="jobs to run: nightly,weekly or nightly",
     )
     bench.add_argument(
         "--endpoint", action="store_true", help="load the endpoint on the tier's published data instead of the jobs"
     )
-    bench.add_argument("--seconds", type=float, default=20.0, help="endpoint load duration (default: 20)")
-    bench.add_argument("--connections", type=int, default=32, help="concurrent endpoint clients (default: 32)")
-    bench.add_argument("--users", type=int, default=2000, help="distinct users' tokens (default: 2000)")
+    bench.add_argument("--seconds", type=float, default=20.0, help="endpoint load duration")
+    bench.add_argument("--connections", type=int, default=32, help="concurrent endpoint clients")
+    bench.add_argument("--users", type=int, default=2000, help="distinct users' tokens")
     bench.set_defaults(func=cmd_bench)
 
-    worker = sub.add_parser(
-        "worker", help="run a Celery worker for PERSONALIZATION_EXECUTOR=celery (broker: PERSONALIZATION_CELERY_BROKER)"
+    worker = _command(
+        sub,
+        "worker",
+        "run a Celery worker for PERSONALIZATION_EXECUTOR=celery",
+        "Broker: PERSONALIZATION_CELERY_BROKER; needs the celery extra (pip install -e '.[celery]').",
     )
     worker.add_argument(
         "--concurrency", type=int, default=os.cpu_count() or 1, help="steps at once (default: the CPU count)"
     )
-    worker.add_argument("--loglevel", default="INFO", help="default: INFO")
+    worker.add_argument("--loglevel", default="INFO", help="log level")
     worker.set_defaults(func=cmd_worker)
 
-    stop = sub.add_parser("stop-db", help="stop the embedded PostgreSQL that run and serve leave running")
+    stop = _command(sub, "stop-db", "stop the embedded PostgreSQL that run and serve leave running")
     stop.set_defaults(func=cmd_stop_db)
     return parser
 

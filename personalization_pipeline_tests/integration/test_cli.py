@@ -1,14 +1,16 @@
-"""The console script: token, generate, stop-db, and a failing run's exit code and message."""
+"""The console script: help and version, token, generate, stop-db, and a failing run's exit code and message."""
 
 from __future__ import annotations
 
+import argparse
 import secrets
+from importlib.metadata import version
 
 import pandas as pd
 import psycopg
 import pytest
 
-from personalization_pipeline.cli import main
+from personalization_pipeline.cli import build_parser, main
 from personalization_pipeline.config import Settings, project_root
 from personalization_pipeline.serving.auth import decode_token
 from personalization_pipeline.serving.database import start_embedded_server
@@ -81,3 +83,22 @@ def test_serve_refuses_a_secret_written_in_the_repository(capfd, monkeypatch):
     monkeypatch.setenv("PERSONALIZATION_JWT_SECRET", "a-secret-that-is-written-in-this-test-file-0123")
     assert main(["serve", "--host", "127.0.0.1"]) == 2
     assert "test_cli.py" in capfd.readouterr().out
+
+
+def test_help_describes_every_command_with_its_defaults_and_the_version(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"personalization-pipeline {version('personalization_pipeline')}"
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    top = parser.format_help()
+    assert {"generate", "run", "serve", "token", "pii-eval", "bench", "worker", "stop-db"} <= set(commands)
+    for name, command in commands.items():
+        assert name in top and command.description, name  # listed, and its own help describes it
+        for action in command._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help"
+    assert "job to run (default: nightly)" in " ".join(commands["run"].format_help().split())
+    assert "(default: S)" in commands["bench"].format_help()
+    assert "(default: None)" not in "".join(c.format_help() for c in commands.values())
