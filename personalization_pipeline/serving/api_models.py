@@ -1,87 +1,154 @@
-"""Request and response bodies of the lookup API (they define the OpenAPI schema)."""
+"""Request and response bodies of the lookup API (they define the OpenAPI schema: every field is
+described and every body has an example)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
+
+_GENERATED_AT = "2026-12-03T02:14:07.512034Z"
+_VALID_UNTIL = "2026-12-04T02:14:07.512034Z"
+
+
+def _example(**fields: JsonValue) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [fields]})
 
 
 class ErrorBody(BaseModel):
     """Every error response: a short machine code and a human-readable message."""
 
-    error: str
-    detail: str
+    model_config = _example(error="forbidden", detail="role 'client' may only read its own rankings")
+
+    error: str = Field(
+        description="Machine-readable code: the HTTP status phrase in snake case, or `validation_error`."
+    )
+    detail: str = Field(description="What went wrong, for a human.")
 
 
 class FieldError(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
+    loc: list[str | int] = Field(description="Where the problem is: `path`, `query` or `body`, then the field.")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(description="Pydantic's error type.")
 
 
 class ValidationErrorBody(ErrorBody):
     """A request that does not validate (path, query or body, malformed JSON included): one entry per problem."""
 
-    errors: list[FieldError]
+    model_config = _example(
+        error="validation_error",
+        detail="query.limit: Input should be less than or equal to 100",
+        errors=[
+            {"loc": ["query", "limit"], "msg": "Input should be less than or equal to 100", "type": "less_than_equal"}
+        ],
+    )
+
+    errors: list[FieldError] = Field(description="One entry per problem.")
 
 
 class RankedItem(BaseModel):
-    id: str
-    score: float
-    confidence: float
+    id: str = Field(description="Catalogue item id.")
+    score: float = Field(
+        description="The ranking model's score: orders the list, comparable only within one list and model version."
+    )
+    confidence: float = Field(
+        ge=0,
+        le=1,
+        description="How much to trust the item's place, 0-1: its score relative to the list's first item, damped"
+        " for users with little history (global lists: the relative score alone).",
+    )
 
 
 class RankingBody(BaseModel):
     """A ranking read; ``personalized`` is false for the scope's global fallback."""
 
-    user_id: str
-    scope: str
-    items: list[RankedItem]
-    personalized: bool
-    model_version: str
-    generated_at: datetime
-    valid_until: datetime
+    model_config = _example(
+        user_id="u1042",
+        scope="news",
+        items=[
+            {"id": "item-8812", "score": 1.734521, "confidence": 0.7692},
+            {"id": "item-0417", "score": 1.52094, "confidence": 0.6745},
+        ],
+        personalized=True,
+        model_version="als-f21374ccc829",
+        generated_at=_GENERATED_AT,
+        valid_until=_VALID_UNTIL,
+    )
+
+    user_id: str = Field(description="The user the ranking is for (canonical id).")
+    scope: str = Field(description="The catalogue scope ranked (lower case).")
+    items: list[RankedItem] = Field(description="Best first, at most `limit`; seen items are never listed.")
+    personalized: bool = Field(
+        description="False when the user has no current personal ranking (new, opted out or expired) and the"
+        " scope's global ranking is served instead."
+    )
+    model_version: str = Field(description="Version of the model that ranked this list.")
+    generated_at: datetime = Field(description="When the list was published (UTC).")
+    valid_until: datetime = Field(
+        description="When a personal list stops being served (UTC); a global list is served until replaced."
+    )
 
 
 class ExplainedItem(BaseModel):
-    rank: int
-    item_id: str
-    score: float
-    tags: list[str]
+    rank: int = Field(ge=1, description="1-based position in the served list.")
+    item_id: str = Field(description="Catalogue item id.")
+    score: float = Field(description="The score it was ranked by.")
+    tags: list[str] = Field(description="Internal rationale: the candidate sources and boosts that placed the item.")
 
 
 class ExplanationBody(BaseModel):
     """A user's served personalized ranking with each item's internal rationale tags (admins only)."""
 
-    user_id: str
-    scope: str
-    model_version: str
-    generated_at: datetime
-    valid_until: datetime
-    items: list[ExplainedItem]
+    model_config = _example(
+        user_id="u1042",
+        scope="news",
+        model_version="ranker-5b0e1f2a9c31",
+        generated_at=_GENERATED_AT,
+        valid_until=_VALID_UNTIL,
+        items=[{"rank": 1, "item_id": "item-8812", "score": 0.9132, "tags": ["source:als", "source:similar_users"]}],
+    )
+
+    user_id: str = Field(description="The user the ranking is for.")
+    scope: str = Field(description="The catalogue scope ranked.")
+    model_version: str = Field(description="Version of the model that ranked this list.")
+    generated_at: datetime = Field(description="When the list was published (UTC).")
+    valid_until: datetime = Field(description="When the list stops being served (UTC).")
+    items: list[ExplainedItem] = Field(description="Best first, at most `limit`.")
 
 
 class EvalMetric(BaseModel):
-    model_name: str
-    metric: str
-    k: int
-    value: float | None
+    model_name: str = Field(description="Model or list evaluated (e.g. `als`, `popularity`, `served`).")
+    metric: str = Field(description="`precision`, `recall`, `ndcg`, `map` or `coverage`, among others.")
+    k: int = Field(description="Cut-off of the list the metric reads.")
+    value: float | None = Field(description="The metric's value; null when it could not be computed.")
 
 
 class MetricsBody(BaseModel):
     """The latest offline evaluation run."""
 
-    run_id: str
-    computed_at: datetime
-    metrics: list[EvalMetric]
+    model_config = _example(
+        run_id="f48ecbf3-9acd-47e5-b40d-493e6ac856e8",
+        computed_at=_GENERATED_AT,
+        metrics=[{"model_name": "als", "metric": "ndcg", "k": 10, "value": 0.4210}],
+    )
+
+    run_id: str = Field(description="The Dagster run that computed the metrics.")
+    computed_at: datetime = Field(description="When they were computed (UTC).")
+    metrics: list[EvalMetric] = Field(description="One entry per model, metric and cut-off.")
 
 
 class SettingsBody(BaseModel):
-    user_id: str
-    personalization_enabled: bool
-    data_sharing_consent: bool | None
-    updated_at: datetime | None
+    model_config = _example(
+        user_id="u1042", personalization_enabled=False, data_sharing_consent=True, updated_at=_GENERATED_AT
+    )
+
+    user_id: str = Field(description="The token's user.")
+    personalization_enabled: bool = Field(
+        description="False once the user opted out: no personal ranking is served, and the next run drops the"
+        " user's data from features, models and maps."
+    )
+    data_sharing_consent: bool | None = Field(description="The user's data-sharing consent; null when never given.")
+    updated_at: datetime | None = Field(description="When the settings last changed (UTC); null when never set.")
 
 
 class SettingsUpdate(BaseModel):
@@ -91,7 +158,7 @@ class SettingsUpdate(BaseModel):
     body can never name a user: settings are always the token's user's.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"personalization_enabled": False}]})
 
-    personalization_enabled: StrictBool
-    data_sharing_consent: StrictBool | None = None
+    personalization_enabled: StrictBool = Field(description="False opts the user out of personalization.")
+    data_sharing_consent: StrictBool | None = Field(None, description="Left out or null: keep the stored value.")

@@ -25,6 +25,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -321,7 +322,7 @@ def create_app(database_url: str, settings: Settings) -> FastAPI:
         finally:
             await pool.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # the /docs and /redoc pages load their scripts from the app, not a CDN
         title="personalization_pipeline lookup API",
         summary="Precomputed rankings, opt-out settings and offline metrics.",
         version="1",

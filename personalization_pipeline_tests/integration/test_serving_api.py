@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -401,3 +402,29 @@ def test_every_error_status_of_a_bad_body_is_in_the_openapi_document(client: Tes
     schema = documented["422"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     assert schema == "ValidationErrorBody" and set(response.json()) <= {"error", "detail", "errors"}
     assert "400" in documented
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_everything_from_the_app_itself(client: TestClient, page: str) -> None:
+    html = client.get(page)
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    assert not re.findall(r"https?://", html.text)  # no CDN: the page works without internet
+    assets = re.findall(r"""(?:src|href|url)\s*[:=]\s*["']([^"']+)["']""", html.text)
+    scripts = [a for a in assets if a.endswith(".js")]
+    assert scripts and "/openapi.json" in assets
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200 and len(response.content) > 100, asset
+
+
+def test_every_response_field_is_described_and_every_body_has_an_example(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"RankingBody", "RankedItem", "SettingsBody", "MetricsBody", "ErrorBody"} <= set(schemas)
+    for name, schema in schemas.items():
+        for field, spec in schema["properties"].items():
+            assert spec.get("description"), f"{name}.{field} has no description"
+        if name.endswith(("Body", "Update")):
+            (example,) = schema["examples"]
+            assert set(example) <= set(schema["properties"]) and set(schema.get("required", [])) <= set(example), name
+    confidence = schemas["RankedItem"]["properties"]["confidence"]
+    assert (confidence["minimum"], confidence["maximum"]) == (0, 1)
