@@ -7,6 +7,7 @@ import dagster as dg
 from ..config import Settings
 from ..privacy.retention import log_retention, purge_warehouse, retention_period
 from ..resources import ServingDatabaseResource, WarehouseResource
+from ..serving.publish import drop_stale_load_tables
 from ..serving.retention import purge_expired
 from .metering import metered
 
@@ -14,8 +15,8 @@ from .metering import metered
 @dg.asset(group_name="maintenance", pool="warehouse")
 @metered
 def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
-    """Delete expired rankings, old features and metrics (PostgreSQL), old quarantine, raw events
-    and evaluation history (warehouse); report the counts."""
+    """Delete expired rankings, old features and metrics and the load tables of failed publishes
+    (PostgreSQL), old quarantine, raw events and evaluation history (warehouse); report the counts."""
     settings = Settings.from_env()
     now = datetime.now(UTC)
     served = purge_expired(
@@ -24,6 +25,7 @@ def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseR
         eval_retention=retention_period(settings.eval_retention_days),
         now=now,
     )
+    stale = drop_stale_load_tables(serving_db.get_url(), now=now)
     with warehouse.connect() as con:
         kept = purge_warehouse(
             con,
@@ -36,4 +38,6 @@ def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseR
         )
         deleted = {**{f"serving.{k}": v for k, v in served.items()}, **{f"warehouse.{k}": v for k, v in kept.items()}}
         log_retention(con, now.replace(tzinfo=None), deleted)
-    return dg.MaterializeResult(metadata={**deleted, "total_deleted": sum(deleted.values())})
+    return dg.MaterializeResult(
+        metadata={**deleted, "total_deleted": sum(deleted.values()), "stale_load_tables_dropped": len(stale)}
+    )

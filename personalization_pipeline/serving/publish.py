@@ -1,22 +1,24 @@
 """Atomic, idempotent publish of a pipeline snapshot into the serving tables.
 
-Everything happens in one transaction, and readers keep seeing the previous complete publish
-until commit; any error rolls the whole publish back. A frame is a pandas DataFrame or a
-stream of Arrow record batches (e.g. from DuckDB), loaded batch by batch with ``COPY`` (CSV
-written by pyarrow), so memory is bounded by the batch size, not by the snapshot.
-
-Per table: rankings, global rankings, rationale, features and similar users are replaced:
-their rows are deleted and the new ones copied straight into the table (MVCC readers are never
-blocked; autovacuum reclaims the old rows). Models and evaluation rows are staged in
-temporary tables and upserted: the published active version becomes the only active one per
-model name, and evaluation history is kept. Concurrent publishes are serialised by an advisory
-lock taken before the first change: the later one waits, then replaces the earlier.
+Per-user tables (rankings, rationale, features, similar users) are loaded, then swapped in:
+each frame is copied into a fresh load table shaped like the served one
+(:func:`create_load_tables`; ``COPY`` of CSV written by pyarrow, batch by batch, so memory is
+bounded by the batch size, not by the snapshot), possibly by several processes at once, each
+loading its share of the users (:func:`load_rows`). :func:`swap_in` then replaces every served
+table by its load table in one short transaction (renames, row-level security, policies and
+grants re-applied): readers see the old set until that commit and never wait on the load, and
+no served table accumulates the dead rows of a ``DELETE``. The same transaction replaces the
+global rankings and stages and upserts models and evaluation rows: the published active version
+becomes the only active one per model name, and evaluation history is kept. Swaps are
+serialised by an advisory lock: a later publish waits, then replaces the earlier. Any error
+leaves what is served untouched; load tables left by a failed publish are dropped by
+:func:`drop_stale_load_tables` (the cleanup job) once a day old.
 
 Just before commit, every row of a user who is opted out in ``personalization_settings``
-*at that moment* is deleted from the per-user tables (an opt-out made through the endpoint
-while the run was computing is never published). The settings table is share-locked for that
-last step, so an opt-out either commits before it (and is honoured here) or after the publish
-(and is honoured by the endpoint at read time, and by the next run).
+*at that moment* is deleted from the load tables (an opt-out made through the endpoint while
+the run was computing is never published). The settings table is share-locked for that last
+step, so an opt-out either commits before it (and is honoured here) or after the publish (and
+is honoured by the endpoint at read time, and by the next run).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -78,13 +83,16 @@ _UPSERT_EVALS = (
 _PUBLISH_LOCK_KEY = 0x5E5F1A7F
 _OPTED_OUT = f"SELECT user_id FROM {schema.SETTINGS} WHERE NOT personalization_enabled"
 _DROP_OPTED_OUT: dict[str, str] = {
-    "ranks": f"DELETE FROM {schema.RANKS} WHERE user_id IN ({_OPTED_OUT})",
-    "rationale": f"DELETE FROM {schema.RATIONALE} WHERE user_id IN ({_OPTED_OUT})",
-    "features": f"DELETE FROM {schema.FEATURES} WHERE user_id IN ({_OPTED_OUT})",
-    "similar_users": f"DELETE FROM {schema.SIMILAR_USERS} WHERE user_id IN ({_OPTED_OUT}) "
-    f"OR similar_user_id IN ({_OPTED_OUT})",
+    "ranks": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",
+    "rationale": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",
+    "features": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",
+    "similar_users": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT}) OR similar_user_id IN ({_OPTED_OUT})",
 }
-"""Per-user tables and the statement that removes opted-out users from each (as subject or neighbour)."""
+"""Per-user frames (loaded, then swapped in) and the statement that removes opted-out users from
+each table ``{t}`` (as subject or neighbour)."""
+PER_USER_FRAMES: tuple[str, ...] = tuple(_DROP_OPTED_OUT)
+_LOAD_MARK = "__load_"
+STALE_LOAD_AGE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -170,36 +178,144 @@ class PublishResult:
 
 
 def publish_snapshot(url: str, snapshot: Snapshot) -> PublishResult:
-    """Publish ``snapshot`` atomically, without any row of a user opted out at commit time."""
+    """Publish ``snapshot`` atomically, without any row of a user opted out at commit time: its
+    per-user frames loaded in this process, then swapped in with the rest."""
     frames = {f.name: getattr(snapshot, f.name) for f in fields(snapshot)}
     frames = {name: frame for name, frame in frames.items() if frame is not None}
-    columns = {name: _columns(name, frame) for name, frame in frames.items()}
-    counts: dict[str, int] = {}
+    for name, frame in frames.items():
+        frame_columns(name, frame)  # every frame checked before the database is touched
+    per_user = {name: frame for name, frame in frames.items() if name in PER_USER_FRAMES}
+    rest = {name: frame for name, frame in frames.items() if name not in PER_USER_FRAMES}
+    tables = create_load_tables(url, uuid.uuid4().hex[:12], tuple(per_user))
+    try:
+        loaded = load_rows(url, tables, per_user)
+        result = swap_in(url, tables, rest)
+    except BaseException:
+        drop_load_tables(url, tables)
+        raise
+    return PublishResult({**loaded, **result.loaded}, result.dropped_opted_out)
+
+
+@dataclass(frozen=True)
+class LoadTables:
+    """The load tables of one publish: one per per-user frame name in ``names``, tagged ``tag``."""
+
+    tag: str
+    names: tuple[str, ...]
+
+    def table(self, name: str) -> str:
+        """The load table of frame ``name`` (e.g. ``personalization_ranks__load_<tag>``)."""
+        return f"{_TARGETS[name].table}{_LOAD_MARK}{self.tag}"
+
+
+def create_load_tables(url: str, tag: str, names: tuple[str, ...]) -> LoadTables:
+    """Migrate the serving schema, then create empty load tables for the per-user frames ``names``,
+    shaped like the served tables (columns, defaults, constraints, indexes), replacing any
+    earlier ones of the same ``tag``. ``tag``: up to 16 letters, digits or underscores."""
+    if not re.fullmatch(r"\w{1,16}", tag) or any(name not in PER_USER_FRAMES for name in names):
+        raise ValueError(f"load tables need a tag of 1-16 word characters and per-user frames, not {tag!r} {names}")
+    tables = LoadTables(tag, names)
     with psycopg.connect(url) as conn:
         schema.ensure_schema(conn)
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SET LOCAL TIME ZONE 'UTC'")
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK_KEY,))
-            for name, frame in frames.items():
-                target = _TARGETS[name]
-                batches = _batches(frame, columns[name], target)
-                if target.replaced:
-                    _apply(cur, target)
-                    counts[name] = copy_batches(cur, target.table, columns[name], batches)
-                    continue
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
-                    ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
+        with conn.transaction():
+            for name in names:
+                load, live = sql.Identifier(tables.table(name)), sql.Identifier(_TARGETS[name].table)
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(load))
+                conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(load, live))
+                conn.execute(
+                    sql.SQL("COMMENT ON TABLE {} IS {}").format(load, sql.Literal(datetime.now(UTC).isoformat()))
                 )
-                counts[name] = copy_batches(cur, target.stage, columns[name], batches)
+    return tables
+
+
+def load_rows(url: str, tables: LoadTables, frames: dict[str, Frame]) -> dict[str, int]:
+    """Copy per-user ``frames`` into their load tables in one transaction; rows copied per frame."""
+    columns = {name: frame_columns(name, frame) for name, frame in frames.items()}
+    counts: dict[str, int] = {}
+    with psycopg.connect(url) as conn, conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL TIME ZONE 'UTC'")
+        for name, frame in frames.items():
+            batches = _batches(frame, columns[name], _TARGETS[name])
+            counts[name] = copy_batches(cur, tables.table(name), columns[name], batches)
+    return counts
+
+
+def swap_in(url: str, tables: LoadTables, frames: dict[str, Frame]) -> PublishResult:
+    """In one transaction: replace the global rankings and upsert models and evaluation rows of
+    ``frames``, drop the rows of users opted out now from the load tables, and make each load
+    table the served one (the old one is dropped)."""
+    columns = {name: frame_columns(name, frame) for name, frame in frames.items()}
+    counts: dict[str, int] = {}
+    dropped: dict[str, int] = {}
+    with psycopg.connect(url) as conn, conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL TIME ZONE 'UTC'")
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PUBLISH_LOCK_KEY,))
+        for name, frame in frames.items():
+            target = _TARGETS[name]
+            batches = _batches(frame, columns[name], target)
+            if target.replaced:
                 _apply(cur, target)
-            cur.execute(f"LOCK TABLE {schema.SETTINGS} IN SHARE MODE")  # opt-outs wait for the commit
-            dropped = {}
-            for name, statement in _DROP_OPTED_OUT.items():
-                cur.execute(statement)
-                dropped[name] = cur.rowcount
+                counts[name] = copy_batches(cur, target.table, columns[name], batches)
+                continue
+            cur.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) ON COMMIT DROP"
+                ).format(sql.Identifier(target.stage), sql.Identifier(target.table))
+            )
+            counts[name] = copy_batches(cur, target.stage, columns[name], batches)
+            _apply(cur, target)
+        cur.execute(f"LOCK TABLE {schema.SETTINGS} IN SHARE MODE")  # opt-outs wait for the commit
+        for name in tables.names:
+            cur.execute(sql.SQL(_DROP_OPTED_OUT[name]).format(t=sql.Identifier(tables.table(name))))
+            dropped[name] = cur.rowcount
+            _rename_over(cur, tables.table(name), _TARGETS[name].table)
+        schema.secure_tables(conn)
     return PublishResult(counts, dropped)
+
+
+def _rename_over(cur: psycopg.Cursor, load: str, live: str) -> None:
+    """Make table ``load`` the table ``live`` (dropping the old one), its indexes named as the old ones were."""
+    cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(live)))
+    cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(load), sql.Identifier(live)))
+    cur.execute(sql.SQL("COMMENT ON TABLE {} IS NULL").format(sql.Identifier(live)))
+    indexes = cur.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s", (live,)
+    ).fetchall()
+    for (index,) in indexes:
+        if index.startswith(load):  # a constraint's index renames its constraint too
+            renamed = live + index[len(load) :]
+            cur.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(sql.Identifier(index), sql.Identifier(renamed)))
+
+
+def drop_load_tables(url: str, tables: LoadTables) -> None:
+    """Drop ``tables`` (a failed publish's), if they exist."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        for name in tables.names:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(tables.table(name))))
+
+
+def drop_stale_load_tables(url: str, older_than: timedelta = STALE_LOAD_AGE, now: datetime | None = None) -> list[str]:
+    """Drop the load tables created more than ``older_than`` before ``now`` (left by failed
+    publishes; one without a readable creation time counts as stale); their names."""
+    cutoff = (now or datetime.now(UTC)) - older_than
+    patterns = [f"{_TARGETS[name].table}{_LOAD_MARK}%".replace("_", r"\_") for name in PER_USER_FRAMES]
+    with psycopg.connect(url) as conn, conn.transaction():
+        found = conn.execute(
+            "SELECT relname, obj_description(oid, 'pg_class') FROM pg_class "
+            "WHERE relkind = 'r' AND relnamespace = current_schema()::regnamespace AND relname LIKE ANY(%s)",
+            (patterns,),
+        ).fetchall()
+        stale = sorted(name for name, created in found if _created_at(created) < cutoff)
+        for name in stale:
+            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    return stale
+
+
+def _created_at(comment: str | None) -> datetime:
+    try:
+        return datetime.fromisoformat(comment or "")
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _apply(cur: psycopg.Cursor, target: _Target) -> None:
@@ -207,7 +323,7 @@ def _apply(cur: psycopg.Cursor, target: _Target) -> None:
         cur.execute(sql.SQL(statement).format(t=sql.Identifier(target.table), s=sql.Identifier(target.stage)))
 
 
-def _columns(name: str, frame: Frame) -> list[str]:
+def frame_columns(name: str, frame: Frame) -> list[str]:
     target = _TARGETS[name]
     present = list(frame.columns) if isinstance(frame, pd.DataFrame) else frame.schema.names
     missing = [c for c in target.required if c not in present]

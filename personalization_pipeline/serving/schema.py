@@ -104,11 +104,17 @@ def ensure_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
         conn.execute(_ROLE_DDL)
-        _enable_row_security(conn)
-        role_exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone()
-        if role_exists:
-            for statement in _GRANTS:
-                conn.execute(statement)
+        secure_tables(conn)
+
+
+def secure_tables(conn: psycopg.Connection) -> None:
+    """Row-level security and policies where missing, and exactly the API role's grants (when the
+    role exists): on every serving table, e.g. one just swapped in by a publish. Run in a transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))  # concurrent GRANTs would collide
+    _enable_row_security(conn)
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone():
+        for statement in _GRANTS:
+            conn.execute(statement)
 
 
 def _enable_row_security(conn: psycopg.Connection) -> None:

@@ -13,7 +13,15 @@ import pandas as pd
 import psycopg
 import pytest
 
-from personalization_pipeline.serving.publish import Snapshot, items_json_sql, publish_snapshot
+from personalization_pipeline.serving.publish import (
+    Snapshot,
+    create_load_tables,
+    drop_stale_load_tables,
+    items_json_sql,
+    load_rows,
+    publish_snapshot,
+    swap_in,
+)
 from personalization_pipeline.serving.retention import purge_expired
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -70,6 +78,12 @@ def table_state(url: str) -> tuple:
             " (SELECT md5(string_agg(user_id || items::text, ',' ORDER BY user_id))"
             "    FROM personalization_ranks)"
         ).fetchone()
+
+
+def load_tables(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE '%\\_\\_load\\_%' ORDER BY 1")
+        return [name for (name,) in rows.fetchall()]
 
 
 def test_items_frame_orders_by_rank_then_item_id() -> None:
@@ -197,6 +211,7 @@ def test_failed_publish_keeps_previous_publish(clean_pg: str, break_snapshot) ->
         publish_snapshot(clean_pg, break_snapshot(snapshot("v2", n_users=30)))
     assert table_state(clean_pg) == before
     assert before[:4] == (12, "v1", "v1", "v1")
+    assert load_tables(clean_pg) == []  # the failed publish's load tables are gone
 
 
 def test_missing_column_is_rejected_before_touching_the_database(clean_pg: str) -> None:
@@ -400,3 +415,62 @@ def test_users_opted_out_at_commit_time_are_not_published(clean_pg: str) -> None
             assert [r[0] for r in conn.execute(f"SELECT user_id FROM {table} ORDER BY 1")] == ["u0", "u2"], table
         pairs = conn.execute("SELECT user_id, similar_user_id FROM personalization_similar_users").fetchall()
     assert pairs == [("u2", "u0")]
+
+
+def _served_ranks_table(url: str) -> tuple:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT c.oid, c.relrowsecurity,"
+            " (SELECT array_agg(indexname ORDER BY indexname) FROM pg_indexes WHERE tablename = c.relname),"
+            " (SELECT array_agg(policyname ORDER BY policyname) FROM pg_policies WHERE tablename = c.relname),"
+            " has_table_privilege('personalization_api', c.oid, 'SELECT'),"
+            " has_table_privilege('personalization_api', 'personalization_rank_rationale', 'SELECT')"
+            " FROM pg_class AS c WHERE c.relname = 'personalization_ranks'"
+        ).fetchone()
+
+
+def test_each_publish_swaps_in_a_fresh_table_secured_and_indexed_as_before(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=30))
+    first = _served_ranks_table(clean_pg)
+    publish_snapshot(clean_pg, snapshot("v2", n_users=20))
+    second = _served_ranks_table(clean_pg)
+    assert second[0] != first[0]  # a new table: the old rows are dropped with the old one, never left dead
+    assert first[1:] == second[1:]
+    assert second[1] and second[4] and not second[5]  # row-level security, the API's grant, no rationale
+    assert second[2] == ["personalization_ranks_pkey", "personalization_ranks_valid_until_idx"]
+    assert second[3] == ["caller_reads_own_rows"]
+    assert table_state(clean_pg)[:4] == (20, "v2", "v2", "v2")
+    assert load_tables(clean_pg) == []
+
+
+def test_users_loaded_by_separate_loaders_are_served_together_at_the_swap(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=12))
+    before = table_state(clean_pg)
+    new = snapshot("v2", n_users=40)
+    tables = create_load_tables(clean_pg, "bucketed", ("ranks",))
+    halves = [new.ranks.iloc[::2], new.ranks.iloc[1::2]]  # as two bucket steps would, each its own transaction
+    assert [load_rows(clean_pg, tables, {"ranks": half})["ranks"] for half in halves] == [20, 20]
+    assert table_state(clean_pg) == before  # loaded, not served
+    result = swap_in(clean_pg, tables, {"global_ranks": new.global_ranks})
+    assert result.dropped_opted_out == {"ranks": 0} and result.loaded == {"global_ranks": 1}
+    assert table_state(clean_pg)[:4] == (40, "v2", "v2", "v2")
+    assert load_tables(clean_pg) == []
+
+
+def test_stale_load_tables_are_dropped_and_fresh_ones_kept(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=3))
+    create_load_tables(clean_pg, "failed", ("ranks", "features"))
+    create_load_tables(clean_pg, "running", ("ranks",))
+    create_load_tables(clean_pg, "unknown", ("similar_users",))
+    with psycopg.connect(clean_pg) as conn:
+        for table in ("personalization_ranks__load_failed", "personalization_features__load_failed"):
+            conn.execute(f"COMMENT ON TABLE {table} IS '{(NOW - timedelta(days=2)).isoformat()}'")
+        conn.execute("COMMENT ON TABLE personalization_similar_users__load_unknown IS 'not a time'")
+    assert drop_stale_load_tables(clean_pg) == [
+        "personalization_features__load_failed",
+        "personalization_ranks__load_failed",
+        "personalization_similar_users__load_unknown",
+    ]
+    assert load_tables(clean_pg) == ["personalization_ranks__load_running"]
+    with pytest.raises(ValueError, match="tag"):
+        create_load_tables(clean_pg, "x; DROP TABLE y", ("ranks",))
