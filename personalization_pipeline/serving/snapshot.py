@@ -1,20 +1,26 @@
 """Build the serving :class:`Snapshot` from warehouse tables (no Dagster).
 
 The per-user frames are streams of Arrow record batches read from DuckDB (each on its own
-cursor, so they can be open at once): publishing them never holds the snapshot in memory.
+cursor, so they can be open at once), or Parquet files staged per user bucket for a publish
+fanned out over processes: publishing them never holds the snapshot in memory.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from ..privacy.allowlist import FEATURE_COLUMNS
 from ..sqlutil import has_table
+from ..steps.buckets import bucket_sql
 from ..steps.registry import RegistryEntry
 from ..steps.tables import (
     EVAL_HISTORY,
@@ -32,34 +38,55 @@ def _stream(con: duckdb.DuckDBPyConnection, query: str, parameters: list | None 
     return con.cursor().sql(query, params=parameters or []).to_arrow_reader(COPY_CHUNK_ROWS)
 
 
-def build_snapshot(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    generated_at: datetime,
-    ttl: timedelta,
-    registry: dict[str, RegistryEntry],
-) -> Snapshot:
-    """Rankings, fallbacks, features, model registry rows and the latest metrics, ready to publish.
+@dataclass(frozen=True)
+class Query:
+    """A DuckDB query and its parameters."""
 
-    ``registry`` holds the latest trained entry of each model (:func:`steps.registry.latest_trained`);
-    every ranking row carries the version of the model that produced it. The streams read ``con``
-    as they are consumed: publish before closing it.
-    """
+    sql: str
+    params: list[Any]
+
+
+def per_user_queries(con: duckdb.DuckDBPyConnection, generated_at: datetime, ttl: timedelta) -> dict[str, Query]:
+    """The query of each per-user frame (see :data:`publish.PER_USER_FRAMES`) the warehouse can
+    fill: rankings and features always, similar users (weekly) and rationale when present."""
     valid_until = generated_at + ttl
-    stamp = {"generated_at": generated_at, "valid_until": valid_until}
-    ranks = _stream(  # versions are <kind>-<hash>: the variant is the kind
-        con,
-        "SELECT *, split_part(model_version, '-', 1) AS variant, ?::TIMESTAMP AS generated_at, "
-        f"?::TIMESTAMP AS valid_until FROM ({items_json_sql(USER_RANKINGS, ('user_id', 'scope', 'model_version'))})",
-        [generated_at, valid_until],
-    )
+    lists = items_json_sql(USER_RANKINGS, ("user_id", "scope", "model_version"))
+    queries = {
+        "ranks": Query(  # versions are <kind>-<hash>: the variant is the kind
+            "SELECT *, split_part(model_version, '-', 1) AS variant, ?::TIMESTAMP AS generated_at, "
+            f"?::TIMESTAMP AS valid_until FROM ({lists})",
+            [generated_at, valid_until],
+        ),
+        "features": Query(
+            f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features, "
+            f"?::TIMESTAMP AS computed_at FROM {USER_FEATURES} ORDER BY user_id",
+            [generated_at],
+        ),
+    }
+    if has_table(con, SIMILAR_USERS):  # computed weekly: the latest map is published with every snapshot
+        queries["similar_users"] = Query(
+            f"SELECT user_id, similar_user_id, similarity_score, calculated_at, common_attributes FROM {SIMILAR_USERS} "
+            "ORDER BY user_id, similar_user_id",
+            [],
+        )
+    if has_table(con, RANK_RATIONALE):  # tags per (user, scope): [{id, rank, tags}] in rank order, never served
+        queries["rationale"] = Query(
+            "SELECT user_id, scope, CAST(to_json(list({'id': item_id, 'rank': rank, 'tags': tags} ORDER BY rank)) "
+            f"AS VARCHAR) AS tags, ?::TIMESTAMP AS generated_at FROM {RANK_RATIONALE} GROUP BY user_id, scope "
+            "ORDER BY user_id, scope",
+            [generated_at],
+        )
+    return queries
+
+
+def shared_frames(
+    con: duckdb.DuckDBPyConnection, generated_at: datetime, ttl: timedelta, registry: dict[str, RegistryEntry]
+) -> dict[str, pd.DataFrame]:
+    """The frames that are not per user (small): global rankings, model registry rows, the latest metrics.
+
+    ``registry`` holds the latest trained entry of each model (:func:`steps.registry.latest_trained`)."""
+    stamp = {"generated_at": generated_at, "valid_until": generated_at + ttl}
     global_ranks = con.execute(items_json_sql(GLOBAL_RANKINGS, ("scope", "model_version"))).df().assign(**stamp)
-    features = _stream(
-        con,
-        f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features, "
-        f"?::TIMESTAMP AS computed_at FROM {USER_FEATURES} ORDER BY user_id",
-        [generated_at],
-    )
     evals = con.execute(
         f"SELECT run_id, model_name, metric, k, value, computed_at, model_version FROM {EVAL_HISTORY} "
         f"WHERE run_id = (SELECT arg_max(run_id, computed_at) FROM {EVAL_HISTORY}) ORDER BY model_name, metric"
@@ -78,31 +105,44 @@ def build_snapshot(
             for name, entry in sorted(registry.items())
         ]
     )
-    similar_users = None  # computed weekly: the latest map is published with every snapshot
-    if has_table(con, SIMILAR_USERS):
-        similar_users = _stream(
-            con,
-            f"SELECT user_id, similar_user_id, similarity_score, calculated_at, common_attributes FROM {SIMILAR_USERS} "
-            "ORDER BY user_id, similar_user_id",
+    return {"global_ranks": global_ranks, "models": models, "evals": evals}
+
+
+def build_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    generated_at: datetime,
+    ttl: timedelta,
+    registry: dict[str, RegistryEntry],
+) -> Snapshot:
+    """Rankings, fallbacks, features, model registry rows and the latest metrics, ready to publish;
+    every ranking row carries the version of the model that produced it. The per-user streams
+    read ``con`` as they are consumed: publish before closing it."""
+    streams = {name: _stream(con, q.sql, q.params) for name, q in per_user_queries(con, generated_at, ttl).items()}
+    return Snapshot(**streams, **shared_frames(con, generated_at, ttl, registry))
+
+
+def stage_per_user(con: duckdb.DuckDBPyConnection, queries: dict[str, Query], staging: Path, buckets: int) -> list[int]:
+    """Write each per-user frame under ``staging/<frame>/bucket=<n>/`` (Parquet, one directory per user
+    bucket, :func:`steps.buckets.bucket_sql`); the buckets that hold rows, ascending (0 alone when none)."""
+    for name, query in queries.items():
+        con.execute(
+            f"COPY (SELECT *, {bucket_sql('user_id', buckets)} AS bucket FROM ({query.sql})) "
+            f"TO '{staging / name}' (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE)",
+            query.params,
         )
-    rationale = None  # tags per (user, scope): [{id, rank, tags}] in rank order; never readable by the endpoint
-    if has_table(con, RANK_RATIONALE):
-        rationale = _stream(
-            con,
-            "SELECT user_id, scope, CAST(to_json(list({'id': item_id, 'rank': rank, 'tags': tags} ORDER BY rank)) "
-            f"AS VARCHAR) AS tags, ?::TIMESTAMP AS generated_at FROM {RANK_RATIONALE} GROUP BY user_id, scope "
-            "ORDER BY user_id, scope",
-            [generated_at],
-        )
-    return Snapshot(
-        ranks=ranks,
-        rationale=rationale,
-        global_ranks=global_ranks,
-        features=features,
-        models=models,
-        evals=evals,
-        similar_users=similar_users,
-    )
+    found = {int(d.name.split("=", 1)[1]) for name in queries for d in (staging / name).glob("bucket=*")}
+    return sorted(found) or [0]
+
+
+def bucket_frames(staging: Path, bucket: int, names: tuple[str, ...]) -> dict[str, pa.RecordBatchReader]:
+    """The per-user frames :func:`stage_per_user` wrote for ``bucket``, as record batch streams."""
+    frames = {}
+    for name in names:
+        files = sorted((staging / name / f"bucket={bucket}").glob("*.parquet"))
+        if files:
+            frames[name] = ds.dataset(files, format="parquet").scanner(batch_size=COPY_CHUNK_ROWS).to_reader()
+    return frames
 
 
 def _metrics_of(evals: pd.DataFrame, model_name: str) -> dict[str, float]:

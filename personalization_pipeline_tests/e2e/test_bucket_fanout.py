@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import duckdb
 import pandas as pd
+import psycopg
 import pytest
 
 from personalization_pipeline.config import Settings
@@ -157,6 +158,38 @@ def test_similar_users_over_buckets_in_parallel_processes_equal_one_bucket(wareh
     for want, have in zip(expected, got, strict=True):
         pd.testing.assert_frame_equal(have, want, check_exact=True)
     assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())  # nothing left behind
+
+
+def _publish(env: pytest.MonkeyPatch, executor: str, buckets: int) -> tuple[dict, list[pd.DataFrame]]:
+    env.setenv("PERSONALIZATION_EXECUTOR", executor)
+    env.setenv("PERSONALIZATION_USER_BUCKETS", str(buckets))
+    result = run_job("nightly", assets=["serving_tables"])
+    assert result.success, result.error
+    with psycopg.connect(Settings.from_env().database_url) as conn:
+        served = [
+            pd.DataFrame(conn.execute(query).fetchall())
+            for query in (
+                "SELECT user_id, scope, items::text, model_version, variant FROM personalization_ranks"
+                " ORDER BY user_id, scope",
+                "SELECT user_id, features::text FROM personalization_features ORDER BY user_id",
+                "SELECT user_id, similar_user_id, similarity_score FROM personalization_similar_users"
+                " ORDER BY user_id, similar_user_id",
+                "SELECT relname FROM pg_class WHERE relname LIKE 'personalization%load%'",
+            )
+        ]
+    return result.metadata["serving_tables"], served
+
+
+def test_publish_over_buckets_in_parallel_processes_serves_what_one_process_serves(warehouse):
+    settings, env = warehouse
+    single, expected = _publish(env, "in_process", 1)
+    fanned, got = _publish(env, "multiprocess", BUCKETS)
+    assert single["buckets"] == 1 and fanned["buckets"] == BUCKETS
+    assert single["dagster/row_count"] == fanned["dagster/row_count"] == len(expected[0]) > 0
+    assert len(expected[1]) > 0 and expected[3].empty  # features published, no load table left
+    for want, have in zip(expected, got, strict=True):
+        pd.testing.assert_frame_equal(have, want, check_exact=True)
+    assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())
 
 
 @pytest.fixture(scope="module")
