@@ -92,12 +92,27 @@ def _rankings(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
 
 
-def _rank(env: pytest.MonkeyPatch, executor: str, buckets: int) -> dict:
+def _materialize(env: pytest.MonkeyPatch, job: str, asset: str, executor: str, buckets: int) -> dict:
+    """``asset`` of ``job`` materialized under ``executor`` over ``buckets`` user buckets; its metadata."""
     env.setenv("PERSONALIZATION_EXECUTOR", executor)
     env.setenv("PERSONALIZATION_USER_BUCKETS", str(buckets))
-    result = run_job("nightly", assets=["user_rankings"])
+    result = run_job(job, assets=[asset])
     assert result.success, result.error
-    return result.metadata["user_rankings"]
+    return result.metadata[asset]
+
+
+def _rank(env: pytest.MonkeyPatch, executor: str, buckets: int) -> dict:
+    return _materialize(env, "nightly", "user_rankings", executor, buckets)
+
+
+def _assert_fanned_out_equal(settings: Settings, single: tuple, fanned: tuple) -> None:
+    """(metadata, tables) of one bucket in one process and of ``BUCKETS`` buckets: the same rows."""
+    (one, expected), (many, got) = single, fanned
+    assert one["buckets"] == 1 and many["buckets"] == BUCKETS
+    assert one["dagster/row_count"] == many["dagster/row_count"] == len(expected[0]) > 0
+    for want, have in zip(expected, got, strict=True):
+        pd.testing.assert_frame_equal(have, want, check_exact=True)
+    assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())  # nothing left behind
 
 
 def _serve_ranker(settings: Settings) -> None:
@@ -133,10 +148,7 @@ def test_buckets_in_one_process_equal_one_bucket(warehouse):
 
 
 def _similar(env: pytest.MonkeyPatch, executor: str, buckets: int) -> tuple[dict, list[pd.DataFrame]]:
-    env.setenv("PERSONALIZATION_EXECUTOR", executor)
-    env.setenv("PERSONALIZATION_USER_BUCKETS", str(buckets))
-    result = run_job("weekly", assets=["similar_users"])
-    assert result.success, result.error
+    metadata = _materialize(env, "weekly", "similar_users", executor, buckets)
     with duckdb.connect(str(Settings.from_env().warehouse_path), read_only=True) as con:
         tables = [
             con.execute(
@@ -145,26 +157,18 @@ def _similar(env: pytest.MonkeyPatch, executor: str, buckets: int) -> tuple[dict
             ).df(),
             con.execute("SELECT * FROM similar_user_candidates ORDER BY user_id, score DESC, item_id").df(),
         ]
-    return result.metadata["similar_users"], tables
+    return metadata, tables
 
 
 def test_similar_users_over_buckets_in_parallel_processes_equal_one_bucket(warehouse):
     settings, env = warehouse
-    single, expected = _similar(env, "in_process", 1)
-    fanned, got = _similar(env, "multiprocess", BUCKETS)
-    assert single["buckets"] == 1 and fanned["buckets"] == BUCKETS
-    assert single["dagster/row_count"] == fanned["dagster/row_count"] == len(expected[0]) > 0
-    assert len(expected[1]) > 0
-    for want, have in zip(expected, got, strict=True):
-        pd.testing.assert_frame_equal(have, want, check_exact=True)
-    assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())  # nothing left behind
+    single = _similar(env, "in_process", 1)
+    _assert_fanned_out_equal(settings, single, _similar(env, "multiprocess", BUCKETS))
+    assert len(single[1][1]) > 0  # candidates from neighbours
 
 
 def _publish(env: pytest.MonkeyPatch, executor: str, buckets: int) -> tuple[dict, list[pd.DataFrame]]:
-    env.setenv("PERSONALIZATION_EXECUTOR", executor)
-    env.setenv("PERSONALIZATION_USER_BUCKETS", str(buckets))
-    result = run_job("nightly", assets=["serving_tables"])
-    assert result.success, result.error
+    metadata = _materialize(env, "nightly", "serving_tables", executor, buckets)
     with psycopg.connect(Settings.from_env().database_url) as conn:
         served = [
             pd.DataFrame(conn.execute(query).fetchall())
@@ -177,19 +181,14 @@ def _publish(env: pytest.MonkeyPatch, executor: str, buckets: int) -> tuple[dict
                 "SELECT relname FROM pg_class WHERE relname LIKE 'personalization%load%'",
             )
         ]
-    return result.metadata["serving_tables"], served
+    return metadata, served
 
 
 def test_publish_over_buckets_in_parallel_processes_serves_what_one_process_serves(warehouse):
     settings, env = warehouse
-    single, expected = _publish(env, "in_process", 1)
-    fanned, got = _publish(env, "multiprocess", BUCKETS)
-    assert single["buckets"] == 1 and fanned["buckets"] == BUCKETS
-    assert single["dagster/row_count"] == fanned["dagster/row_count"] == len(expected[0]) > 0
-    assert len(expected[1]) > 0 and expected[3].empty  # features published, no load table left
-    for want, have in zip(expected, got, strict=True):
-        pd.testing.assert_frame_equal(have, want, check_exact=True)
-    assert not settings.staging_dir.exists() or not any(settings.staging_dir.iterdir())
+    single = _publish(env, "in_process", 1)
+    _assert_fanned_out_equal(settings, single, _publish(env, "multiprocess", BUCKETS))
+    assert len(single[1][1]) > 0 and single[1][3].empty  # features published, no load table left
 
 
 @pytest.fixture(scope="module")
