@@ -1,6 +1,9 @@
-"""The single Dagster Definitions: assets, checks, jobs, schedules and resources."""
+"""The single Dagster Definitions: assets, checks, jobs, schedules, the raw-file sensor and resources."""
 
 from __future__ import annotations
+
+import json
+import time
 
 import dagster as dg
 
@@ -22,6 +25,7 @@ from .assets import (
 from .assets.dbt import dbt_models, dbt_resource
 from .checks import privacy_checks, regression_gate
 from .config import Settings
+from .ingest.arrivals import find_arrivals
 from .resources import ModelStoreResource, ServingDatabaseResource, WarehouseResource
 
 all_assets = [
@@ -75,10 +79,19 @@ def build_definitions() -> dg.Definitions:
         asset_checks=[*privacy_checks, regression_gate],
         jobs=[nightly_job, weekly_job, cleanup_job],
         schedules=[
-            dg.ScheduleDefinition(job=nightly_job, cron_schedule=settings.nightly_cron, execution_timezone="UTC"),
-            dg.ScheduleDefinition(job=weekly_job, cron_schedule=settings.weekly_cron, execution_timezone="UTC"),
-            dg.ScheduleDefinition(job=cleanup_job, cron_schedule=settings.cleanup_cron, execution_timezone="UTC"),
+            dg.ScheduleDefinition(
+                job=job,
+                cron_schedule=cron,
+                execution_timezone="UTC",
+                default_status=_status(settings.schedules_running),
+            )
+            for job, cron in (
+                (nightly_job, settings.nightly_cron),
+                (weekly_job, settings.weekly_cron),
+                (cleanup_job, settings.cleanup_cron),
+            )
         ],
+        sensors=[raw_file_sensor(nightly_job, settings)],
         resources={
             "warehouse": WarehouseResource(
                 path=str(settings.warehouse_path),
@@ -91,6 +104,37 @@ def build_definitions() -> dg.Definitions:
         },
         executor=executor(settings),
     )
+
+
+def _status(running: bool) -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+
+
+def raw_file_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Settings) -> dg.SensorDefinition:
+    """Starts ``job`` when new raw files have landed in the data directory (running by default when
+    ``PERSONALIZATION_RAW_FILE_SENSOR`` is set; it can be turned on in the UI either way)."""
+
+    @dg.sensor(
+        name="raw_files",
+        job=job,
+        minimum_interval_seconds=settings.raw_file_sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING if settings.raw_file_sensor else dg.DefaultSensorStatus.STOPPED,
+        description=f"Runs {job.name} when files in {settings.data_dir} are new or changed and have settled.",
+    )
+    def raw_files(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        found = find_arrivals(settings.data_dir, context.cursor, time.time())
+        if found.waiting:
+            return dg.SkipReason(f"waiting for {', '.join(found.waiting)} to settle")
+        if not found.landed:
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new raw files"), cursor=_cursor(found.state))
+        run = dg.RunRequest(run_key=found.run_key, tags={"raw_files": ",".join(found.landed)})
+        return dg.SensorResult(run_requests=[run], cursor=_cursor(found.state))
+
+    return raw_files
+
+
+def _cursor(state: dict[str, list[int]] | None) -> str | None:
+    return None if state is None else json.dumps(state, sort_keys=True)
 
 
 def executor(settings: Settings) -> dg.ExecutorDefinition:
