@@ -23,17 +23,17 @@ import duckdb
 from ..recsys.per_user import PerUserComposite
 from ..recsys.rerank import als_neighbours
 from ..sqlutil import has_table, scalar
-from .rank import RankingCounts, write_user_rankings
+from .rank import OUTPUT_SCHEMAS, RankingCounts, write_user_rankings
 from .registry import RegistryEntry
 from .rerank import RANKER, ranking_config
-from .tables import ACTIVITY, EVAL_HISTORY, ITEMS, RANK_RATIONALE, SIGNALS, USER_FEATURES, USER_RANKINGS
+from .sinks import ParquetSink
+from .tables import ACTIVITY, EVAL_HISTORY, ITEMS, SIGNALS, USER_FEATURES, USER_RANKINGS
 from .train import load
 
 USERS = "bucketed_users"
 NEIGHBOURS = "als_neighbours"
 _STAGED = (SIGNALS, ITEMS, USER_FEATURES, EVAL_HISTORY)
 """Warehouse tables the ranking step reads, staged whole (every bucket needs the whole history)."""
-_OUTPUTS = (USER_RANKINGS, RANK_RATIONALE)
 
 
 def bucket_sql(column: str, buckets: int) -> str:
@@ -111,16 +111,15 @@ def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
             neighbours = con.execute(
                 f"SELECT * FROM '{neighbours_path}' WHERE user_id IN (SELECT user_id FROM {ACTIVITY})"
             ).df()
-        counts = write_user_rankings(con, settings, plan.entry, plan.registry, per_user, neighbours)
-        for table in _OUTPUTS:
-            con.execute(f"COPY {table} TO '{staging / 'out' / table}-{bucket:05d}.parquet' (FORMAT parquet)")
-    return counts
+        paths = {table: staging / "out" / f"{table}-{bucket:05d}.parquet" for table in OUTPUT_SCHEMAS}
+        with ParquetSink(paths, OUTPUT_SCHEMAS) as sink:  # written batch by batch: memory holds one batch
+            return write_user_rankings(con, settings, plan.entry, plan.registry, sink, per_user, neighbours)
 
 
 def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts:
     """Replace the warehouse's rankings and rationale by every bucket's output (in key order) and
     remove the staging directory (and the run's, when empty)."""
-    for table in _OUTPUTS:
+    for table in OUTPUT_SCHEMAS:
         con.execute(
             f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM '{staging / 'out' / table}-*.parquet' "
             "ORDER BY user_id, scope, rank"

@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..recsys.base import Recommender
 from ..recsys.cold_start import with_cold_start
@@ -23,6 +24,7 @@ from .gate import GAIN_STDERR, METRIC, STDERR, Figure
 from .inputs import read_active_users, read_catalog, read_history
 from .registry import RegistryEntry, record
 from .rerank import RANKER, cold_start_params, load_ranker, rerank, signals_as_of
+from .sinks import ParquetSink
 from .tables import EVAL_HISTORY, GLOBAL_RANKINGS, RANK_RATIONALE, USER_RANKINGS
 from .train import load
 
@@ -89,10 +91,12 @@ def write_user_rankings(
     settings: Any,
     entry: RegistryEntry,
     registry: dict[str, RegistryEntry],
+    sink: ParquetSink,
     per_user: PerUserComposite | None = None,
     neighbours: pd.DataFrame | None = None,
 ) -> RankingCounts:
-    """Top-``settings.top_n`` per opted-in user and scope into ``user_rankings``, seen items
+    """Top-``settings.top_n`` per opted-in user and scope of ``con``'s staged inputs into ``sink``'s
+    ``user_rankings`` (its schema: :data:`OUTPUT_SCHEMAS`), seen items
     removed, from ``entry``: a personal model (blended for short histories, see :mod:`~.cold_start`),
     or the re-ranker over the registered models' candidates (its rationale tags go to
     ``rank_rationale``; ``neighbours``: its ALS neighbours when already computed). With
@@ -101,14 +105,6 @@ def write_user_rankings(
     that produced it."""
     history = read_history(con)
     users, catalog, n = read_active_users(con), read_catalog(con), settings.top_n
-    con.execute(
-        f"CREATE OR REPLACE TABLE {USER_RANKINGS} (user_id VARCHAR, scope VARCHAR, rank INTEGER, "
-        "item_id VARCHAR, score DOUBLE, confidence DOUBLE, model_version VARCHAR)"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TABLE {RANK_RATIONALE} (user_id VARCHAR, scope VARCHAR, item_id VARCHAR, "
-        "rank INTEGER, tags VARCHAR[])"
-    )
     kept = per_user.users.ids if per_user is not None else np.empty(0, dtype=str)
     batches: Iterator[pd.DataFrame]
     if entry.model_name == RANKER:
@@ -127,26 +123,50 @@ def write_user_rankings(
             personal=(base, per_user) if per_user is not None else None,
             neighbours=neighbours,
         )
-        batches = (_with_rationale(con, batch.lists) for batch in ranked)
+        batches = (_with_rationale(sink, batch.lists) for batch in ranked)
     else:
         model: Recommender = load(entry)
         if per_user is not None:
             model = per_user.over(model)
         blended = with_cold_start(model, catalog, history, signals_as_of(con), cold_start_params(settings))
         batches = iter_user_rankings(blended, users, catalog, history, n)
-    for batch in batches:
+    users_ranked = 0
+    for batch in batches:  # each batch holds whole users, no user in two batches
         own = np.isin(batch["user_id"].to_numpy(str), kept)
         versions = np.where(own, per_user.version if per_user is not None else "", str(entry.model_version))
-        con.append(USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions))
-    return RankingCounts(
-        users=scalar(con, f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS}"),
-        rows=scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}"),
-    )
+        sink.append(USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions))
+        users_ranked += batch["user_id"].nunique()
+    return RankingCounts(users=users_ranked, rows=sink.rows[USER_RANKINGS])
 
 
-def _with_rationale(con: duckdb.DuckDBPyConnection, lists: pd.DataFrame) -> pd.DataFrame:
+OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
+    USER_RANKINGS: pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("scope", pa.string()),
+            ("rank", pa.int32()),
+            ("item_id", pa.string()),
+            ("score", pa.float64()),
+            ("confidence", pa.float64()),
+            ("model_version", pa.string()),
+        ]
+    ),
+    RANK_RATIONALE: pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("scope", pa.string()),
+            ("item_id", pa.string()),
+            ("rank", pa.int32()),
+            ("tags", pa.list_(pa.string())),
+        ]
+    ),
+}
+"""The ranking step's outputs: the rankings and, when the re-ranker serves, each item's rationale tags."""
+
+
+def _with_rationale(sink: ParquetSink, lists: pd.DataFrame) -> pd.DataFrame:
     """Append the lists' rationale tags to ``rank_rationale``; return the lists."""
-    con.append(RANK_RATIONALE, lists[["user_id", "scope", "item_id", "rank", "tags"]])
+    sink.append(RANK_RATIONALE, lists)
     return lists
 
 

@@ -1,0 +1,44 @@
+"""Rows appended batch by batch to Parquet files: memory holds one batch, never the whole output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class ParquetSink:
+    """``append(table, frame)`` like a DuckDB connection's, into ``paths[table]`` with ``schemas[table]``.
+    On close, a table that got no rows still gets a file (with its schema)."""
+
+    def __init__(self, paths: dict[str, Path], schemas: dict[str, pa.Schema]) -> None:
+        self._paths = paths
+        self._schemas = schemas
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self.rows = dict.fromkeys(paths, 0)
+
+    def append(self, table: str, frame: pd.DataFrame) -> None:
+        schema = self._schemas[table]
+        if table not in self._writers:
+            self._writers[table] = pq.ParquetWriter(self._paths[table], schema)
+        self._writers[table].write_table(pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False))
+        self.rows[table] += len(frame)
+
+    def close(self) -> None:
+        for table, path in self._paths.items():
+            if table not in self._writers:
+                pq.write_table(self._schemas[table].empty_table(), path)
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
