@@ -97,6 +97,7 @@ def build_definitions() -> dg.Definitions:
                 path=str(settings.warehouse_path),
                 serving_db=serving_db,
                 lock_timeout_seconds=settings.run_lock_timeout_seconds,
+                memory_limit=settings.duckdb_memory_limit,
             ),
             "serving_db": serving_db,
             "model_store": ModelStoreResource(root=str(settings.model_dir)),

@@ -22,3 +22,10 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 def quote_ident(name: str) -> str:
     """``name`` as a double-quoted SQL identifier (DuckDB and PostgreSQL), safe for any string."""
     return '"' + str(name).replace('"', '""') + '"'
+
+
+def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
+    """Cap DuckDB's buffer memory on ``con`` at ``limit`` (a validated size such as ``6GB``);
+    beyond it, sorts, joins and aggregates spill to disk. ``None`` keeps DuckDB's default, 80% of RAM."""
+    if limit:
+        con.execute(f"SET memory_limit = '{limit}'")

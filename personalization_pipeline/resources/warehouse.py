@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from ..sqlutil import limit_memory
 from ..warehouse_run import WarehouseRun, begin
 from .serving_db import ServingDatabaseResource
 
@@ -29,6 +30,7 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     serving_db: ServingDatabaseResource  # holds the run lock
     lock_timeout_seconds: float = 600.0
+    memory_limit: str | None = None  # DuckDB's buffer memory per connection; None: DuckDB's default
     _run: WarehouseRun | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -60,6 +62,7 @@ class WarehouseResource(dg.ConfigurableResource):
         con = duckdb.connect(self.active_path, read_only=read_only)
         try:
             con.execute("SET TimeZone = 'UTC'")
+            limit_memory(con, self.memory_limit)
             yield con
         finally:
             con.close()

@@ -22,7 +22,7 @@ import duckdb
 
 from ..recsys.per_user import PerUserComposite
 from ..recsys.rerank import als_neighbours
-from ..sqlutil import has_table, scalar
+from ..sqlutil import has_table, limit_memory, scalar
 from .rank import OUTPUT_SCHEMAS, RankingCounts, write_user_rankings
 from .registry import RegistryEntry
 from .rerank import RANKER, ranking_config
@@ -81,11 +81,14 @@ def stage_inputs(
 
 
 @contextmanager
-def staged_warehouse(staging: Path, bucket: int) -> Iterator[duckdb.DuckDBPyConnection]:
+def staged_warehouse(
+    staging: Path, bucket: int, memory_limit: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB that reads like the warehouse, restricted to ``bucket``'s users."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
+        limit_memory(con, memory_limit)
         for table in _STAGED:
             path = staging / f"{table}.parquet"
             if path.exists():
@@ -105,7 +108,7 @@ def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
     per_user = load(plan.per_user) if plan.per_user is not None else None
     assert per_user is None or isinstance(per_user, PerUserComposite)
     neighbours_path = staging / f"{NEIGHBOURS}.parquet"
-    with staged_warehouse(staging, bucket) as con:
+    with staged_warehouse(staging, bucket, settings.duckdb_memory_limit) as con:
         neighbours = None
         if neighbours_path.exists():  # the bucket's users' neighbours: all its lists depend on
             neighbours = con.execute(

@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.definitions import build_definitions
 from personalization_pipeline.privacy.k_anonymity import generalised_sql, kept_values
 from personalization_pipeline.runner import run_notes
+from personalization_pipeline.steps.buckets import staged_warehouse
 from personalization_pipeline.steps.splitting import split_for_evaluation
 
 
@@ -34,6 +36,7 @@ def test_settings_read_typed_overrides_and_keep_defaults(monkeypatch, tmp_path):
         ("EVAL_SPLIT", "weekly"),
         ("EVENT_WEIGHTS", "{not json"),
         ("HOLDOUT_FRACTION", "1.5"),
+        ("DUCKDB_MEMORY_LIMIT", "1GB'; DROP TABLE x; --"),  # a size, nothing else reaches SET
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch, name, value):
@@ -113,3 +116,21 @@ def test_the_run_summary_says_what_ingest_and_screening_withheld():
         "2 (first: i7, i9; full list: catalog_findings)"
     )
     assert run_notes(Settings.from_env(), {}) == {}
+
+
+@pytest.mark.parametrize(("limit", "shown"), [("512MiB", "512.0 MiB"), (None, None)])
+def test_warehouse_connections_take_the_duckdb_memory_limit(monkeypatch, tmp_path, limit, shown):
+    if limit:
+        monkeypatch.setenv("PERSONALIZATION_DUCKDB_MEMORY_LIMIT", limit)
+    monkeypatch.setenv("PERSONALIZATION_RUNTIME_DIR", str(tmp_path))
+    settings = Settings.from_env()
+    assert settings.duckdb_memory_limit == limit
+    resources = build_definitions().resources
+    with resources["warehouse"].connect() as con:
+        value = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    users = tmp_path / "bucketed_users.parquet"  # what staging writes for a ranking bucket
+    duckdb.connect().execute(f"COPY (SELECT 'u1' AS user_id, 0 AS bucket) TO '{users}' (FORMAT parquet)")
+    with staged_warehouse(tmp_path, 0, settings.duckdb_memory_limit) as con:
+        staged = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert (value, staged) == ((shown, shown) if limit else (default, default))
