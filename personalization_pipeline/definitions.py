@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import dagster as dg
@@ -127,15 +126,11 @@ def raw_file_sensor(job: dg.UnresolvedAssetJobDefinition, settings: Settings) ->
         if found.waiting:
             return dg.SkipReason(f"waiting for {', '.join(found.waiting)} to settle")
         if not found.landed:
-            return dg.SensorResult(skip_reason=dg.SkipReason("no new raw files"), cursor=_cursor(found.state))
+            return dg.SensorResult(skip_reason=dg.SkipReason("no new raw files"), cursor=found.cursor)
         run = dg.RunRequest(run_key=found.run_key, tags={"raw_files": ",".join(found.landed)})
-        return dg.SensorResult(run_requests=[run], cursor=_cursor(found.state))
+        return dg.SensorResult(run_requests=[run], cursor=found.cursor)
 
     return raw_files
-
-
-def _cursor(state: dict[str, list[int]] | None) -> str | None:
-    return None if state is None else json.dumps(state, sort_keys=True)
 
 
 def executor(settings: Settings) -> dg.ExecutorDefinition:

@@ -44,16 +44,12 @@ class SearchResult:
     usage: dict[str, float]
 
 
-def _params(settings: Settings) -> SearchParams:
-    return SearchParams(k=settings.similar_users_k, threshold=settings.similar_users_threshold)
-
-
 @dg.op(ins={name: dg.In(dg.Nothing) for name in _UPSTREAM_INS}, out=dg.DynamicOut(SearchTask), pool="warehouse")
 def plan_similar_users(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.DynamicOutput]:
     """Build and stage the neighbour index of the opted-in users; one task per bucket."""
     started = time.time()
     settings = Settings.from_env()
-    params = _params(settings)
+    params = SearchParams(k=settings.similar_users_k, threshold=settings.similar_users_threshold)
     staging = settings.staging_dir / context.run_id / "similar_users"
     with warehouse.connect() as con:
         stage = stage_similarity(con, staging, settings.buckets, params)

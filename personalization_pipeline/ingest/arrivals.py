@@ -27,9 +27,14 @@ class Arrivals:
     state: State | None
 
     @property
+    def cursor(self) -> str | None:
+        """The state to remember, as the JSON :func:`find_arrivals` reads back (``None``: keep the previous one)."""
+        return None if self.state is None else json.dumps(self.state, sort_keys=True)
+
+    @property
     def run_key(self) -> str:
         """The same for the same landed state, so a state triggers one run at most."""
-        return hashlib.sha256(json.dumps(self.state, sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256((self.cursor or "").encode()).hexdigest()[:16]
 
 
 def file_state(directory: Path) -> State:

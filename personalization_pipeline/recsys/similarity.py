@@ -121,13 +121,14 @@ def nearest_neighbours(ids: np.ndarray, vectors: np.ndarray, params: SearchParam
     return index.search(np.arange(len(index.ids)), params)
 
 
-def approximate_recall(vectors: np.ndarray, params: SearchParams, sample: int = 1000, seed: int = 0) -> float:
-    """Share of the exact top-``k`` neighbours (threshold ignored) that the HNSW graph finds, over
-    ``sample`` random users."""
-    x, _ = unit_rows(vectors)
+def approximate_recall(index: NeighbourIndex, params: SearchParams, sample: int = 1000, seed: int = 0) -> float:
+    """Share of the exact top-``k`` neighbours (threshold ignored) that ``index``'s own search (the
+    HNSW graph it was built with) finds, over ``sample`` random users."""
+    x = index.x
     k = min(params.k, len(x) - 1)
     queries = np.random.default_rng(seed).choice(len(x), size=min(sample, len(x)), replace=False)
-    _, exact = _index(x, params, exact=True).search(x[queries], k + 1)
-    _, approx = _index(x, params, exact=False).search(x[queries], k + 1)
+    _, exact = _index(np.ascontiguousarray(x), params, exact=True).search(x[queries], k + 1)
+    assert index.index is not None
+    _, approx = index.index.search(np.ascontiguousarray(x[queries]), k + 1)
     hits = [len((set(e) - {q}) & (set(a) - {q})) for q, e, a in zip(queries, exact, approx, strict=True)]
     return float(np.sum(hits) / (k * len(queries)))

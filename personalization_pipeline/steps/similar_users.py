@@ -125,7 +125,7 @@ def stage_similarity(
     )
     con.unregister("indexed")
     found = con.execute(f"SELECT DISTINCT bucket FROM '{staging / _SUBJECTS}' ORDER BY bucket").fetchall()
-    recall = approximate_recall(vectors, params, RECALL_SAMPLE) if len(index.ids) > params.exact_max else None
+    recall = approximate_recall(index, params, RECALL_SAMPLE) if len(index.ids) > params.exact_max else None
     return SimilarityStage([bucket for (bucket,) in found] or [0], len(index.ids), recall)
 
 
