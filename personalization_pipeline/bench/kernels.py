@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import faiss
 import numpy as np
 import psycopg
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from ..recsys.base import Recommender
+from ..recsys.factor_topk import Factored, FactorRows
 from ..recsys.matrices import IdIndex
 from ..recsys.ranking import mask_seen
 from ..recsys.reranker import Reranker
@@ -60,8 +62,10 @@ def als_fit(con: duckdb.DuckDBPyConnection, params: dict) -> KernelTime:
 
 
 def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelTime:
-    """The serving model's scores for every active user, seen items masked, and a partial sort to
-    the top ``n`` of each scope: batches of users, nothing written."""
+    """The serving model's top ``n`` of each scope for every active user, in batches, nothing
+    written: for a factor model, a flat inner-product search (faiss) of n + the batch's most seen
+    items per scope, the seen ones left in; otherwise every score, seen items masked, and a partial
+    sort."""
     history = read_history(con)
     users = read_active_users(con).to_numpy(str)
     catalog = read_catalog(con)
@@ -70,20 +74,36 @@ def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelT
         np.flatnonzero(np.isin(items, group["item_id"].to_numpy(str))) for _, group in catalog.groupby("scope")
     ]
     to_model = IdIndex(items).positions(history.items.ids)
+    seen_counts = np.diff(history.seen.indptr)
+
+    def search(batch: np.ndarray, factors: FactorRows) -> None:
+        most_seen = int(seen_counts[history.users.positions(batch)].max(initial=0))
+        for cols in scope_cols:
+            index = faiss.IndexFlatIP(factors.items.shape[1])
+            index.add(np.ascontiguousarray(factors.items[cols]))
+            index.search(np.ascontiguousarray(factors.users), min(len(cols), n + most_seen))
+
+    def partial_sort(batch: np.ndarray) -> None:
+        scores = model.score(batch, history)
+        mask_seen(scores, batch, history, to_model)
+        for cols in scope_cols:
+            part = np.nan_to_num(scores[:, cols], nan=-np.inf)
+            k = min(n, len(cols))
+            top = np.argpartition(-part, k - 1, axis=1)[:, :k]
+            np.take_along_axis(part, top, axis=1).argsort(axis=1)
 
     def work() -> None:
         for start in range(0, len(users), BATCH_USERS):
             batch = users[start : start + BATCH_USERS]
-            scores = model.score(batch, history)
-            mask_seen(scores, batch, history, to_model)
-            for cols in scope_cols:
-                part = np.nan_to_num(scores[:, cols], nan=-np.inf)
-                k = min(n, len(cols))
-                top = np.argpartition(-part, k - 1, axis=1)[:, :k]
-                np.take_along_axis(part, top, axis=1).argsort(axis=1)
+            factors = model.factor_rows(batch, history) if isinstance(model, Factored) else None
+            search(batch, factors) if factors is not None else partial_sort(batch)
 
+    how = "flat index search" if isinstance(model, Factored) else "dense partial sort"
     return KernelTime(
-        "top-N scoring", "user_rankings", _timed(work), f"{model.kind}, {len(users):,} users x {len(scope_cols)} scopes"
+        "top-N scoring",
+        "user_rankings",
+        _timed(work),
+        f"{model.kind} {how}, {len(users):,} users x {len(scope_cols)} scopes",
     )
 
 

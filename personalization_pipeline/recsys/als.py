@@ -10,6 +10,8 @@ from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from personalization_pipeline.recsys.base import Recommender, UserIds
+from personalization_pipeline.recsys.dots import dots
+from personalization_pipeline.recsys.factor_topk import FactorRows
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 
 
@@ -73,16 +75,19 @@ class ALS(Recommender):
         return self.items.ids
 
     def score(self, user_ids: UserIds, history: InteractionMatrix | None = None) -> np.ndarray:
-        """Scores (float32); rows of users without factors are NaN. ``history`` is not needed.
-
-        The products accumulate in float64: BLAS sums a row in an order that depends on the batch
-        around it, and float32 sums would then differ in the last bits from one batch to another
-        (a user's list must not depend on which users are ranked with them)."""
+        """Scores (float32, :func:`~.dots.dots`: the same for a user whichever users are scored
+        with them); rows of users without factors are NaN. ``history`` is not needed."""
         rows = self.users.positions(user_ids)
         out = np.full((len(rows), len(self.items)), np.nan, dtype=np.float32)
         known = rows >= 0
-        out[known] = self.user_factors[rows[known]].astype(np.float64) @ self.item_factors.T.astype(np.float64)
+        out[known] = dots(self.user_factors[rows[known]], self.item_factors)
         return out
+
+    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix | None = None) -> FactorRows:
+        """Every user with factors: all scores are dot products."""
+        rows = self.users.positions(user_ids)
+        known = np.flatnonzero(rows >= 0)
+        return FactorRows(known, self.user_factors[rows[known]], self.item_factors)
 
     def state(self) -> dict[str, np.ndarray]:
         return {

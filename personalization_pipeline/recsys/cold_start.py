@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.ranking import DEFAULT_HISTORY_DAMPING, Scorer
 from personalization_pipeline.recsys.sources import age_days
@@ -74,11 +75,23 @@ class ColdStartBlend:
     def item_ids(self) -> np.ndarray:
         return self.model.item_ids
 
-    def score(self, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray:
-        scores = np.asarray(self.model.score(user_ids, history), dtype=np.float64)
+    def _history_sizes(self, user_ids: np.ndarray, history: InteractionMatrix) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's row in ``history`` (-1: none) and engaged item count."""
         rows = history.users.positions(user_ids)
         engaged = np.diff(history.engaged.indptr)
-        h = np.where(rows >= 0, engaged[np.maximum(rows, 0)], 0).astype(np.float64)
+        return rows, np.where(rows >= 0, engaged[np.maximum(rows, 0)], 0).astype(np.float64)
+
+    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> FactorRows | None:
+        """The model's factor-scored users minus the blended ones (short histories)."""
+        inner = self.model.factor_rows(user_ids, history) if isinstance(self.model, Factored) else None
+        if inner is None:
+            return None
+        rows, h = self._history_sizes(user_ids[inner.positions], history)
+        return inner.only((rows < 0) | (h >= self.params.max_history))
+
+    def score(self, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray:
+        scores = np.asarray(self.model.score(user_ids, history), dtype=np.float64)
+        rows, h = self._history_sizes(user_ids, history)
         cold = np.flatnonzero((rows >= 0) & (h < self.params.max_history))
         if len(cold) == 0:
             return scores

@@ -30,6 +30,7 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from personalization_pipeline.recsys.base import Recommender, UserIds
+from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.metrics import evaluate_per_user, paired_stderr
 
@@ -273,6 +274,16 @@ class PerUserComposite(Recommender):
     @property
     def item_ids(self) -> np.ndarray:
         return self.item_features.item_ids
+
+    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> FactorRows | None:
+        """The global model's factor-scored users without a model of their own, when the global
+        model knows all of these models' items."""
+        inner = self.base.factor_rows(user_ids, history) if isinstance(self.base, Factored) else None
+        base_cols = IdIndex(np.asarray(self.base.item_ids, dtype=str)).positions(self.item_ids) if inner else None
+        if inner is None or base_cols is None or (base_cols < 0).any():
+            return None
+        unkept = self.users.positions(np.asarray(user_ids, dtype=str)[inner.positions]) < 0
+        return FactorRows(inner.positions[unkept], inner.users[unkept], inner.items[base_cols])
 
     def score(self, user_ids: UserIds, history: InteractionMatrix) -> np.ndarray:
         """Global scores (on its items); for kept users, the model's probabilities over their

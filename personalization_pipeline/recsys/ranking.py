@@ -19,13 +19,16 @@ Global (non-personalised) lists use ``relative`` alone.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from personalization_pipeline.recsys import factor_topk
+from personalization_pipeline.recsys.dots import dots
+from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
 
@@ -83,7 +86,17 @@ class Picks:
 
     def ordered(self) -> Picks:
         """The same entries ordered by row, then scope, then rank."""
-        order = np.lexsort((self.ranks, self.scope_codes, self.rows))
+        return self._take(np.lexsort((self.ranks, self.scope_codes, self.rows)))
+
+    def by_scope(self) -> Picks:
+        """The same entries ordered by scope, then row, then rank."""
+        return self._take(np.lexsort((self.ranks, self.rows, self.scope_codes)))
+
+    def moved(self, rows: np.ndarray, cols: np.ndarray | None = None) -> Picks:
+        """The same entries with row r renumbered ``rows[r]`` (and column c ``cols[c]``)."""
+        return replace(self, rows=rows[self.rows], cols=self.cols if cols is None else cols[self.cols])
+
+    def _take(self, order: np.ndarray) -> Picks:
         return Picks(*(getattr(self, f)[order] for f in self.__dataclass_fields__))
 
 
@@ -177,11 +190,49 @@ def mask_seen(scores: np.ndarray, user_ids: np.ndarray, history: InteractionMatr
     scores[seen_entries(user_ids, history, to_model)] = -np.inf
 
 
+def _rank_factored(
+    factors: FactorRows, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
+) -> Picks:
+    """:func:`rank_batch` for the users of ``factors``, by proposals certified exact
+    (:mod:`~.factor_topk`) and, for the users they leave, every item of the scope."""
+    rows, cols = seen_entries(user_ids[factors.positions], history, to_model)
+    shape = (len(factors.positions), len(factors.items))
+    seen = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)), shape=shape)
+    parts = []
+    for code, scope_cols in enumerate(scopes.columns):
+        if not len(scope_cols):
+            continue
+        items, scope_seen = factors.items[scope_cols], seen[:, scope_cols]
+        top = factor_topk.top_n(factors.users, items, scope_seen, n)
+        parts.append(_picks(top.rows, scope_cols[top.cols], top.scores.astype(np.float64), top.ranks, code))
+        if len(top.dense_rows):
+            scores = dots(factors.users[top.dense_rows], items)
+            scores[scope_seen[top.dense_rows].nonzero()] = -np.inf
+            local = _pick_top(scores, n, np.arange(len(scope_cols)), code)
+            parts.append(local.moved(top.dense_rows, scope_cols))
+    return Picks.concat(parts).moved(factors.positions)
+
+
 def rank_batch(
     model: Scorer, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
 ) -> Picks:
     """The top-``n`` unseen items per scope of each of ``user_ids`` (a batch) by ``model``, in its
-    column numbers (``to_model``: model column of each history item, -1 when unknown)."""
+    column numbers (``to_model``: model column of each history item, -1 when unknown), ordered by
+    scope, row and rank. Users a factor model scores by factors alone skip the dense scores."""
+    factors = model.factor_rows(user_ids, history) if isinstance(model, Factored) else None
+    if factors is None or not len(factors.positions) or not scopes.columns:
+        return _rank_all(model, user_ids, history, scopes, to_model, n)
+    parts = [_rank_factored(factors, user_ids, history, scopes, to_model, n)]
+    rest = np.setdiff1d(np.arange(len(user_ids)), factors.positions)
+    if len(rest):
+        parts.append(_rank_all(model, user_ids[rest], history, scopes, to_model, n).moved(rest))
+    return Picks.concat(parts).by_scope()
+
+
+def _rank_all(
+    model: Scorer, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
+) -> Picks:
+    """:func:`rank_batch` from every score of the batch."""
     raw = model.score(user_ids, history)
     if len(user_ids) > 1 and raw.strides[0] == 0 and scopes.columns:  # a broadcast row: the same scores for every user
         return _rank_shared(raw[0], user_ids, history, scopes, to_model, n)
