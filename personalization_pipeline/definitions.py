@@ -22,6 +22,7 @@ from .assets import (
     tuning,
 )
 from .assets.dbt import dbt_models, dbt_resource
+from .assets.hygiene import annotated
 from .checks import privacy_checks, regression_gate
 from .config import Settings
 from .ingest.arrivals import find_arrivals
@@ -74,7 +75,7 @@ def build_definitions() -> dg.Definitions:
     )
 
     return dg.Definitions(
-        assets=all_assets,
+        assets=annotated(all_assets, settings),
         asset_checks=[*privacy_checks, regression_gate],
         jobs=[nightly_job, weekly_job, cleanup_job],
         schedules=[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -29,3 +30,35 @@ def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
     beyond it, sorts, joins and aggregates spill to disk. ``None`` keeps DuckDB's default, 80% of RAM."""
     if limit:
         con.execute(f"SET memory_limit = '{limit}'")
+
+
+@dataclass(frozen=True)
+class TableDescription:
+    """A relation's rows (None for a view: counting it would run it) and (column, type) pairs."""
+
+    rows: int | None
+    columns: list[tuple[str, str]]
+
+
+def describe_tables(con: duckdb.DuckDBPyConnection, schema: str = "main") -> dict[str, TableDescription]:
+    """Every table and view of ``schema`` by name: row count (tables) and column types in order."""
+    relations = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name",
+        [schema],
+    ).fetchall()
+    columns: dict[str, list[tuple[str, str]]] = {}
+    for table, column, type_ in con.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+        "ORDER BY table_name, ordinal_position",
+        [schema],
+    ).fetchall():
+        columns.setdefault(table, []).append((column, type_))
+    return {
+        name: TableDescription(
+            scalar(con, f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(name)}")
+            if kind == "BASE TABLE"
+            else None,
+            columns.get(name, []),
+        )
+        for name, kind in relations
+    }

@@ -9,11 +9,13 @@ from ..privacy.retention import log_retention, purge_warehouse, retention_period
 from ..resources import ServingDatabaseResource, WarehouseResource
 from ..serving.publish import drop_stale_load_tables
 from ..serving.retention import purge_expired
+from .hygiene import DB_RETRY, transient_only
 from .metering import metered
 
 
-@dg.asset(group_name="maintenance", pool="warehouse")
+@dg.asset(group_name="maintenance", pool="warehouse", retry_policy=DB_RETRY)
 @metered
+@transient_only
 def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
     """Delete expired rankings, old features and metrics and the load tables of failed publishes
     (PostgreSQL), old quarantine, raw events and evaluation history (warehouse); report the counts."""

@@ -13,6 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from ..config import Settings, project_root
 from ..resources import WarehouseResource
+from ..sqlutil import TableDescription, describe_tables
 from ..steps.registry import with_tuned
 
 DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
@@ -76,8 +77,24 @@ def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Build the staging and mart models and run their tests (time decay: the last tuned values
-    where the environment sets none)."""
+    where the environment sets none); each model's row count and column types go to its metadata,
+    read once dbt has closed the warehouse (an adapter connection of dbt-duckdb in this process
+    would hold the file)."""
     with warehouse.connect() as con:  # closed before dbt opens the file
         settings = with_tuned(con, Settings.from_env())
     args = ["build", "--vars", json.dumps(dbt_vars(settings, warehouse.active_path))]
-    yield from dbt.cli(args, context=context).stream()
+    events = list(dbt.cli(args, context=context).stream())
+    with warehouse.connect(read_only=True) as con:
+        described = describe_tables(con)
+    for event in events:
+        built = event.output_name if isinstance(event, dg.Output) else None  # the model's name (default keys)
+        if built in described:
+            event = event.with_metadata({**event.metadata, **model_metadata(described[built])})
+        yield event
+
+
+def model_metadata(table: TableDescription) -> dict[str, Any]:
+    """A built model's row count (tables only: counting a view would run it) and column types."""
+    columns = [dg.TableColumn(name, type_) for name, type_ in table.columns]
+    counted = {"dagster/row_count": table.rows} if table.rows is not None else {}
+    return {**counted, "dagster/column_schema": dg.TableSchema(columns=columns)}

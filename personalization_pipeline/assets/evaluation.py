@@ -6,9 +6,10 @@ import dagster as dg
 
 from ..config import Settings
 from ..resources import WarehouseResource
-from ..steps.evaluate import evaluate_registered, metrics_markdown
+from ..steps.evaluate import evaluate_registered, metric_over_runs, metrics_table
 from ..steps.registry import latest_trained
 from ..steps.tables import ITEMS, SIGNALS, USER_FEATURES
+from .metadata import table_metadata
 from .metering import metered
 from .models import MODEL_ASSET_KEYS
 
@@ -18,10 +19,23 @@ from .models import MODEL_ASSET_KEYS
 )
 @metered
 def offline_eval(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """precision@K, recall@K, NDCG@K, MAP@K, hit rate, coverage, diversity and novelty per model; history kept."""
+    """precision@K, recall@K, NDCG@K, MAP@K, hit rate, coverage, diversity and novelty per model; history kept.
+
+    Metadata: ``metrics`` (models x metrics of this run), ``ndcg_over_runs`` (every model's NDCG
+    over the last 10 runs), the best model and its NDCG (plotted over runs by the UI)."""
     with warehouse.connect() as con:
         result = evaluate_registered(
             con, Settings.from_env(), latest_trained(con), context.run_id, datetime.now(UTC).replace(tzinfo=None)
         )
-    values = {f"{r.model_name}/{r.metric}@{r.k}": r.value for r in result.itertuples()}
-    return dg.MaterializeResult(metadata={"metrics": dg.MetadataValue.md(metrics_markdown(result)), **values})
+        history = metric_over_runs(con, "ndcg")
+    metrics = metrics_table(result)
+    best = metrics.loc[metrics["ndcg"].idxmax()] if "ndcg" in metrics and metrics["ndcg"].notna().any() else None
+    k = int(result["k"].mode().iloc[0]) if len(result) else 0
+    return dg.MaterializeResult(
+        metadata={
+            "metrics": table_metadata(metrics),
+            "ndcg_over_runs": table_metadata(history),
+            "dagster/row_count": len(result),
+            **({"best_model": str(best["model"]), f"best_ndcg@{k}": float(best["ndcg"])} if best is not None else {}),
+        }
+    )

@@ -60,7 +60,7 @@ def raw_tables(
             asset_key=f"raw_{name}",
             metadata={
                 "source_file": report.files.get(name, "(none: derived or defaults)"),
-                "rows": report.rows.get(name, 0),
+                "dagster/row_count": report.rows.get(name, 0),
                 "quarantined": sum(quarantined.values()),
                 "quarantined_by_reason": quarantined,
                 "dropped_columns": report.dropped_columns.get(name, []),

@@ -23,7 +23,7 @@ from ..steps.buckets import RankingPlan, load_outputs, rank_bucket, stage_inputs
 from ..steps.rank import RankingCounts, choose_serving_model, current_per_user, write_global_rankings
 from ..steps.registry import latest_trained
 from ..steps.rerank import RANKER, rerank_cost_reason
-from ..steps.tables import ACTIVITY, ITEMS, USER_RANKINGS
+from ..steps.tables import ACTIVITY, GLOBAL_RANKINGS, ITEMS, USER_RANKINGS
 from .metering import fanned_out_usage, metered
 from .models import MODEL_ASSET_KEYS
 
@@ -137,4 +137,5 @@ def global_rankings(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Non-personalized top-N per scope: cold start, opted-out and expired fallbacks."""
     with warehouse.connect() as con:
         scopes = write_global_rankings(con, latest_trained(con)["popularity"], Settings.from_env().top_n)
-    return dg.MaterializeResult(metadata={"scopes": scopes})
+        rows = scalar(con, f"SELECT count(*) FROM {GLOBAL_RANKINGS}")
+    return dg.MaterializeResult(metadata={"scopes": scopes, "dagster/row_count": rows})

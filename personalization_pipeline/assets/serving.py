@@ -23,6 +23,7 @@ from ..serving.snapshot import bucket_frames, per_user_queries, shared_frames, s
 from ..steps.buckets import remove_staging
 from ..steps.registry import latest_trained
 from ..steps.tables import GLOBAL_RANKINGS, SIMILAR_USERS, USER_FEATURES, USER_RANKINGS
+from .hygiene import DB_RETRY, transient_only
 from .metering import fanned_out_usage
 from .models import MODEL_ASSET_KEYS
 
@@ -50,7 +51,13 @@ class LoadResult:
     usage: dict[str, float]
 
 
-@dg.op(ins={name: dg.In(dg.Nothing) for name in _UPSTREAM_INS}, out=dg.DynamicOut(LoadTask), pool="warehouse")
+@dg.op(
+    ins={name: dg.In(dg.Nothing) for name in _UPSTREAM_INS},
+    out=dg.DynamicOut(LoadTask),
+    pool="warehouse",
+    retry_policy=DB_RETRY,
+)
+@transient_only
 def plan_publish(
     context: dg.OpExecutionContext, warehouse: WarehouseResource, serving_db: ServingDatabaseResource
 ) -> Iterator[dg.DynamicOutput[LoadTask]]:
@@ -73,7 +80,8 @@ def plan_publish(
         yield dg.DynamicOutput(task, mapping_key=f"bucket_{bucket}")
 
 
-@dg.op
+@dg.op(retry_policy=DB_RETRY)
+@transient_only
 def load_publish_bucket(
     context: dg.OpExecutionContext, serving_db: ServingDatabaseResource, task: LoadTask
 ) -> LoadResult:
@@ -85,7 +93,8 @@ def load_publish_bucket(
     return LoadResult(task, rows, usage)
 
 
-@dg.op(out=dg.Out(dg.Nothing))
+@dg.op(out=dg.Out(dg.Nothing), retry_policy=DB_RETRY)
+@transient_only
 def swap_published(
     context: dg.OpExecutionContext, serving_db: ServingDatabaseResource, results: list[LoadResult]
 ) -> None:

@@ -106,10 +106,28 @@ def evaluate_registered(
     return result
 
 
-def metrics_markdown(result: pd.DataFrame) -> str:
-    """A models x metrics Markdown table of one evaluation run."""
-    table = result.pivot(index="model_name", columns="metric", values="value").sort_index()
-    header = "| model | " + " | ".join(table.columns) + " |"
-    rule = "|---|" + "---|" * len(table.columns)
-    body = [f"| {name} | " + " | ".join(f"{v:.4f}" for v in row) + " |" for name, row in table.iterrows()]
-    return "\n".join([header, rule, *body])
+def metrics_table(result: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """One evaluation run as a models x metrics frame (``model`` first, values rounded)."""
+    table = result.pivot_table(index="model_name", columns="metric", values="value", aggfunc="first")
+    table = table.round(digits).sort_index().reset_index().rename(columns={"model_name": "model"})
+    table.columns.name = None
+    return table
+
+
+def metric_over_runs(
+    con: duckdb.DuckDBPyConnection, metric: str = "ndcg", runs: int = 10, digits: int = 4
+) -> pd.DataFrame:
+    """``metric`` of every model over the last ``runs`` evaluation runs, oldest first: one row per
+    run (``evaluated_at``, ``run_id``), one column per model (empty where it was not evaluated)."""
+    frame = con.execute(
+        f"""WITH recent AS (
+              SELECT run_id, max(computed_at) AS evaluated_at FROM {EVAL_HISTORY}
+              GROUP BY run_id ORDER BY evaluated_at DESC, run_id LIMIT ?)
+            SELECT r.evaluated_at, r.run_id, h.model_name, h.value FROM recent r
+            JOIN {EVAL_HISTORY} h USING (run_id) WHERE h.metric = ?""",
+        [runs, metric],
+    ).df()
+    table = frame.pivot_table(index=["evaluated_at", "run_id"], columns="model_name", values="value", aggfunc="first")
+    table = table.round(digits).sort_index().reset_index()
+    table.columns.name = None
+    return table

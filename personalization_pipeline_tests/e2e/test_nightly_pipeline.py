@@ -128,6 +128,21 @@ def test_every_python_asset_reports_its_steps_time_and_memory(pipeline):
     )  # one step
 
 
+def test_dbt_models_report_their_row_counts_and_column_types(pipeline):
+    settings, result, *_ = pipeline
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        for model in ("stg_items", "mart_user_item_signals"):
+            meta = result.metadata[model]
+            rows = con.execute(f"SELECT count(*) FROM {model}").fetchone()[0]
+            types = con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+                "ORDER BY ordinal_position",
+                [model],
+            ).fetchall()
+            assert meta["dagster/row_count"] == rows > 0, model
+            assert [(c.name, c.type) for c in meta["dagster/column_schema"].columns] == types, model
+
+
 def test_features_are_k_anonymous_per_quasi_identifier(pipeline):
     settings, result, *_ = pipeline
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
@@ -180,7 +195,12 @@ def test_als_beats_popularity_on_planted_preferences(pipeline):
         }
     assert metrics[("popularity", "ndcg")] > 0
     assert metrics[("als", "ndcg")] >= 1.25 * metrics[("popularity", "ndcg")]
-    assert "| als |" in result.metadata["offline_eval"]["metrics"]
+    meta = result.metadata["offline_eval"]
+    table = {row.data["model"]: row.data for row in meta["metrics"].records}
+    assert table["als"]["ndcg"] == round(metrics[("als", "ndcg")], 4)
+    ndcg = {model: row["ndcg"] for model, row in table.items() if row["ndcg"] is not None}  # candidates: recall only
+    assert meta["best_model"] == max(ndcg, key=ndcg.__getitem__) and meta["best_ndcg@10"] == max(ndcg.values())
+    assert [row.data["run_id"] for row in meta["ndcg_over_runs"].records][-1] == result.run_id
 
 
 def test_the_served_reranked_lists_beat_als_alone_on_planted_data(pipeline):
