@@ -55,6 +55,7 @@ def _ensure_sample_data(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .progress import StepProgress
     from .runner import run_job, sample_lookup, summarize
 
     settings = Settings.from_env()
@@ -63,13 +64,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_path = settings.runtime_dir / "logs" / f"{args.job}-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     terminal = Console(file=sys.stdout)  # bound before the job's own output is redirected to the log
+    terminal.print(f"[bold]{args.job}[/] job (data: {settings.data_dir}; log: {log_path})")
     with (
         log_path.open("w") as log,
-        terminal.status(f"running the {args.job} job (data: {settings.data_dir}; log: {log_path}) ..."),
+        terminal.status(f"{args.job}: starting ...") as status,
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),  # Dagster's event log and tracebacks: kept in the job log
     ):
-        result = run_job(args.job)
+        result = run_job(args.job, on_event=StepProgress(terminal, status, args.job))
     if not result.success:
         console.print(
             f"[red bold]The {args.job} job failed[/]: {result.error}\nfull log with the traceback: {log_path}"

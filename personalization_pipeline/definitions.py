@@ -148,4 +148,8 @@ def executor(settings: Settings) -> dg.ExecutorDefinition:
     return dg.in_process_executor
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by the webserver, the daemon, ``run`` and every step process: built from the
+    environment at each load, so a process sees the settings it was started with."""
+    return build_definitions()

@@ -1,14 +1,16 @@
-"""Run a job in-process and report what it produced (used by ``personalization-pipeline run``)."""
+"""Run a job from this process as a run of the code location, and report what it produced (used by
+``personalization-pipeline run`` and the benchmark)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from tempfile import TemporaryDirectory
@@ -18,13 +20,22 @@ import dagster as dg
 import duckdb
 import psycopg
 import uvicorn
-from dagster._core.execution.job_execution_result import JobExecutionResult
+from dagster._core.definitions.reconstruct import ReconstructableJob
+from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.execution.api import execute_run_iterator
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.remote_representation.code_location import InProcessCodeLocation
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from .config import Settings
 from .serving.app import create_app
 from .serving.auth import mint_token
 from .serving.database import login_summary, resolve_database_url
 from .sqlutil import scalar
+
+_LOGGED = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 @dataclass(frozen=True)
@@ -43,61 +54,108 @@ class JobResult:
     rows: dict[str, int]
 
 
-def job_named(name: str) -> dg.JobDefinition:
-    """The job ``name`` of the definitions built from the environment (what step processes load)."""
-    from .definitions import build_definitions
-
-    return build_definitions().resolve_job_def(name)
+LOCATION_NAME = "personalization_pipeline"
+"""The code location's name, as workspace.yaml and ``[tool.dg]`` give it to the webserver."""
+_REPOSITORY = "__repository__"  # the repository of a Definitions object
 
 
-def run_job(job_name: str, assets: Sequence[str] | None = None) -> JobResult:
-    """Execute ``job_name`` (only ``assets`` of it when given) on the environment's settings:
-    in this process, or with the configured multiprocess or Celery executor. The instance is
-    DAGSTER_HOME's when set, else a temporary one (persistent for the run's step processes)."""
-    logged = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    selection = [dg.AssetKey(name) for name in assets] if assets is not None else None
-    in_process = Settings.from_env().executor == "in_process"
+def code_location(instance: dg.DagsterInstance) -> InProcessCodeLocation:
+    """The project's code location, loaded in this process under the webserver's location name,
+    so runs created from it belong to its jobs (Runs list, job pages, timeline)."""
+    target = LoadableTargetOrigin(
+        executable_path=sys.executable, module_name="personalization_pipeline.definitions", attribute="defs"
+    )
+    return InProcessCodeLocation(InProcessCodeLocationOrigin(target, location_name=LOCATION_NAME), instance=instance)
+
+
+def create_run(
+    instance: dg.DagsterInstance, location: InProcessCodeLocation, job_name: str, assets: Sequence[str] | None
+) -> DagsterRun:
+    """A run of ``job_name`` (only ``assets`` of it when given) recorded with the location's origin,
+    as the UI's launchpad records one."""
+    repository = location.get_repository(_REPOSITORY)
+    selection = frozenset(dg.AssetKey(name) for name in assets) if assets is not None else None
+    selector = JobSubsetSelector(LOCATION_NAME, _REPOSITORY, job_name, None, asset_selection=selection)
+    job = location.get_job(selector)
+    plan = location.get_execution_plan(job, _LOGGED, step_keys_to_execute=None, known_state=None, instance=instance)
+    return instance.create_run(
+        job_name=job_name,
+        run_id=None,
+        run_config=_LOGGED,
+        resolved_op_selection=job.resolved_op_selection,
+        step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
+        op_selection=None,
+        status=None,
+        root_run_id=None,
+        parent_run_id=None,
+        tags={**job.tags, "source": "personalization-pipeline run"},
+        job_snapshot=job.job_snapshot,
+        execution_plan_snapshot=plan.execution_plan_snapshot,
+        parent_job_snapshot=job.parent_job_snapshot,
+        remote_job_origin=job.get_remote_origin(),
+        job_code_origin=job.get_python_origin(),
+        asset_selection=selection,
+        asset_check_selection=None,
+        asset_graph=repository.asset_graph,
+    )
+
+
+def run_job(
+    job_name: str, assets: Sequence[str] | None = None, on_event: Callable[[dg.DagsterEvent], None] | None = None
+) -> JobResult:
+    """Run ``job_name`` (only ``assets`` of it when given) on the environment's settings, from this
+    process, with the job's executor (in-process, multiprocess or Celery): no daemon needed, yet
+    the run is the code location's, as if launched from the UI. ``on_event`` sees each event as
+    it happens. The instance is DAGSTER_HOME's when set, else a temporary one."""
     with ExitStack() as stack:
         if os.environ.get("DAGSTER_HOME"):
             instance = stack.enter_context(dg.DagsterInstance.get())
-        elif in_process:
-            instance = stack.enter_context(dg.DagsterInstance.ephemeral())
         else:
-            instance = stack.enter_context(dg.DagsterInstance.local_temp(stack.enter_context(TemporaryDirectory())))
-        if in_process:
-            result: dg.ExecuteInProcessResult | JobExecutionResult = job_named(job_name).execute_in_process(
-                instance=instance, raise_on_error=False, run_config=logged, asset_selection=selection
+            temp = stack.enter_context(TemporaryDirectory())
+            instance = stack.enter_context(
+                dg.DagsterInstance.local_temp(temp, overrides={"telemetry": {"enabled": False}})
             )
-        else:
-            job = dg.build_reconstructable_job(__name__, job_named.__name__, reconstructable_args=(job_name,))
-            result = stack.enter_context(
-                dg.execute_job(job, instance, run_config=logged, raise_on_error=False, asset_selection=selection)
-            )
-        return _job_result(instance, result)
+        location = stack.enter_context(code_location(instance))
+        run = create_run(instance, location, job_name, assets)
+        assert run.job_code_origin is not None
+        # reconstructed jobs are cached per process: load this run's from the environment it runs in
+        ReconstructableJob.get_definition.cache_clear()
+        ReconstructableJob.get_repository_definition.cache_clear()
+        events = []
+        for event in execute_run_iterator(recon_job_from_origin(run.job_code_origin), run, instance):
+            events.append(event)
+            if on_event is not None:
+                on_event(event)
+        finished = instance.get_run_by_id(run.run_id)
+        success = finished is not None and finished.status == dg.DagsterRunStatus.SUCCESS
+        return _job_result(instance, run.run_id, success, events)
 
 
-def _job_result(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult | JobExecutionResult) -> JobResult:
-    evaluations = result.get_asset_check_evaluations()
+def _job_result(instance: dg.DagsterInstance, run_id: str, success: bool, events: list[dg.DagsterEvent]) -> JobResult:
+    evaluations = [
+        e.asset_check_evaluation_data for e in events if e.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
     checks = {f"{c.asset_key.to_user_string()}.{c.check_name}": c.passed for c in evaluations}
     error = None
-    if not result.success:
+    if not success:
         failed_checks = [
             f"{c.asset_key.to_user_string()}.{c.check_name}: {c.description or 'failed'}"
             for c in evaluations
             if not c.passed
         ]
-        error = "\n".join([_first_failure(result), *failed_checks])
+        error = "\n".join([first_failure(events), *failed_checks])
     metadata: dict[str, dict[str, Any]] = {}
     rows: dict[str, int] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.materialization
+    for event in events:
+        if event.event_type != dg.DagsterEventType.ASSET_MATERIALIZATION:
+            continue
+        materialization = event.step_materialization_data.materialization
         values = {k: v.value for k, v in materialization.metadata.items()}
         metadata[materialization.asset_key.to_user_string()] = values
         count = values.get("dagster/row_count")
         if isinstance(count, int) and event.step_key:
             rows[_asset_of(event.step_key)] = rows.get(_asset_of(event.step_key), 0) + count
-    steps = _step_times(instance, result.run_id)
-    return JobResult(result.success, result.run_id, error, metadata, checks, steps, rows)
+    return JobResult(success, run_id, error, metadata, checks, _step_times(instance, run_id), rows)
 
 
 def _asset_of(step_key: str) -> str:
@@ -123,19 +181,22 @@ def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[fl
     return {step: (start, ends.get(step, start)) for step, start in starts.items()}
 
 
-def _first_failure(result: dg.ExecuteInProcessResult | JobExecutionResult) -> str:
+def root_cause(event: dg.DagsterEvent) -> str:
+    """The innermost cause of a step or run failure event (it names the file and column)."""
+    info = getattr(event.event_specific_data, "error", None)
+    while info is not None and info.cause is not None:
+        info = info.cause
+    return re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", info.message.strip()) if info else "failed"
+
+
+def first_failure(events: list[dg.DagsterEvent]) -> str:
     """``step <key>: <root cause>`` of the first failed step, or the run's own failure (a resource
     that could not start, e.g. a warehouse held by another run)."""
-    failures = result.get_step_failure_events()
-    if failures:
-        where, info = f"step {failures[0].step_key}", failures[0].step_failure_data.error
-    else:
-        event = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.PIPELINE_FAILURE)
-        where, info = "run", getattr(event.event_specific_data, "error", None)
-    while info is not None and info.cause is not None:  # the root cause names the file and column
-        info = info.cause
-    message = re.sub(r"^[\w.]+\.(\w+): ", r"\1: ", info.message.strip()) if info else "failed"
-    return f"{where}: {message}"
+    failed = next((e for e in events if e.event_type == dg.DagsterEventType.STEP_FAILURE), None)
+    if failed is not None:
+        return f"step {failed.step_key}: {root_cause(failed)}"
+    run_failure = next((e for e in events if e.event_type == dg.DagsterEventType.PIPELINE_FAILURE), None)
+    return f"run: {root_cause(run_failure)}" if run_failure is not None else "run: failed"
 
 
 def run_notes(settings: Settings, metadata: dict[str, dict[str, Any]]) -> dict[str, object]:
