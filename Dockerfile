@@ -28,6 +28,7 @@ COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY . /app
 RUN pip install --no-deps --no-build-isolation --editable . \
+    && personalization-pipeline prepare \
     && mkdir -p /app/data/dagster_home \
     && chown -R pipeline:pipeline /app
 USER pipeline

@@ -54,10 +54,20 @@ def _ensure_sample_data(settings: Settings) -> None:
     _generate(settings.data_dir, SAMPLE_USERS, SAMPLE_ITEMS, settings.seed)
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .dbt_manifest import dbt_project, prepare_manifest
+
+    parsed = prepare_manifest()
+    console.print(f"dbt manifest {'parsed' if parsed else 'up to date'}: {dbt_project.manifest_path}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from .dbt_manifest import prepare_manifest
     from .progress import StepProgress
     from .runner import run_job, sample_lookup, summarize
 
+    prepare_manifest()
     settings = Settings.from_env()
     if not args.no_sample:
         _ensure_sample_data(settings)
@@ -194,7 +204,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.report import last_job_steps, tier_section, write_report
     from .bench.run import machine, run_tier
     from .bench.tiers import TIERS
+    from .dbt_manifest import prepare_manifest
 
+    prepare_manifest()
     tier = TIERS[args.tier]
     workdir = Path(args.workdir) if args.workdir else Settings.from_env().runtime_dir / "bench" / tier.name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -265,6 +277,9 @@ def _bench_endpoint(args: argparse.Namespace, workdir: Path, log_path: Path) -> 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker for the ``celery`` executor in the foreground (replaces this process)."""
+    from .dbt_manifest import prepare_manifest
+
+    prepare_manifest()
     celery = Path(sys.executable).with_name("celery")
     command = [str(celery), "-A", "personalization_pipeline.celery_worker", "worker", "-Q", "dagster"]
     command += ["--prefetch-multiplier=1", f"--concurrency={args.concurrency}", f"--loglevel={args.loglevel}"]
@@ -390,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--loglevel", default="INFO", help="log level")
     worker.set_defaults(func=cmd_worker)
+
+    prepare = _command(
+        sub,
+        "prepare",
+        "parse the dbt project into its manifest when missing or stale",
+        "run, bench and worker do it themselves; an image or a plain dagster-webserver needs it once beforehand.",
+    )
+    prepare.set_defaults(func=cmd_prepare)
 
     stop = _command(sub, "stop-db", "stop the embedded PostgreSQL that run and serve leave running")
     stop.set_defaults(func=cmd_stop_db)

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.dbt_manifest import prepare_manifest
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
 from personalization_pipeline.serving.database import (
@@ -33,6 +34,8 @@ from personalization_pipeline.serving.database import (
 )
 from personalization_pipeline.serving.publish import Snapshot, publish_snapshot
 from personalization_pipeline.serving.schema import ensure_schema
+
+prepare_manifest()  # before any test module loads the definitions (they read the manifest)
 
 
 @pytest.fixture(scope="session")

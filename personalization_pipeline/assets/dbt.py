@@ -1,60 +1,22 @@
 """[dbt] Staging and mart models of ``dbt_project/``, with dbt tests as asset checks."""
 
-import fcntl
 import json
-import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from ..config import Settings, project_root
+from ..config import Settings
+from ..dbt_manifest import dbt_project
 from ..resources import WarehouseResource
 from ..sqlutil import TableDescription, describe_tables
 from ..steps.registry import with_tuned
 
-DBT_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
-
-
-def dbt_executable() -> str:
-    """The ``dbt`` installed beside this Python (works without an activated venv)."""
-    beside = Path(sys.executable).parent / "dbt"
-    return str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
-
-
-dbt_project = DbtProject(project_dir=project_root() / "dbt_project", profiles_dir=project_root() / "dbt_project")
-dbt_resource = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
-
-
-def manifest_is_stale() -> bool:
-    """True on a fresh clone (no manifest) or when a dbt source file changed since the last parse."""
-    if not dbt_project.manifest_path.exists():
-        return True
-    built = dbt_project.manifest_path.stat().st_mtime
-    files = [
-        p
-        for name in DBT_SOURCES
-        for p in [dbt_project.project_dir / name, *(dbt_project.project_dir / name).rglob("*")]
-    ]
-    return any(p.is_file() and p.stat().st_mtime > built for p in files)
-
-
-def prepare_manifest() -> None:
-    """Parse the project when :func:`manifest_is_stale`, holding an exclusive lock while checking
-    and parsing: processes loading the definitions at once (test workers, step processes of a
-    fresh clone) would otherwise read a manifest another one is still writing."""
-    target = dbt_project.manifest_path.parent
-    target.mkdir(parents=True, exist_ok=True)
-    with open(target / ".parse.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if manifest_is_stale():
-            dbt_resource.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
-
-
-prepare_manifest()
+dbt_resource = DbtCliResource(project_dir=dbt_project)
+dbt_project.prepare_if_dev()
 
 
 class _Translator(DagsterDbtTranslator):
@@ -83,7 +45,8 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     with warehouse.connect() as con:  # closed before dbt opens the file
         settings = with_tuned(con, Settings.from_env())
     args = ["build", "--vars", json.dumps(dbt_vars(settings, warehouse.active_path))]
-    events = list(dbt.cli(args, context=context).stream())
+    with TemporaryDirectory(prefix="dbt-") as target:  # run artifacts: nothing accumulates under target/
+        events = list(dbt.cli(args, context=context, target_path=Path(target)).stream())
     with warehouse.connect(read_only=True) as con:
         described = describe_tables(con)
     for event in events:

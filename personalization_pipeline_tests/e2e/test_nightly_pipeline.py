@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.dbt_manifest import dbt_project
 from personalization_pipeline.runner import run_job, sample_lookup
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
@@ -47,10 +48,13 @@ def pipeline(tmp_path_factory, reset_pg):
         handle.write("\n".join([first, *BAD_ROWS]) + "\n")  # `first` again: an exact duplicate
     # 600 users leave the re-ranker's gain over ALS within one standard error: serve the best evaluated
     # model (the margin rule itself is tested in test_regression_gate)
+    target = dbt_project.project_dir / dbt_project.target_path
     with pipeline_env(root, reset_pg(), top_n=TOP_N, ranker_margin_stderrs=0) as env:
         settings = Settings.from_env()
+        before = {p.name for p in target.iterdir()}
         result = run_job("nightly")
         assert result.success, result.error
+        assert {p.name for p in target.iterdir()} <= before  # dbt's run artifacts went to a temporary directory
         yield settings, result, env, int(natural.sum())
 
 
