@@ -286,6 +286,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.execv(command[0], command)
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from .serving import migrate
+    from .serving.database import login_summary, resolve_database_url
+    from .serving.schema import ensure_schema
+
+    url = resolve_database_url(Settings.from_env())
+    where = login_summary(url)
+    with psycopg.connect(url) as conn:
+        before = migrate.current(conn)
+        newest = migrate.head()
+        if args.status:
+            behind = before is None or migrate.known(before)
+            state = "up to date" if before == newest else "behind" if behind else "newer than this code"
+            line = f"serving schema of {where}: {before or 'not migrated'}; this code's: {newest} ({state})"
+            console.print(line, soft_wrap=True)
+            return 0 if before == newest else 1 if behind else 2
+        try:
+            ensure_schema(conn)
+        except migrate.SchemaTooNewError as exc:
+            console.print(f"[red bold]refused[/]: {exc}", soft_wrap=True)
+            return 2
+    console.print(f"serving schema of {where}: {before or 'not migrated'} -> {newest}", soft_wrap=True)
+    return 0
+
+
 def cmd_stop_db(args: argparse.Namespace) -> int:
     from .serving.database import stop_embedded_server
 
@@ -405,6 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--loglevel", default="INFO", help="log level")
     worker.set_defaults(func=cmd_worker)
+
+    migrate = _command(
+        sub,
+        "migrate",
+        "upgrade the serving database's schema to this code's newest revision",
+        "Alembic migrations of the serving tables, the API role, its grants and row-level security. run and serve\n"
+        "upgrade on their own; a schema newer than the code is refused (exit code 2), never touched.",
+    )
+    migrate.add_argument(
+        "--status", action="store_true", help="only print the database's revision and this code's (exit 1 when behind)"
+    )
+    migrate.set_defaults(func=cmd_migrate)
 
     prepare = _command(
         sub,

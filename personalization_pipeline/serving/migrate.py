@@ -41,6 +41,15 @@ def head() -> str:
     return revision
 
 
+def known(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations."""
+    try:
+        ScriptDirectory.from_config(_config()).get_revision(revision)
+    except CommandError:
+        return False
+    return True
+
+
 def _engine_like(conn: psycopg.Connection) -> sa.Engine:
     """An engine whose connections log in exactly as ``conn`` did (password included)."""
     params = {**conn.info.get_parameters(), "password": conn.info.password}
@@ -76,14 +85,11 @@ def _upgrade(engine: sa.Engine) -> str:
     with engine.begin() as connection:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         revision = MigrationContext.configure(connection).get_current_revision()
-        if revision is not None:
-            try:
-                ScriptDirectory.from_config(_config()).get_revision(revision)
-            except CommandError as exc:
-                raise SchemaTooNewError(
-                    f"the serving database is at schema revision {revision!r}, newer than this code "
-                    f"(newest known: {head()!r}); upgrade personalization_pipeline"
-                ) from exc
+        if revision is not None and not known(revision):
+            raise SchemaTooNewError(
+                f"the serving database is at schema revision {revision!r}, newer than this code "
+                f"(newest known: {head()!r}); upgrade personalization_pipeline"
+            )
         if revision != head():
             command.upgrade(_config(connection), "head")
     return head()

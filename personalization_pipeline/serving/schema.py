@@ -47,7 +47,7 @@ SERVING_TABLES: tuple[str, ...] = (
     SETTINGS,
 )
 
-_ROLE_DDL = f"""DO $$ BEGIN
+ROLE_DDL = f"""DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
         CREATE ROLE {API_ROLE} LOGIN;
     ELSIF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = '{API_ROLE}') THEN
@@ -94,16 +94,14 @@ _GRANTS: tuple[str, ...] = (
 
 def ensure_schema(conn: psycopg.Connection) -> None:
     """Migrate the serving tables to the newest schema (:func:`migrate.upgrade`, on its own
-    connection), then create the API role, grants and row-level security if missing.
+    connection; migration 0004 creates the API role, its grants and row-level security), then
+    re-apply the grants and any missing row-level security (:func:`secure_tables`).
 
-    Raises :class:`migrate.SchemaTooNewError` for a database migrated by newer code. The role
-    step runs in its own transaction (a savepoint when the caller already has one open); row-level
+    Raises :class:`migrate.SchemaTooNewError` for a database migrated by newer code. Row-level
     security and policies are only added when missing, so a publish never waits on a table lock.
     """
     migrate.upgrade(conn)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
-        conn.execute(_ROLE_DDL)
         secure_tables(conn)
 
 

@@ -8,13 +8,17 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
 from psycopg import sql
 
-from personalization_pipeline.serving import migrate
+from personalization_pipeline.cli import main
+from personalization_pipeline.serving import migrate, tables
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.database import normalize_url, with_database
-from personalization_pipeline.serving.schema import SERVING_TABLES, ensure_schema
+from personalization_pipeline.serving.schema import API_ROLE, PER_USER_TABLES, POLICIES, SERVING_TABLES, ensure_schema
 from personalization_pipeline_tests.conftest import API_SETTINGS
 
 FIRST = importlib.import_module("personalization_pipeline.serving.migrations.versions.0001_serving_tables")
@@ -77,3 +81,50 @@ def test_a_schema_newer_than_the_code_is_refused_untouched(database):
         assert migrate.current(conn) == "9999_from_the_future"
     with pytest.raises(migrate.SchemaTooNewError), TestClient(create_app(database, API_SETTINGS)):
         pass  # the endpoint refuses to start on it
+
+
+def test_the_migrated_schema_is_the_core_table_definitions(database):
+    with psycopg.connect(database) as conn:
+        ensure_schema(conn)
+    engine = sa.create_engine(database.replace("postgresql://", "postgresql+psycopg://", 1), poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, tables.metadata)
+    finally:
+        engine.dispose()
+    ignored = {"alembic_version"}  # Alembic's own bookkeeping
+    assert [d for d in differences if not (d[0] == "remove_table" and d[1].name in ignored)] == []
+
+
+def test_the_first_upgrade_creates_the_api_role_its_grants_and_row_level_security(database):
+    with psycopg.connect(database) as conn:
+        migrate.upgrade(conn)  # the migrations alone, without ensure_schema's re-application
+        secured = conn.execute(
+            "SELECT relname FROM pg_class WHERE relrowsecurity AND relname = ANY(%s)", (list(PER_USER_TABLES),)
+        ).fetchall()
+        policies = set(conn.execute("SELECT tablename, policyname FROM pg_policies").fetchall())
+        readable = conn.execute(
+            "SELECT has_table_privilege(%s, 'personalization_ranks', 'SELECT'), "
+            "has_table_privilege(%s, 'personalization_features', 'SELECT')",
+            (API_ROLE, API_ROLE),
+        ).fetchone()
+    assert {r[0] for r in secured} == set(PER_USER_TABLES)
+    assert {(table, name) for table, name, _ in POLICIES} <= policies
+    assert readable == (True, False)
+
+
+def test_the_migrate_command_reports_upgrades_and_refuses_a_newer_schema(database, capsys, monkeypatch):
+    monkeypatch.setenv("PERSONALIZATION_DATABASE_URL", database)
+    assert main(["migrate", "--status"]) == 1
+    assert "not migrated" in capsys.readouterr().out
+    assert main(["migrate"]) == 0
+    assert f"not migrated -> {migrate.head()}" in capsys.readouterr().out
+    assert main(["migrate", "--status"]) == 0 and "(up to date)" in capsys.readouterr().out
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    assert main(["migrate", "--status"]) == 2 and "newer than this code" in capsys.readouterr().out
+    assert main(["migrate"]) == 2
+    assert "refused" in capsys.readouterr().out
+    with psycopg.connect(database) as conn:
+        assert migrate.current(conn) == "9999_from_the_future"

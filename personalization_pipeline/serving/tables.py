@@ -1,0 +1,113 @@
+"""The serving tables as SQLAlchemy Core definitions: the schema the migrations build.
+
+``integration/test_serving_migrations.py`` compares a freshly migrated database with this
+metadata (Alembic's autogenerate comparison), so a migration that changes a table must change
+it here too; ``alembic revision --autogenerate`` starts a new migration from the difference.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+_NOW = sa.text("now()")
+_EMPTY_ARRAY = sa.text("'[]'::jsonb")
+_EMPTY_OBJECT = sa.text("'{}'::jsonb")
+
+
+def _stamp(name: str, *, default: bool = False) -> sa.Column:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=_NOW if default else None)
+
+
+def _items() -> sa.Column:
+    return sa.Column("items", JSONB, sa.CheckConstraint("jsonb_typeof(items) = 'array'"), nullable=False)
+
+
+ranks = sa.Table(
+    "personalization_ranks",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("scope", sa.Text, primary_key=True),
+    _items(),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("variant", sa.Text),
+    _stamp("generated_at"),
+    _stamp("valid_until"),
+    sa.Index("personalization_ranks_valid_until_idx", "valid_until"),
+)
+
+global_ranks = sa.Table(
+    "personalization_global_ranks",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    _items(),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("variant", sa.Text),
+    _stamp("generated_at"),
+    _stamp("valid_until"),
+)
+
+rank_rationale = sa.Table(
+    "personalization_rank_rationale",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("tags", JSONB, nullable=False),
+    _stamp("generated_at", default=True),
+)
+
+features = sa.Table(
+    "personalization_features",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("features", JSONB, nullable=False),
+    _stamp("computed_at"),
+    sa.Index("personalization_features_computed_at_idx", "computed_at"),
+)
+
+similar_users = sa.Table(
+    "personalization_similar_users",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("similar_user_id", sa.Text, primary_key=True),
+    sa.Column("similarity_score", sa.Double, nullable=False),
+    sa.Column("common_attributes", JSONB, nullable=False, server_default=_EMPTY_ARRAY),
+    _stamp("calculated_at"),
+)
+
+models = sa.Table(
+    "personalization_models",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Text, primary_key=True),
+    sa.Column("metrics", JSONB, nullable=False, server_default=_EMPTY_OBJECT),
+    _stamp("trained_at"),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("kind", sa.Text),
+    sa.Column("params", JSONB, nullable=False, server_default=_EMPTY_OBJECT),
+    sa.Index("personalization_models_one_active_idx", "model_name", unique=True, postgresql_where=sa.text("active")),
+)
+
+evaluation = sa.Table(
+    "personalization_eval",
+    metadata,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("metric", sa.Text, primary_key=True),
+    sa.Column("k", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Double),
+    _stamp("computed_at"),
+    sa.Column("model_version", sa.Text),
+    sa.Index("personalization_eval_computed_at_idx", "computed_at"),
+)
+
+settings = sa.Table(
+    "personalization_settings",
+    metadata,
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("personalization_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("data_sharing_consent", sa.Boolean),
+    _stamp("updated_at", default=True),
+)
