@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),  # Dagster's event log and tracebacks: kept in the job log
     ):
-        result = run_job(args.job, on_event=StepProgress(terminal, status, args.job))
+        result = run_job(args.job, on_event=StepProgress(terminal, status, args.job), overrides=dict(args.set))
     if not result.success:
         console.print(
             f"[red bold]The {args.job} job failed[/]: {result.error}\nfull log with the traceback: {log_path}"
@@ -322,6 +322,18 @@ def cmd_stop_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` as (name, value): JSON where it parses (numbers, booleans, objects), else text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value: object = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return name.strip().lower().removeprefix("personalization_"), value
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions as written; every option's default after its help unless it has none."""
 
@@ -368,6 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--job", default="nightly", choices=["nightly", "weekly", "cleanup"], help="job to run")
     run.add_argument(
         "--no-sample", action="store_true", help="fail instead of generating sample data into an empty data directory"
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="NAME=VALUE",
+        help="override a setting for this run only, as the launchpad's run_settings resource does "
+        "(repeatable; NAME as in PERSONALIZATION_<NAME>, VALUE as JSON or text)",
     )
     run.set_defaults(func=cmd_run)
 

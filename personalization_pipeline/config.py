@@ -181,17 +181,65 @@ class Settings(BaseSettings):
         return 1 if self.executor == "in_process" else self.max_processes
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
         """Settings from ``PERSONALIZATION_<FIELD>`` variables; unset ones keep their default.
+        ``overrides`` (field name -> value) win over the environment: a run's launchpad config;
+        the settings fixed when the definitions load (:data:`LOAD_TIME_SETTINGS`) are refused.
 
-        Raises ``ValueError`` naming every variable that does not parse.
+        Raises ``ValueError`` naming every variable or override that does not parse.
         """
+        unknown = sorted(set(overrides) - set(cls.model_fields))
+        fixed = sorted(set(overrides) & LOAD_TIME_SETTINGS)
+        if unknown or fixed:
+            raise ValueError(
+                "invalid run configuration: "
+                + "; ".join(
+                    [*(f"{name}: no such setting" for name in unknown)]
+                    + [
+                        f"{name}: fixed when the definitions load (set PERSONALIZATION_{name.upper()})"
+                        for name in fixed
+                    ]
+                )
+            )
         try:
-            return cls()  # type: ignore[call-arg]  # paths are filled in by _runtime_defaults
+            return cls(**overrides)
         except ValidationError as exc:
             problems = "; ".join(_describe(e) for e in exc.errors())
             raise ValueError(f"invalid configuration: {problems}") from None
 
+
+LOAD_TIME_SETTINGS = frozenset(
+    {
+        "runtime_dir",
+        "warehouse_path",
+        "embedded_pg_dir",
+        "model_dir",
+        "database_url",
+        "jwt_secret",
+        "jwt_issuer",
+        "jwt_audience",
+        "jwt_max_lifetime_seconds",
+        "api_database_url",
+        "run_lock_timeout_seconds",
+        "nightly_cron",
+        "weekly_cron",
+        "cleanup_cron",
+        "schedules_running",
+        "raw_file_sensor",
+        "raw_file_sensor_interval_seconds",
+        "duckdb_memory_limit",
+        "executor",
+        "max_processes",
+        "celery_broker",
+        "celery_backend",
+        "api_host",
+        "api_port",
+        "api_workers",
+        "api_access_log",
+    }
+)
+"""Settings the definitions take when they load (resources, executor, schedules, sensor) or the
+endpoint reads: a run's configuration cannot change them."""
 
 _SECRET_FIELDS = ("jwt_secret", "database_url", "api_database_url", "celery_broker", "celery_backend")
 

@@ -26,7 +26,7 @@ from .assets.hygiene import annotated
 from .checks import privacy_checks, regression_gate
 from .config import Settings
 from .ingest.arrivals import find_arrivals
-from .resources import ModelStoreResource, ServingDatabaseResource, WarehouseResource
+from .resources import ModelStoreResource, RunSettings, ServingDatabaseResource, WarehouseResource
 
 all_assets = [
     ingest.raw_tables,
@@ -102,6 +102,7 @@ def build_definitions() -> dg.Definitions:
             "serving_db": serving_db,
             "model_store": ModelStoreResource(root=str(settings.model_dir)),
             "dbt": dbt_resource,
+            "run_settings": RunSettings(),
         },
         executor=executor(settings),
     )

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from tempfile import TemporaryDirectory
@@ -68,20 +68,31 @@ def code_location(instance: dg.DagsterInstance) -> InProcessCodeLocation:
     return InProcessCodeLocation(InProcessCodeLocationOrigin(target, location_name=LOCATION_NAME), instance=instance)
 
 
+def run_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A run's config: INFO logging and, when given, settings ``overrides`` for this run only
+    (the ``run_settings`` resource, as the launchpad sets it)."""
+    resources = {"resources": {"run_settings": {"config": {"overrides": dict(overrides)}}}} if overrides else {}
+    return {**_LOGGED, **resources}
+
+
 def create_run(
-    instance: dg.DagsterInstance, location: InProcessCodeLocation, job_name: str, assets: Sequence[str] | None
+    instance: dg.DagsterInstance,
+    location: InProcessCodeLocation,
+    job_name: str,
+    assets: Sequence[str] | None,
+    config: Mapping[str, Any] = _LOGGED,
 ) -> DagsterRun:
-    """A run of ``job_name`` (only ``assets`` of it when given) recorded with the location's origin,
-    as the UI's launchpad records one."""
+    """A run of ``job_name`` (only ``assets`` of it when given) with run ``config``, recorded with
+    the location's origin, as the UI's launchpad records one."""
     repository = location.get_repository(_REPOSITORY)
     selection = frozenset(dg.AssetKey(name) for name in assets) if assets is not None else None
     selector = JobSubsetSelector(LOCATION_NAME, _REPOSITORY, job_name, None, asset_selection=selection)
     job = location.get_job(selector)
-    plan = location.get_execution_plan(job, _LOGGED, step_keys_to_execute=None, known_state=None, instance=instance)
+    plan = location.get_execution_plan(job, config, step_keys_to_execute=None, known_state=None, instance=instance)
     return instance.create_run(
         job_name=job_name,
         run_id=None,
-        run_config=_LOGGED,
+        run_config=config,
         resolved_op_selection=job.resolved_op_selection,
         step_keys_to_execute=plan.execution_plan_snapshot.step_keys_to_execute,
         op_selection=None,
@@ -101,12 +112,16 @@ def create_run(
 
 
 def run_job(
-    job_name: str, assets: Sequence[str] | None = None, on_event: Callable[[dg.DagsterEvent], None] | None = None
+    job_name: str,
+    assets: Sequence[str] | None = None,
+    on_event: Callable[[dg.DagsterEvent], None] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> JobResult:
-    """Run ``job_name`` (only ``assets`` of it when given) on the environment's settings, from this
-    process, with the job's executor (in-process, multiprocess or Celery): no daemon needed, yet
-    the run is the code location's, as if launched from the UI. ``on_event`` sees each event as
-    it happens. The instance is DAGSTER_HOME's when set, else a temporary one."""
+    """Run ``job_name`` (only ``assets`` of it when given) on the environment's settings with
+    ``overrides`` on top (this run only), from this process, with the job's executor (in-process,
+    multiprocess or Celery): no daemon needed, yet the run is the code location's, as if launched
+    from the UI. ``on_event`` sees each event as it happens. The instance is DAGSTER_HOME's when
+    set, else a temporary one."""
     with ExitStack() as stack:
         if os.environ.get("DAGSTER_HOME"):
             instance = stack.enter_context(dg.DagsterInstance.get())
@@ -116,7 +131,7 @@ def run_job(
                 dg.DagsterInstance.local_temp(temp, overrides={"telemetry": {"enabled": False}})
             )
         location = stack.enter_context(code_location(instance))
-        run = create_run(instance, location, job_name, assets)
+        run = create_run(instance, location, job_name, assets, run_config(overrides))
         assert run.job_code_origin is not None
         # reconstructed jobs are cached per process: load this run's from the environment it runs in
         ReconstructableJob.get_definition.cache_clear()

@@ -4,20 +4,19 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ..config import Settings
 from ..privacy.catalog import findings_markdown, record_screening, screen_catalog
 from ..privacy.pii import operator_allowlist, raw_pii_of_input
-from ..resources import WarehouseResource
+from ..resources import RunSettings, WarehouseResource
 from ..sqlutil import scalar
 from .metering import metered
 
 
 @dg.asset(group_name="privacy", deps=["raw_items", "raw_interactions", "raw_users"], pool="warehouse")
 @metered
-def withheld_items(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def withheld_items(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
     """Items whose served values (id, scope, category) look like personal data, left out of this run;
     findings in unserved columns (title) are reported only."""
-    settings = Settings.from_env()
+    settings = run_settings.resolve()
     raw = raw_pii_of_input(settings.data_dir, settings.mapping_path, settings.k_anonymity)
     allow = operator_allowlist(settings.pii_allow, settings.pii_allow_file)
     with warehouse.connect() as con:

@@ -4,9 +4,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ..config import Settings
 from ..privacy.retention import log_retention, purge_warehouse, retention_period
-from ..resources import ServingDatabaseResource, WarehouseResource
+from ..resources import RunSettings, ServingDatabaseResource, WarehouseResource
 from ..serving.publish import drop_stale_load_tables
 from ..serving.retention import purge_expired
 from .hygiene import DB_RETRY, transient_only
@@ -16,10 +15,12 @@ from .metering import metered
 @dg.asset(group_name="maintenance", pool="warehouse", retry_policy=DB_RETRY)
 @metered
 @transient_only
-def retention_cleanup(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
+def retention_cleanup(
+    warehouse: WarehouseResource, serving_db: ServingDatabaseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
     """Delete expired rankings, old features and metrics and the load tables of failed publishes
     (PostgreSQL), old quarantine, raw events and evaluation history (warehouse); report the counts."""
-    settings = Settings.from_env()
+    settings = run_settings.resolve()
     now = datetime.now(UTC)
     served = purge_expired(
         serving_db.get_url(),

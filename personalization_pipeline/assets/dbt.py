@@ -11,7 +11,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from ..config import Settings
 from ..dbt_manifest import dbt_project
-from ..resources import WarehouseResource
+from ..resources import RunSettings, WarehouseResource
 from ..sqlutil import TableDescription, describe_tables
 from ..steps.registry import with_tuned
 
@@ -37,13 +37,15 @@ def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
 @dbt_assets(
     manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=_Translator(), pool="warehouse"
 )
-def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource, run_settings: RunSettings
+):
     """Build the staging and mart models and run their tests (time decay: the last tuned values
     where the environment sets none); each model's row count and column types go to its metadata,
     read once dbt has closed the warehouse (an adapter connection of dbt-duckdb in this process
     would hold the file)."""
     with warehouse.connect() as con:  # closed before dbt opens the file
-        settings = with_tuned(con, Settings.from_env())
+        settings = with_tuned(con, run_settings.resolve())
     args = ["build", "--vars", json.dumps(dbt_vars(settings, warehouse.active_path))]
     with TemporaryDirectory(prefix="dbt-") as target:  # run artifacts: nothing accumulates under target/
         events = list(dbt.cli(args, context=context, target_path=Path(target)).stream())

@@ -4,8 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ..config import Settings
-from ..resources import WarehouseResource
+from ..resources import RunSettings, WarehouseResource
 from ..steps.evaluate import evaluate_registered, metric_over_runs, metrics_table
 from ..steps.registry import latest_trained
 from ..steps.tables import ITEMS, SIGNALS, USER_FEATURES
@@ -18,14 +17,16 @@ from .models import MODEL_ASSET_KEYS
     group_name="evaluation", deps=[*MODEL_ASSET_KEYS, "ranker_model", SIGNALS, ITEMS, USER_FEATURES], pool="warehouse"
 )
 @metered
-def offline_eval(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def offline_eval(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
     """precision@K, recall@K, NDCG@K, MAP@K, hit rate, coverage, diversity and novelty per model; history kept.
 
     Metadata: ``metrics`` (models x metrics of this run), ``ndcg_over_runs`` (every model's NDCG
     over the last 10 runs), the best model and its NDCG (plotted over runs by the UI)."""
     with warehouse.connect() as con:
         result = evaluate_registered(
-            con, Settings.from_env(), latest_trained(con), context.run_id, datetime.now(UTC).replace(tzinfo=None)
+            con, run_settings.resolve(), latest_trained(con), context.run_id, datetime.now(UTC).replace(tzinfo=None)
         )
         history = metric_over_runs(con, "ndcg")
     metrics = metrics_table(result)

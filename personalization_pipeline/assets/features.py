@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from ..config import Settings
 from ..features.user_features import build_user_features
-from ..resources import WarehouseResource
+from ..resources import RunSettings, WarehouseResource
 from .metering import metered
 
 
@@ -14,8 +13,8 @@ from .metering import metered
     pool="warehouse",
 )
 @metered
-def user_features(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def user_features(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
     """One allowlisted feature vector per opted-in user; rare categorical values generalised."""
     with warehouse.connect() as con:
-        counts = build_user_features(con, Settings.from_env().k_anonymity)
+        counts = build_user_features(con, run_settings.resolve().k_anonymity)
     return dg.MaterializeResult(metadata={**counts, "dagster/row_count": counts["users"]})

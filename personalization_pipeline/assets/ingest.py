@@ -5,10 +5,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from ..config import Settings
 from ..ingest import IngestOptions, load_mapping, load_raw_tables
 from ..privacy.retention import retention_period
-from ..resources import ServingDatabaseResource, WarehouseResource
+from ..resources import RunSettings, ServingDatabaseResource, WarehouseResource
 from ..serving.user_settings import read_settings, seed_settings
 from .metering import metered
 
@@ -35,9 +34,10 @@ def raw_tables(
     config: IngestConfig,
     warehouse: WarehouseResource,
     serving_db: ServingDatabaseResource,
+    run_settings: RunSettings,
 ):
     """Load the raw files, quarantining malformed rows with a reason."""
-    settings = Settings.from_env()
+    settings = run_settings.resolve()
     data_dir = settings.data_dir
     mapping = load_mapping(settings.mapping_path)
     consent = read_settings(serving_db.get_url())

@@ -6,9 +6,8 @@ from typing import Any
 
 import dagster as dg
 
-from ..config import Settings
 from ..recsys.registry import GLOBAL_MODELS
-from ..resources import ModelStoreResource, WarehouseResource
+from ..resources import ModelStoreResource, RunSettings, WarehouseResource
 from ..steps.registry import RegistryEntry
 from ..steps.tables import ITEMS, SIGNALS
 from ..steps.train import train_and_register
@@ -34,12 +33,17 @@ def _model_asset(name: str) -> dg.AssetsDefinition:
         "settings), stored and registered.",
     )
     @metered
-    def train(context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource):
+    def train(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        model_store: ModelStoreResource,
+        run_settings: RunSettings,
+    ):
         with warehouse.connect() as con:
             entry, model = train_and_register(
                 con,
                 name,
-                Settings.from_env(),
+                run_settings.resolve(),
                 Path(model_store.root),
                 context.run_id,
                 datetime.now(UTC).replace(tzinfo=None),

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..config import Settings
 from ..recsys.registry import PERSONAL_MODELS
-from ..resources import ModelStoreResource, WarehouseResource
+from ..resources import ModelStoreResource, RunSettings, WarehouseResource
 from ..steps.per_user import report_summary, train_per_user
 from ..steps.rank import choose_serving_model
 from ..steps.registry import latest_trained
@@ -21,7 +20,10 @@ from .models import MODEL_ASSET_KEYS
 @dg.asset(group_name="per_user", deps=[*MODEL_ASSET_KEYS, "offline_eval", SIGNALS, ITEMS], pool="warehouse")
 @metered
 def per_user_models(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    model_store: ModelStoreResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """A logistic model per user with enough labelled history, over the serving global model; the
     counts, mean AUCs (kept vs global) and time per 10k eligible users in the metadata."""
@@ -30,7 +32,7 @@ def per_user_models(
         base_entry = choose_serving_model(con, latest_trained(con), PERSONAL_MODELS)
         entry, fitted = train_per_user(
             con,
-            Settings.from_env(),
+            run_settings.resolve(),
             base_entry,
             load(base_entry),
             Path(model_store.root),

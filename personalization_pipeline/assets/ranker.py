@@ -6,8 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ..config import Settings
-from ..resources import ModelStoreResource, WarehouseResource
+from ..resources import ModelStoreResource, RunSettings, WarehouseResource
 from ..steps.registry import latest_trained
 from ..steps.rerank import RANKER, ranker_is_current, rerank_cost_reason, train_ranker
 from ..steps.tables import ITEMS, SIGNALS, USER_FEATURES
@@ -30,6 +29,7 @@ def ranker_model(
     config: RankerConfig,
     warehouse: WarehouseResource,
     model_store: ModelStoreResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """LambdaRank over the candidates of every source, trained on the evaluation split's train part
     (folds of it give the relevance); feature importance (gain), early-stopping figures and the
@@ -37,7 +37,7 @@ def ranker_model(
     a nightly run only when the registered one is older than ``PERSONALIZATION_RANKER_RETRAIN_DAYS``
     (or there is none) and otherwise re-ranks with it. Skipped, with the reason, when re-ranking
     every list would exceed ``PERSONALIZATION_RANKER_MAX_ROWS`` candidate rows per user bucket."""
-    settings = Settings.from_env()
+    settings = run_settings.resolve()
     now = datetime.now(UTC).replace(tzinfo=None)
     with warehouse.connect() as con:
         entries = latest_trained(con)

@@ -14,10 +14,9 @@ from typing import Any
 
 import dagster as dg
 
-from ..config import Settings
 from ..recsys.registry import PERSONAL_MODELS
 from ..resource_usage import measured
-from ..resources import ModelStoreResource, WarehouseResource
+from ..resources import ModelStoreResource, RunSettings, WarehouseResource
 from ..sqlutil import scalar
 from ..steps.buckets import RankingPlan, load_outputs, rank_bucket, stage_inputs
 from ..steps.rank import RankingCounts, choose_serving_model, current_per_user, write_global_rankings
@@ -55,12 +54,15 @@ _UPSTREAM_INS = {f"upstream_{i}": key for i, key in enumerate(_UPSTREAM)}
 
 @dg.op(ins={name: dg.In(dg.Nothing) for name in _UPSTREAM_INS}, out=dg.DynamicOut(BucketTask), pool="warehouse")
 def plan_user_rankings(
-    context: dg.OpExecutionContext, warehouse: WarehouseResource, model_store: ModelStoreResource
+    context: dg.OpExecutionContext,
+    warehouse: WarehouseResource,
+    model_store: ModelStoreResource,
+    run_settings: RunSettings,
 ) -> Iterator[dg.DynamicOutput[BucketTask]]:
     """Choose the serving model, prune the per-user bundle, stage the inputs; one task per bucket."""
     started = time.time()
     now = datetime.now(UTC).replace(tzinfo=None)
-    settings = Settings.from_env()
+    settings = run_settings.resolve()
     staging = settings.staging_dir / context.run_id / "user_rankings"
     with warehouse.connect() as con:
         registry = latest_trained(con)
@@ -79,10 +81,10 @@ def plan_user_rankings(
 
 
 @dg.op
-def rank_user_bucket(context: dg.OpExecutionContext, task: BucketTask) -> BucketResult:
+def rank_user_bucket(context: dg.OpExecutionContext, task: BucketTask, run_settings: RunSettings) -> BucketResult:
     """Rank one bucket's users from the staged inputs (never opens the warehouse)."""
     with measured() as usage:
-        counts = rank_bucket(task.plan, task.bucket, Settings.from_env())
+        counts = rank_bucket(task.plan, task.bucket, run_settings.resolve())
     context.log.info(f"bucket {task.bucket}: {counts.users} users, {counts.rows} rows")
     return BucketResult(task, counts, usage)
 
@@ -133,9 +135,9 @@ def user_rankings(**upstream: Any) -> Any:
 
 @dg.asset(group_name="rankings", deps=["popularity_model", ITEMS], pool="warehouse")
 @metered
-def global_rankings(warehouse: WarehouseResource) -> dg.MaterializeResult:
+def global_rankings(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
     """Non-personalized top-N per scope: cold start, opted-out and expired fallbacks."""
     with warehouse.connect() as con:
-        scopes = write_global_rankings(con, latest_trained(con)["popularity"], Settings.from_env().top_n)
+        scopes = write_global_rankings(con, latest_trained(con)["popularity"], run_settings.resolve().top_n)
         rows = scalar(con, f"SELECT count(*) FROM {GLOBAL_RANKINGS}")
     return dg.MaterializeResult(metadata={"scopes": scopes, "dagster/row_count": rows})

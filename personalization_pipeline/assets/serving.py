@@ -15,9 +15,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ..config import Settings
 from ..resource_usage import measured
-from ..resources import ServingDatabaseResource, WarehouseResource
+from ..resources import RunSettings, ServingDatabaseResource, WarehouseResource
 from ..serving.publish import LoadTables, create_load_tables, load_rows, swap_in
 from ..serving.snapshot import bucket_frames, per_user_queries, shared_frames, stage_per_user
 from ..steps.buckets import remove_staging
@@ -59,12 +58,15 @@ class LoadResult:
 )
 @transient_only
 def plan_publish(
-    context: dg.OpExecutionContext, warehouse: WarehouseResource, serving_db: ServingDatabaseResource
+    context: dg.OpExecutionContext,
+    warehouse: WarehouseResource,
+    serving_db: ServingDatabaseResource,
+    run_settings: RunSettings,
 ) -> Iterator[dg.DynamicOutput[LoadTask]]:
     """Stage the per-user frames by user bucket, read the shared ones, create the load tables."""
     started = time.time()
     now = datetime.now(UTC).replace(tzinfo=None)
-    settings = Settings.from_env()
+    settings = run_settings.resolve()
     ttl = timedelta(hours=settings.ranking_ttl_hours)
     staging = settings.staging_dir / context.run_id / "serving_tables"
     remove_staging(staging)

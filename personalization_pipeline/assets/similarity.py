@@ -14,10 +14,9 @@ from typing import Any
 
 import dagster as dg
 
-from ..config import Settings
 from ..recsys.similarity import SearchParams
 from ..resource_usage import measured
-from ..resources import WarehouseResource
+from ..resources import RunSettings, WarehouseResource
 from ..steps.similar_users import load_similar_users, search_bucket, stage_similarity
 from ..steps.tables import SIGNALS, USER_FEATURES
 from .metering import fanned_out_usage
@@ -45,10 +44,12 @@ class SearchResult:
 
 
 @dg.op(ins={name: dg.In(dg.Nothing) for name in _UPSTREAM_INS}, out=dg.DynamicOut(SearchTask), pool="warehouse")
-def plan_similar_users(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.DynamicOutput]:
+def plan_similar_users(
+    context: dg.OpExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> Iterator[dg.DynamicOutput]:
     """Build and stage the neighbour index of the opted-in users; one task per bucket."""
     started = time.time()
-    settings = Settings.from_env()
+    settings = run_settings.resolve()
     params = SearchParams(k=settings.similar_users_k, threshold=settings.similar_users_threshold)
     staging = settings.staging_dir / context.run_id / "similar_users"
     with warehouse.connect() as con:

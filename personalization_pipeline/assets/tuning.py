@@ -5,8 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ..config import Settings
-from ..resources import WarehouseResource
+from ..resources import RunSettings, WarehouseResource
 from ..steps.tables import CONSENTED_EVENTS, ITEMS, SIGNALS, USER_FEATURES
 from ..steps.tuning import tune
 from .metering import metered
@@ -14,14 +13,16 @@ from .metering import metered
 
 @dg.asset(group_name="tuning", deps=[SIGNALS, CONSENTED_EVENTS, ITEMS, USER_FEATURES], pool="warehouse")
 @metered
-def tuned_settings(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def tuned_settings(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
     """A seeded random search, within ``PERSONALIZATION_TUNING_BUDGET_SECONDS``, of the time decay
     with ALS's parameters, of EASE's and of the re-ranker's, scored on a validation part of the
     evaluation split's train part. The chosen values are registered as the ``tuning`` entry and used by the
     model training and the signals of later runs, except where the environment sets them."""
     with warehouse.connect() as con:
         entry, results = tune(
-            con, Settings.from_env(), context.run_id, datetime.now(UTC).replace(tzinfo=None), time.monotonic
+            con, run_settings.resolve(), context.run_id, datetime.now(UTC).replace(tzinfo=None), time.monotonic
         )
     rows = [
         dg.TableRecord(

@@ -12,10 +12,9 @@ Non-blocking (``pii_scan_unserved``, WARN): catalogue columns that stay in the w
 
 import dagster as dg
 
-from ..config import Settings
 from ..privacy.gx_suites import SERVED_SCANS, UNSERVED_SCANS, Scan, validate_table
 from ..privacy.pii import ALLOW_SETTING, operator_allowlist, raw_pii_of_input
-from ..resources import WarehouseResource
+from ..resources import RunSettings, WarehouseResource
 
 BLOCKING_CHECK = "pii_free"
 REPORTING_CHECK = "pii_scan_unserved"
@@ -36,8 +35,8 @@ def _pii_check(scan: Scan, *, blocking: bool) -> dg.AssetChecksDefinition:
         pool="warehouse",
         description=description,
     )
-    def check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        settings = Settings.from_env()
+    def check(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.AssetCheckResult:
+        settings = run_settings.resolve()
         raw = raw_pii_of_input(settings.data_dir, settings.mapping_path, settings.k_anonymity)
         allow = operator_allowlist(settings.pii_allow, settings.pii_allow_file)
         with warehouse.connect(read_only=True) as con:

@@ -3,8 +3,7 @@ rankings serving now keep serving, and the UI shows both figures."""
 
 import dagster as dg
 
-from ..config import Settings
-from ..resources import ServingDatabaseResource, WarehouseResource
+from ..resources import RunSettings, ServingDatabaseResource, WarehouseResource
 from ..steps.gate import challenger_figure, champion_figure, decide
 from ..steps.tables import USER_RANKINGS
 
@@ -18,8 +17,10 @@ GATE_CHECK = "regression_gate"
     pool="warehouse",
     description="The new rankings' NDCG@K is not worse than the serving model's by more than the tolerance.",
 )
-def regression_gate(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.AssetCheckResult:
-    settings = Settings.from_env()
+def regression_gate(
+    warehouse: WarehouseResource, serving_db: ServingDatabaseResource, run_settings: RunSettings
+) -> dg.AssetCheckResult:
+    settings = run_settings.resolve()
     with warehouse.connect(read_only=True) as con:
         challenger = challenger_figure(con, settings.eval_k)
     result = decide(challenger, champion_figure(serving_db.get_url(), settings.eval_k), settings.regression_tolerance)

@@ -400,3 +400,19 @@ def test_weekly_tuning_registers_its_best_trial_and_later_runs_train_with_it(pip
     }
     merged = weights.merge(expected, on=["user_id", "item_id"], suffixes=("", "_tuned"))
     assert len(merged) == len(weights) and (merged["weight"] - merged["weight_tuned"]).abs().max() < 1e-9
+
+
+def test_a_runs_setting_overrides_apply_to_that_run_only_and_fixed_ones_are_refused(pipeline):
+    settings, *_ = pipeline
+
+    def ranks_per_scope() -> set[int]:
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+            return {n for (n,) in con.execute("SELECT count(*) FROM global_rankings GROUP BY scope").fetchall()}
+
+    assert run_job("nightly", assets=["global_rankings"], overrides={"top_n": 3}).success
+    assert ranks_per_scope() == {3}
+    assert run_job("nightly", assets=["global_rankings"]).success
+    assert ranks_per_scope() == {TOP_N}  # the next run is back to the environment's settings
+    refused = run_job("nightly", assets=["global_rankings"], overrides={"executor": "celery", "top_m": 3})
+    assert not refused.success
+    assert "executor: fixed when the definitions load" in refused.error and "top_m: no such setting" in refused.error
