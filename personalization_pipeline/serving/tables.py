@@ -21,39 +21,40 @@ def _stamp(name: str, *, default: bool = False) -> sa.Column:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=_NOW if default else None)
 
 
-def _items() -> sa.Column:
-    return sa.Column("items", JSONB, sa.CheckConstraint("jsonb_typeof(items) = 'array'"), nullable=False)
+def _key(*names: str) -> list[sa.Column]:
+    return [sa.Column(name, sa.Text, primary_key=True) for name in names]
+
+
+def _ranked_list() -> list[sa.Column]:
+    """The columns of a served list: the items document, its model and its validity."""
+    return [
+        sa.Column("items", JSONB, sa.CheckConstraint("jsonb_typeof(items) = 'array'"), nullable=False),
+        sa.Column("model_version", sa.Text, nullable=False),
+        sa.Column("variant", sa.Text),
+        _stamp("generated_at"),
+        _stamp("valid_until"),
+    ]
 
 
 ranks = sa.Table(
     "personalization_ranks",
     metadata,
-    sa.Column("user_id", sa.Text, primary_key=True),
-    sa.Column("scope", sa.Text, primary_key=True),
-    _items(),
-    sa.Column("model_version", sa.Text, nullable=False),
-    sa.Column("variant", sa.Text),
-    _stamp("generated_at"),
-    _stamp("valid_until"),
+    *_key("user_id", "scope"),
+    *_ranked_list(),
     sa.Index("personalization_ranks_valid_until_idx", "valid_until"),
 )
 
 global_ranks = sa.Table(
     "personalization_global_ranks",
     metadata,
-    sa.Column("scope", sa.Text, primary_key=True),
-    _items(),
-    sa.Column("model_version", sa.Text, nullable=False),
-    sa.Column("variant", sa.Text),
-    _stamp("generated_at"),
-    _stamp("valid_until"),
+    *_key("scope"),
+    *_ranked_list(),
 )
 
 rank_rationale = sa.Table(
     "personalization_rank_rationale",
     metadata,
-    sa.Column("user_id", sa.Text, primary_key=True),
-    sa.Column("scope", sa.Text, primary_key=True),
+    *_key("user_id", "scope"),
     sa.Column("tags", JSONB, nullable=False),
     _stamp("generated_at", default=True),
 )
@@ -70,8 +71,7 @@ features = sa.Table(
 similar_users = sa.Table(
     "personalization_similar_users",
     metadata,
-    sa.Column("user_id", sa.Text, primary_key=True),
-    sa.Column("similar_user_id", sa.Text, primary_key=True),
+    *_key("user_id", "similar_user_id"),
     sa.Column("similarity_score", sa.Double, nullable=False),
     sa.Column("common_attributes", JSONB, nullable=False, server_default=_EMPTY_ARRAY),
     _stamp("calculated_at"),
@@ -80,8 +80,7 @@ similar_users = sa.Table(
 models = sa.Table(
     "personalization_models",
     metadata,
-    sa.Column("model_name", sa.Text, primary_key=True),
-    sa.Column("model_version", sa.Text, primary_key=True),
+    *_key("model_name", "model_version"),
     sa.Column("metrics", JSONB, nullable=False, server_default=_EMPTY_OBJECT),
     _stamp("trained_at"),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -93,9 +92,7 @@ models = sa.Table(
 evaluation = sa.Table(
     "personalization_eval",
     metadata,
-    sa.Column("run_id", sa.Text, primary_key=True),
-    sa.Column("model_name", sa.Text, primary_key=True),
-    sa.Column("metric", sa.Text, primary_key=True),
+    *_key("run_id", "model_name", "metric"),
     sa.Column("k", sa.Integer, primary_key=True),
     sa.Column("value", sa.Double),
     _stamp("computed_at"),
