@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import sys
 from datetime import UTC, datetime
@@ -54,6 +55,18 @@ def _ensure_sample_data(settings: Settings) -> None:
     _generate(settings.data_dir, SAMPLE_USERS, SAMPLE_ITEMS, settings.seed)
 
 
+def _default_dagster_home(settings: Settings) -> None:
+    """Without DAGSTER_HOME, record runs in ``<runtime>/dagster_home`` (configured like the
+    checkout's ``dagster_home/dagster.yaml``), where the UI started on it finds them."""
+    if os.environ.get("DAGSTER_HOME"):
+        return
+    home = settings.runtime_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(project_root() / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .dbt_manifest import dbt_project, prepare_manifest
 
@@ -69,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     prepare_manifest()
     settings = Settings.from_env()
+    _default_dagster_home(settings)
     if not args.no_sample:
         _ensure_sample_data(settings)
     log_path = settings.runtime_dir / "logs" / f"{args.job}-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pandas as pd
 import psycopg
@@ -192,6 +193,14 @@ def test_two_runs_at_once_never_interleave(tmp_path, reset_pg, wait_seconds: int
     else:
         assert codes["b"] == 0, logs["b"]
         _served_matches(settings, data["b"])  # it ran after the first one, on its own data
+    # both runs are in the instance the command defaults to, where the UI started on it lists them
+    with pytest.MonkeyPatch.context() as home:
+        home.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs(dg.RunsFilter(job_name="nightly"))
+    expected = ["FAILURE", "SUCCESS"] if wait_seconds == 0 else ["SUCCESS", "SUCCESS"]
+    assert sorted(run.status.value for run in runs) == expected
+    assert all(run.remote_job_origin is not None for run in runs)
 
 
 def test_the_regression_gate_passes_the_first_run_and_blocks_a_worse_model(published):
