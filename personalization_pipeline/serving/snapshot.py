@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from ..privacy.allowlist import FEATURE_COLUMNS
-from ..sqlutil import has_table
+from ..sqlutil import has_table, scalar
 from ..steps.buckets import bucket_sql
 from ..steps.registry import RegistryEntry
 from ..steps.tables import (
@@ -122,15 +122,28 @@ def build_snapshot(
     return Snapshot(**streams, **shared_frames(con, generated_at, ttl, registry))
 
 
-def stage_per_user(con: duckdb.DuckDBPyConnection, queries: dict[str, Query], staging: Path, buckets: int) -> list[int]:
+SLICE_ROWS = 10_000_000
+"""Ranking rows aggregated per staging query: DuckDB keeps a query's per-user lists in memory
+(list aggregates do not spill), so larger warehouses are staged a slice of users at a time."""
+
+
+def stage_per_user(
+    con: duckdb.DuckDBPyConnection, queries: dict[str, Query], staging: Path, buckets: int, slice_rows: int = SLICE_ROWS
+) -> list[int]:
     """Write each per-user frame under ``staging/<frame>/bucket=<n>/`` (Parquet, one directory per user
-    bucket, :func:`steps.buckets.bucket_sql`); the buckets that hold rows, ascending (0 alone when none)."""
+    bucket, :func:`steps.buckets.bucket_sql`), one slice of users at a time (a slice per
+    ``slice_rows`` ranking rows); the buckets that hold rows, ascending (0 alone when none)."""
+    rows = scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}") if has_table(con, USER_RANKINGS) else 0
+    slices = max(1, -(-rows // slice_rows))
     for name, query in queries.items():
-        con.execute(
-            f"COPY (SELECT *, {bucket_sql('user_id', buckets)} AS bucket FROM ({query.sql})) "
-            f"TO '{staging / name}' (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE)",
-            query.params,
-        )
+        for part in range(slices):
+            keep = f"WHERE hash(user_id) % {slices} = {part}" if slices > 1 else ""
+            con.execute(
+                f"COPY (SELECT *, {bucket_sql('user_id', buckets)} AS bucket FROM ({query.sql}) {keep}) "
+                f"TO '{staging / name}' (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE, "
+                f"FILENAME_PATTERN 'slice{part}_{{i}}')",
+                query.params,
+            )
     found = {int(d.name.split("=", 1)[1]) for name in queries for d in (staging / name).glob("bucket=*")}
     return sorted(found) or [0]
 

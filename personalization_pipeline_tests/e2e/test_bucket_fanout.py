@@ -25,6 +25,7 @@ import pytest
 
 from personalization_pipeline.config import Settings
 from personalization_pipeline.runner import run_job
+from personalization_pipeline.serving.snapshot import per_user_queries, stage_per_user
 from personalization_pipeline.steps.buckets import bucket_sql
 from personalization_pipeline.synth.generator import generate
 from personalization_pipeline_tests.pipeline_support import pipeline_env
@@ -259,3 +260,30 @@ def test_re_ranking_over_its_cost_budget_is_skipped_until_buckets_share_it(wareh
         assert meta["status"] == "skipped" and "PERSONALIZATION_RANKER_MAX_ROWS" in meta["skipped_because"]
     finally:
         env.delenv("PERSONALIZATION_RANKER_MAX_ROWS")
+
+
+def test_staging_a_slice_of_users_at_a_time_stages_the_same_rows(warehouse, tmp_path):
+    settings, _ = warehouse
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for run in ("whole", "sliced"):
+        (tmp_path / run).mkdir()
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        queries = per_user_queries(con, now, timedelta(hours=24))
+        rows = con.execute("SELECT count(*) FROM user_rankings").fetchone()[0]
+        whole = stage_per_user(con, queries, tmp_path / "whole", BUCKETS)
+        sliced = stage_per_user(con, queries, tmp_path / "sliced", BUCKETS, slice_rows=rows // 4)
+    assert whole == sliced and len(whole) == BUCKETS
+    slices = {p.name.split("_")[0] for p in (tmp_path / "sliced" / "ranks").rglob("*.parquet")}
+    assert slices == {f"slice{i}" for i in range(-(-rows // (rows // 4)))}  # 4 or 5 slices of users
+    for name in queries:
+        staged = {run: sorted(p.name for p in (tmp_path / run / name).glob("bucket=*")) for run in ("whole", "sliced")}
+        assert staged["whole"] == staged["sliced"]
+        for bucket in staged["whole"]:
+            frames = [
+                pd.read_parquet(tmp_path / run / name / bucket).sort_values(["user_id", *KEYS[name]])
+                for run in ("whole", "sliced")
+            ]
+            pd.testing.assert_frame_equal(*(f.reset_index(drop=True) for f in frames))
+
+
+KEYS = {"ranks": ["scope"], "rationale": ["scope"], "features": [], "similar_users": ["similar_user_id"]}
