@@ -55,16 +55,16 @@ def _ensure_sample_data(settings: Settings) -> None:
     _generate(settings.data_dir, SAMPLE_USERS, SAMPLE_ITEMS, settings.seed)
 
 
-def _default_dagster_home(settings: Settings) -> None:
-    """Without DAGSTER_HOME, record runs in ``<runtime>/dagster_home`` (configured like the
+def _dagster_home(settings: Settings) -> Path | None:
+    """Where runs are recorded without DAGSTER_HOME: ``<runtime>/dagster_home`` (configured like the
     checkout's ``dagster_home/dagster.yaml``), where the UI started on it finds them."""
     if os.environ.get("DAGSTER_HOME"):
-        return
+        return None
     home = settings.runtime_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         shutil.copyfile(project_root() / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
+    return home
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     prepare_manifest()
     settings = Settings.from_env()
-    _default_dagster_home(settings)
+    home = _dagster_home(settings)
     if not args.no_sample:
         _ensure_sample_data(settings)
     log_path = settings.runtime_dir / "logs" / f"{args.job}-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
@@ -95,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),  # Dagster's event log and tracebacks: kept in the job log
     ):
-        result = run_job(args.job, on_event=StepProgress(terminal, status, args.job), overrides=dict(args.set))
+        progress = StepProgress(terminal, status, args.job)
+        result = run_job(args.job, on_event=progress, overrides=dict(args.set), home=home)
     if not result.success:
         console.print(
             f"[red bold]The {args.job} job failed[/]: {result.error}\nfull log with the traceback: {log_path}"

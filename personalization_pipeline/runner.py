@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
@@ -116,14 +117,17 @@ def run_job(
     assets: Sequence[str] | None = None,
     on_event: Callable[[dg.DagsterEvent], None] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    home: Path | None = None,
 ) -> JobResult:
     """Run ``job_name`` (only ``assets`` of it when given) on the environment's settings with
     ``overrides`` on top (this run only), from this process, with the job's executor (in-process,
     multiprocess or Celery): no daemon needed, yet the run is the code location's, as if launched
-    from the UI. ``on_event`` sees each event as it happens. The instance is DAGSTER_HOME's when
-    set, else a temporary one."""
+    from the UI. ``on_event`` sees each event as it happens. The instance is ``home``'s when
+    given, else DAGSTER_HOME's when set, else a temporary one."""
     with ExitStack() as stack:
-        if os.environ.get("DAGSTER_HOME"):
+        if home is not None:
+            instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
+        elif os.environ.get("DAGSTER_HOME"):
             instance = stack.enter_context(dg.DagsterInstance.get())
         else:
             temp = stack.enter_context(TemporaryDirectory())
