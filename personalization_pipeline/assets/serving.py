@@ -18,7 +18,7 @@ import pandas as pd
 from ..resource_usage import measured
 from ..resources import RunSettings, ServingDatabaseResource, WarehouseResource
 from ..serving.publish import LoadTables, create_load_tables, load_rows, swap_in
-from ..serving.snapshot import bucket_frames, per_user_queries, shared_frames, stage_per_user
+from ..serving.snapshot import bucket_frames, shared_frames, stage_per_user
 from ..steps.buckets import remove_staging
 from ..steps.registry import latest_trained
 from ..steps.tables import GLOBAL_RANKINGS, SIMILAR_USERS, USER_FEATURES, USER_RANKINGS
@@ -72,11 +72,10 @@ def plan_publish(
     remove_staging(staging)
     staging.mkdir(parents=True)
     with warehouse.connect(read_only=True) as con:
-        queries = per_user_queries(con, now, ttl)
-        buckets = stage_per_user(con, queries, staging, settings.buckets)
+        names, buckets = stage_per_user(con, now, ttl, staging, settings.buckets)
         shared = shared_frames(con, now, ttl, latest_trained(con))
-    tables = create_load_tables(serving_db.get_url(), context.run_id.replace("-", "")[:16], tuple(queries))
-    context.log.info(f"publishing {', '.join(queries)} over {len(buckets)} user bucket(s)")
+    tables = create_load_tables(serving_db.get_url(), context.run_id.replace("-", "")[:16], names)
+    context.log.info(f"publishing {', '.join(names)} over {len(buckets)} user bucket(s)")
     for bucket in buckets:
         task = LoadTask(str(staging), tables, bucket, shared, now + ttl, started)
         yield dg.DynamicOutput(task, mapping_key=f"bucket_{bucket}")

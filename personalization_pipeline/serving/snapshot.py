@@ -46,11 +46,15 @@ class Query:
     params: list[Any]
 
 
-def per_user_queries(con: duckdb.DuckDBPyConnection, generated_at: datetime, ttl: timedelta) -> dict[str, Query]:
+def per_user_queries(
+    con: duckdb.DuckDBPyConnection, generated_at: datetime, ttl: timedelta, users: str = "true"
+) -> dict[str, Query]:
     """The query of each per-user frame (see :data:`publish.PER_USER_FRAMES`) the warehouse can
-    fill: rankings and features always, similar users (weekly) and rationale when present."""
+    fill: rankings and features always, similar users (weekly) and rationale when present.
+    ``users``: a SQL predicate on ``user_id`` choosing whose rows (everyone's by default), applied
+    to the tables before anything is aggregated or sorted."""
     valid_until = generated_at + ttl
-    lists = items_json_sql(USER_RANKINGS, ("user_id", "scope", "model_version"))
+    lists = items_json_sql(f"(SELECT * FROM {USER_RANKINGS} WHERE {users})", ("user_id", "scope", "model_version"))
     queries = {
         "ranks": Query(  # versions are <kind>-<hash>: the variant is the kind
             "SELECT *, split_part(model_version, '-', 1) AS variant, ?::TIMESTAMP AS generated_at, "
@@ -59,21 +63,21 @@ def per_user_queries(con: duckdb.DuckDBPyConnection, generated_at: datetime, ttl
         ),
         "features": Query(
             f"SELECT user_id, CAST(to_json(struct_pack({', '.join(FEATURE_COLUMNS)})) AS VARCHAR) AS features, "
-            f"?::TIMESTAMP AS computed_at FROM {USER_FEATURES} ORDER BY user_id",
+            f"?::TIMESTAMP AS computed_at FROM {USER_FEATURES} WHERE {users} ORDER BY user_id",
             [generated_at],
         ),
     }
     if has_table(con, SIMILAR_USERS):  # computed weekly: the latest map is published with every snapshot
         queries["similar_users"] = Query(
             f"SELECT user_id, similar_user_id, similarity_score, calculated_at, common_attributes FROM {SIMILAR_USERS} "
-            "ORDER BY user_id, similar_user_id",
+            f"WHERE {users} ORDER BY user_id, similar_user_id",
             [],
         )
     if has_table(con, RANK_RATIONALE):  # tags per (user, scope): [{id, rank, tags}] in rank order, never served
         queries["rationale"] = Query(
             "SELECT user_id, scope, CAST(to_json(list({'id': item_id, 'rank': rank, 'tags': tags} ORDER BY rank)) "
-            f"AS VARCHAR) AS tags, ?::TIMESTAMP AS generated_at FROM {RANK_RATIONALE} GROUP BY user_id, scope "
-            "ORDER BY user_id, scope",
+            f"AS VARCHAR) AS tags, ?::TIMESTAMP AS generated_at FROM {RANK_RATIONALE} WHERE {users} "
+            "GROUP BY user_id, scope ORDER BY user_id, scope",
             [generated_at],
         )
     return queries
@@ -128,24 +132,31 @@ SLICE_ROWS = 10_000_000
 
 
 def stage_per_user(
-    con: duckdb.DuckDBPyConnection, queries: dict[str, Query], staging: Path, buckets: int, slice_rows: int = SLICE_ROWS
-) -> list[int]:
-    """Write each per-user frame under ``staging/<frame>/bucket=<n>/`` (Parquet, one directory per user
-    bucket, :func:`steps.buckets.bucket_sql`), one slice of users at a time (a slice per
-    ``slice_rows`` ranking rows); the buckets that hold rows, ascending (0 alone when none)."""
+    con: duckdb.DuckDBPyConnection,
+    generated_at: datetime,
+    ttl: timedelta,
+    staging: Path,
+    buckets: int,
+    slice_rows: int = SLICE_ROWS,
+) -> tuple[tuple[str, ...], list[int]]:
+    """Write each per-user frame (:func:`per_user_queries`) under ``staging/<frame>/bucket=<n>/``
+    (Parquet, one directory per user bucket, :func:`steps.buckets.bucket_sql`), one slice of users
+    at a time (a slice per ``slice_rows`` ranking rows); the frames, and the buckets that hold
+    rows, ascending (0 alone when none)."""
     rows = scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}") if has_table(con, USER_RANKINGS) else 0
     slices = max(1, -(-rows // slice_rows))
-    for name, query in queries.items():
-        for part in range(slices):
-            keep = f"WHERE hash(user_id) % {slices} = {part}" if slices > 1 else ""
+    names = tuple(per_user_queries(con, generated_at, ttl))
+    for part in range(slices):
+        users = f"hash(user_id) % {slices} = {part}" if slices > 1 else "true"
+        for name, query in per_user_queries(con, generated_at, ttl, users).items():
             con.execute(
-                f"COPY (SELECT *, {bucket_sql('user_id', buckets)} AS bucket FROM ({query.sql}) {keep}) "
+                f"COPY (SELECT *, {bucket_sql('user_id', buckets)} AS bucket FROM ({query.sql})) "
                 f"TO '{staging / name}' (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE, "
                 f"FILENAME_PATTERN 'slice{part}_{{i}}')",
                 query.params,
             )
-    found = {int(d.name.split("=", 1)[1]) for name in queries for d in (staging / name).glob("bucket=*")}
-    return sorted(found) or [0]
+    found = {int(d.name.split("=", 1)[1]) for name in names for d in (staging / name).glob("bucket=*")}
+    return names, sorted(found) or [0]
 
 
 def bucket_frames(staging: Path, bucket: int, names: tuple[str, ...]) -> dict[str, pa.RecordBatchReader]:

@@ -267,12 +267,20 @@ def test_staging_a_slice_of_users_at_a_time_stages_the_same_rows(warehouse, tmp_
     now = datetime.now(UTC).replace(tzinfo=None)
     for run in ("whole", "sliced"):
         (tmp_path / run).mkdir()
+    ttl = timedelta(hours=24)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        queries = per_user_queries(con, now, timedelta(hours=24))
+        queries = per_user_queries(con, now, ttl)
         rows = con.execute("SELECT count(*) FROM user_rankings").fetchone()[0]
-        whole = stage_per_user(con, queries, tmp_path / "whole", BUCKETS)
-        sliced = stage_per_user(con, queries, tmp_path / "sliced", BUCKETS, slice_rows=rows // 4)
-    assert whole == sliced and len(whole) == BUCKETS
+        whole = stage_per_user(con, now, ttl, tmp_path / "whole", BUCKETS)
+        sliced = stage_per_user(con, now, ttl, tmp_path / "sliced", BUCKETS, slice_rows=rows // 4)
+        plan = con.execute(
+            f"EXPLAIN {per_user_queries(con, now, ttl, 'hash(user_id) % 4 = 1')['ranks'].sql}", [now, now]
+        )
+        lines = plan.fetchall()[0][1].splitlines()
+    assert whole == sliced and whole[0] == tuple(queries) and len(whole[1]) == BUCKETS
+    # a slice is chosen before the lists are aggregated (DuckDB keeps a query's lists in memory)
+    aggregate = next(i for i, line in enumerate(lines) if "Group By" in line)
+    assert all(i > aggregate for i, line in enumerate(lines) if "hash(user_id)" in line)
     slices = {p.name.split("_")[0] for p in (tmp_path / "sliced" / "ranks").rglob("*.parquet")}
     assert slices == {f"slice{i}" for i in range(-(-rows // (rows // 4)))}  # 4 or 5 slices of users
     for name in queries:
