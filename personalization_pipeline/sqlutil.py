@@ -40,25 +40,28 @@ class TableDescription:
     columns: list[tuple[str, str]]
 
 
-def describe_tables(con: duckdb.DuckDBPyConnection, schema: str = "main") -> dict[str, TableDescription]:
-    """Every table and view of ``schema`` by name: row count (tables) and column types in order."""
+def describe_tables(
+    con: duckdb.DuckDBPyConnection, names: list[str], schema: str = "main"
+) -> dict[str, TableDescription]:
+    """The tables and views of ``schema`` among ``names``: row count (tables) and column types in order."""
     relations = con.execute(
-        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = ? ORDER BY table_name",
-        [schema],
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = ? "
+        "AND table_name IN (SELECT unnest(?::VARCHAR[])) ORDER BY table_name",
+        [schema, names],
     ).fetchall()
     columns: dict[str, list[tuple[str, str]]] = {}
     for table, column, type_ in con.execute(
         "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
-        "ORDER BY table_name, ordinal_position",
-        [schema],
+        "AND table_name IN (SELECT unnest(?::VARCHAR[])) ORDER BY table_name, ordinal_position",
+        [schema, names],
     ).fetchall():
         columns.setdefault(table, []).append((column, type_))
-    return {
-        name: TableDescription(
+
+    def rows(name: str, kind: str) -> int | None:  # counting a view would run it
+        return (
             scalar(con, f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(name)}")
             if kind == "BASE TABLE"
-            else None,
-            columns.get(name, []),
+            else None
         )
-        for name, kind in relations
-    }
+
+    return {name: TableDescription(rows(name, kind), columns.get(name, [])) for name, kind in relations}

@@ -49,12 +49,12 @@ def dbt_models(
     args = ["build", "--vars", json.dumps(dbt_vars(settings, warehouse.active_path))]
     with TemporaryDirectory(prefix="dbt-") as target:  # run artifacts: nothing accumulates under target/
         events = list(dbt.cli(args, context=context, target_path=Path(target)).stream())
+    built = [event.output_name for event in events if isinstance(event, dg.Output)]  # model names (default keys)
     with warehouse.connect(read_only=True) as con:
-        described = describe_tables(con)
+        described = describe_tables(con, built)
     for event in events:
-        built = event.output_name if isinstance(event, dg.Output) else None  # the model's name (default keys)
-        if built in described:
-            event = event.with_metadata({**event.metadata, **model_metadata(described[built])})
+        if isinstance(event, dg.Output) and event.output_name in described:
+            event = event.with_metadata({**event.metadata, **model_metadata(described[event.output_name])})
         yield event
 
 

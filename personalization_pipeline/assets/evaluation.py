@@ -24,14 +24,15 @@ def offline_eval(
 
     Metadata: ``metrics`` (models x metrics of this run), ``ndcg_over_runs`` (every model's NDCG
     over the last 10 runs), the best model and its NDCG (plotted over runs by the UI)."""
+    settings = run_settings.resolve()
     with warehouse.connect() as con:
         result = evaluate_registered(
-            con, run_settings.resolve(), latest_trained(con), context.run_id, datetime.now(UTC).replace(tzinfo=None)
+            con, settings, latest_trained(con), context.run_id, datetime.now(UTC).replace(tzinfo=None)
         )
         history = metric_over_runs(con, "ndcg")
     metrics = metrics_table(result)
     best = metrics.loc[metrics["ndcg"].idxmax()] if "ndcg" in metrics and metrics["ndcg"].notna().any() else None
-    k = int(result["k"].mode().iloc[0]) if len(result) else 0
+    k = settings.eval_k
     return dg.MaterializeResult(
         metadata={
             "metrics": table_metadata(metrics),

@@ -279,8 +279,10 @@ class PerUserComposite(Recommender):
         """The global model's factor-scored users without a model of their own, when the global
         model knows all of these models' items."""
         inner = self.base.factor_rows(user_ids, history) if isinstance(self.base, Factored) else None
-        base_cols = IdIndex(np.asarray(self.base.item_ids, dtype=str)).positions(self.item_ids) if inner else None
-        if inner is None or base_cols is None or (base_cols < 0).any():
+        if inner is None:
+            return None
+        base_cols = self._base_cols()
+        if (base_cols < 0).any():
             return None
         unkept = self.users.positions(np.asarray(user_ids, dtype=str)[inner.positions]) < 0
         return FactorRows(inner.positions[unkept], inner.users[unkept], inner.items[base_cols])
@@ -293,7 +295,7 @@ class PerUserComposite(Recommender):
         ever met them, which the user mostly never does."""
         if self.base is None:
             raise ValueError("attach the global model with over() before scoring")
-        base_cols = IdIndex(np.asarray(self.base.item_ids, dtype=str)).positions(self.item_ids)
+        base_cols = self._base_cols()
         scores = np.full((len(user_ids), len(self.item_ids)), np.nan, dtype=np.float32)
         base = self.base.score(user_ids, history)
         inside = base_cols >= 0
@@ -307,6 +309,11 @@ class PerUserComposite(Recommender):
             candidate = self._candidates(scores[kept], np.asarray(user_ids, dtype=str)[kept], history)
             scores[kept] = np.where(candidate, 1.0 / (1.0 + np.exp(-logits)), np.nan)
         return scores
+
+    def _base_cols(self) -> np.ndarray:
+        """The global model's column of each of these models' items (-1: it lacks the item)."""
+        assert self.base is not None
+        return IdIndex(np.asarray(self.base.item_ids, dtype=str)).positions(self.item_ids)
 
     def _candidates(self, base: np.ndarray, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray:
         """Mask of each row's ``params.candidates`` best-scored items the user has not seen."""

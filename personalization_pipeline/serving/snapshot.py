@@ -143,8 +143,7 @@ def stage_per_user(
     (Parquet, one directory per user bucket, :func:`steps.buckets.bucket_sql`), one slice of users
     at a time (a slice per ``slice_rows`` ranking rows); the frames, and the buckets that hold
     rows, ascending (0 alone when none)."""
-    rows = scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}") if has_table(con, USER_RANKINGS) else 0
-    slices = max(1, -(-rows // slice_rows))
+    slices = max(1, -(-scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}") // slice_rows))
     names = tuple(per_user_queries(con, generated_at, ttl))
     for part in range(slices):
         users = f"hash(user_id) % {slices} = {part}" if slices > 1 else "true"

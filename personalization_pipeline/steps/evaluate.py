@@ -106,12 +106,17 @@ def evaluate_registered(
     return result
 
 
-def metrics_table(result: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """One evaluation run as a models x metrics frame (``model`` first, values rounded)."""
-    table = result.pivot_table(index="model_name", columns="metric", values="value", aggfunc="first")
-    table = table.round(digits).sort_index().reset_index().rename(columns={"model_name": "model"})
+def _wide(frame: pd.DataFrame, index: str | list[str], columns: str, digits: int) -> pd.DataFrame:
+    """``frame``'s values pivoted to one column per ``columns`` value, rounded, ``index`` first."""
+    table = frame.pivot_table(index=index, columns=columns, values="value", aggfunc="first")
+    table = table.round(digits).sort_index().reset_index()
     table.columns.name = None
     return table
+
+
+def metrics_table(result: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """One evaluation run as a models x metrics frame (``model`` first, values rounded)."""
+    return _wide(result, "model_name", "metric", digits).rename(columns={"model_name": "model"})
 
 
 def metric_over_runs(
@@ -127,7 +132,4 @@ def metric_over_runs(
             JOIN {EVAL_HISTORY} h USING (run_id) WHERE h.metric = ?""",
         [runs, metric],
     ).df()
-    table = frame.pivot_table(index=["evaluated_at", "run_id"], columns="model_name", values="value", aggfunc="first")
-    table = table.round(digits).sort_index().reset_index()
-    table.columns.name = None
-    return table
+    return _wide(frame, ["evaluated_at", "run_id"], "model_name", digits)
