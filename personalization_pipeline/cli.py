@@ -328,6 +328,102 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serving_url() -> str:
+    from .serving.database import resolve_database_url
+
+    return resolve_database_url(Settings.from_env())
+
+
+def _experiment_lines(experiments: list) -> Table:
+    table = Table("name", "active", "starts", "ends", "variants (ranking, traffic)", "metric", "min sample")
+    for e in experiments:
+        variants = ", ".join(f"{v.name} ({v.ranking}, {v.traffic}%)" for v in e.variants)
+        ends = e.ends_at.isoformat(timespec="minutes") if e.ends_at else "-"
+        starts = e.starts_at.isoformat(timespec="minutes")
+        table.add_row(e.name, str(e.active), starts, ends, variants, e.success_metric, str(e.min_sample_size))
+    return table
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from pydantic import ValidationError
+
+    from .experiments import store
+    from .experiments.definition import ExperimentSpec
+
+    url = _serving_url()
+    if args.action == "create":
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        try:
+            spec = ExperimentSpec.model_validate_json(text)
+            experiment = store.create(url, spec)
+        except ValidationError as exc:
+            console.print(f"[red bold]invalid experiment in {args.file}[/]:\n{exc}", soft_wrap=True)
+            return 2
+        except store.ExperimentConflict as exc:
+            console.print(f"[red bold]refused[/]: {exc}", soft_wrap=True)
+            return 1
+        console.print(_experiment_lines([experiment]))
+        console.print("Users are assigned and served their variant from the next nightly run.")
+        return 0
+    if args.action == "end":
+        ended = store.end(url, args.name)
+        if ended is None:
+            console.print(f"[red bold]no active experiment named {args.name!r}[/]", soft_wrap=True)
+            return 1
+        console.print(f"ended {ended.name}: its users get the default ranking from the next publish")
+        return 0
+    if args.action == "list":
+        console.print(_experiment_lines(store.list_all(url)))
+        return 0
+    results = store.read_results(url, args.name)
+    if results.empty:
+        console.print(f"no results for {args.name!r} yet: they are computed by the nightly job", soft_wrap=True)
+        return 1
+    shown = results.drop(columns=["name", "computed_at"]).set_index("variant")
+    table = Table("", *shown.index)  # one column per variant: fits a narrow terminal
+    for field, values in shown.T.iterrows():
+        table.add_row(
+            str(field), *("-" if pd.isna(v) else f"{v:.4g}" if isinstance(v, float) else str(v) for v in values)
+        )
+    console.print(table)
+    console.print(f"computed at {results['computed_at'].max()}")
+    return 0
+
+
+def cmd_simulate_responses(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .experiments import store
+    from .synth.responses import append_interactions, simulate_responses
+
+    settings = Settings.from_env()
+    served = store.served_lists(_serving_url(), args.experiment)
+    if served.empty:
+        console.print(f"[red bold]nobody is served in experiment {args.experiment!r}[/]: run the nightly job first")
+        return 1
+    found = sorted(settings.data_dir.glob("interactions.*"))
+    if len(found) != 1:
+        console.print(f"[red bold]expected one interactions file in {settings.data_dir}, found {len(found)}[/]")
+        return 1
+    window = pd.Timedelta(hours=settings.experiment_attribution_hours)
+    events = simulate_responses(served, dict(args.lift), args.seed, window, pd.Timestamp.now(tz="UTC"))
+    rows = append_interactions(found[0], events)
+    counts = events.groupby("event_type").size().to_dict()
+    console.print(f"appended {rows} simulated responses of {len(served)} users to {found[0]}: {counts}")
+    return 0
+
+
+def _lift(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError(text)
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected VARIANT=LIFT (e.g. treatment=0.3), got {text!r}") from None
+
+
 def cmd_stop_db(args: argparse.Namespace) -> int:
     from .serving.database import stop_embedded_server
 
@@ -488,6 +584,35 @@ def build_parser() -> argparse.ArgumentParser:
         "run, bench and worker do it themselves; an image or a plain dagster-webserver needs it once beforehand.",
     )
     prepare.set_defaults(func=cmd_prepare)
+
+    experiment = _command(
+        sub,
+        "experiment",
+        "create, end, list A/B experiments and read their results",
+        "create reads a JSON definition (the body of POST /v1/admin/experiments; see the README) from a file\n"
+        "or - for standard input. At most one experiment is active at a time.",
+    )
+    actions = experiment.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create an experiment from a JSON definition")
+    create.add_argument("file", help="JSON file, or - for standard input")
+    for action, summary in (("end", "end an active experiment"), ("results", "print the latest analysis")):
+        actions.add_parser(action, help=summary).add_argument("name", help="experiment name")
+    actions.add_parser("list", help="list every experiment")
+    experiment.set_defaults(func=cmd_experiment)
+
+    simulate = _command(
+        sub,
+        "simulate-responses",
+        "append simulated responses to an experiment's served lists to the raw interactions",
+        "Each exposed user views, accepts, completes or dismisses served items at the generator's base rates;\n"
+        "--lift multiplies a variant's acceptance and completion rates. The next run ingests the events.",
+    )
+    simulate.add_argument("experiment", help="experiment name")
+    simulate.add_argument(
+        "--lift", action="append", default=[], type=_lift, metavar="VARIANT=LIFT", help="planted lift (0.3: +30%%)"
+    )
+    simulate.add_argument("--seed", type=int, default=7, help="random seed")
+    simulate.set_defaults(func=cmd_simulate_responses)
 
     stop = _command(sub, "stop-db", "stop the embedded PostgreSQL that run and serve leave running")
     stop.set_defaults(func=cmd_stop_db)

@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     fresh_days: float = Field(14.0, ge=0)
     dismiss_filter_min: int = Field(3, ge=1)
     dismiss_filter_share: float = Field(0.8, gt=0, le=1)
+    experiment_attribution_hours: int = Field(24, gt=0)  # outcomes count until this long after the last list
+    experiment_significance: float = Field(0.05, gt=0, lt=1)  # the verdict's test level (before Bonferroni)
     similar_users_k: int = Field(20, gt=0)
     similar_users_threshold: float = Field(0.5, ge=-1, le=1)
     nightly_cron: str = "0 2 * * *"

@@ -10,6 +10,7 @@ from .assets import (
     catalog_screening,
     cleanup,
     evaluation,
+    experiments,
     features,
     ingest,
     models,
@@ -43,6 +44,9 @@ all_assets = [
     evaluation.offline_eval,
     serving.serving_tables,
     privacy_report.privacy_report,
+    experiments.experiment_exposures,
+    experiments.experiment_assignments,
+    experiments.experiment_results,
     cleanup.retention_cleanup,
 ]
 
@@ -58,13 +62,15 @@ def build_definitions() -> dg.Definitions:
     nightly_job = dg.define_asset_job(
         "nightly",
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("maintenance", "similarity", "per_user", "tuning"),
-        description="Ingest -> dbt -> features -> models -> rankings -> evaluation -> publish -> privacy report.",
+        description="Ingest -> dbt -> features -> models -> experiment assignment -> rankings -> evaluation -> "
+        "publish -> privacy report, experiment results.",
     )
     weekly_job = dg.define_asset_job(
         "weekly",
         selection=dg.AssetSelection.groups(
             "features", "tuning", "models", "similarity", "per_user", "rankings", "evaluation", "serving"
-        ),
+        )
+        | dg.AssetSelection.assets("experiment_assignments"),
         description="Rebuild features, tune, retrain the models, similar users, full evaluation, re-rank, publish.",
         config={"ops": {"ranker_model": {"config": {"always_retrain": True}}}},
     )

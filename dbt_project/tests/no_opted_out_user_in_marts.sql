@@ -6,4 +6,5 @@ where not s.personalization_enabled
   and (
     s.user_id in (select user_id from {{ ref('mart_user_item_signals') }})
     or s.user_id in (select user_id from {{ ref('mart_user_activity') }})
+    or s.user_id in (select user_id from {{ ref('mart_experiment_outcomes') }})
   )

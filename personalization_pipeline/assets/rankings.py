@@ -26,7 +26,15 @@ from ..steps.tables import ACTIVITY, GLOBAL_RANKINGS, ITEMS, USER_RANKINGS
 from .metering import fanned_out_usage, metered
 from .models import MODEL_ASSET_KEYS
 
-_UPSTREAM = (*MODEL_ASSET_KEYS, "ranker_model", "offline_eval", "per_user_models", ACTIVITY, ITEMS)
+_UPSTREAM = (
+    *MODEL_ASSET_KEYS,
+    "ranker_model",
+    "offline_eval",
+    "per_user_models",
+    "experiment_assignments",
+    ACTIVITY,
+    ITEMS,
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,12 @@ def load_user_rankings(
     plan = task.plan
     with measured() as usage, warehouse.connect() as con:
         counts = load_outputs(con, Path(plan.staging))
+        per_variant = dict(
+            con.execute(
+                f"SELECT experiment || '/' || variant, count(DISTINCT user_id) FROM {USER_RANKINGS} "
+                "WHERE variant IS NOT NULL GROUP BY ALL ORDER BY 1"
+            ).fetchall()
+        )
         per_user_users = 0
         if plan.per_user is not None:
             per_user_users = scalar(
@@ -112,6 +126,7 @@ def load_user_rankings(
             "per_user_models": per_user_users,
             "per_user_version": plan.per_user.model_version if plan.per_user is not None else "(none)",
             "users": counts.users,
+            "users_per_experiment_variant": per_variant,
             "buckets": len(results),
             "dagster/row_count": counts.rows,
             **({"ranker_skipped_because": task.ranker_skipped} if task.ranker_skipped else {}),
@@ -128,7 +143,8 @@ def user_rankings(**upstream: Any) -> Any:
     """Top-N items per opted-in user and scope, seen items and consistently dismissed categories
     removed, from the best personal model of this run's offline evaluation, or the re-ranker over
     every source's candidates (diversified, rationale tags in ``rank_rationale``) when it beats that
-    model clearly; users with a kept per-user model are scored by it."""
+    model clearly; users with a kept per-user model are scored by it. Users of the running
+    experiment get their variant's ranking configuration, and each row names the variant."""
     tasks = plan_user_rankings(**upstream)
     return load_user_rankings(tasks.map(rank_user_bucket).collect())
 

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
 
+from personalization_pipeline.experiments.definition import ExperimentSpec
+
 _GENERATED_AT = "2026-12-03T02:14:07.512034Z"
 _VALID_UNTIL = "2026-12-04T02:14:07.512034Z"
 
@@ -71,6 +73,8 @@ class RankingBody(BaseModel):
         ],
         personalized=True,
         model_version="als-f21374ccc829",
+        experiment="rerank-vs-als",
+        variant="control",
         generated_at=_GENERATED_AT,
         valid_until=_VALID_UNTIL,
     )
@@ -83,6 +87,8 @@ class RankingBody(BaseModel):
         " scope's global ranking is served instead."
     )
     model_version: str = Field(description="Version of the model that ranked this list.")
+    experiment: str | None = Field(description="The A/B experiment the user was served in; null outside any.")
+    variant: str | None = Field(description="The experiment's variant this list was ranked for; null outside any.")
     generated_at: datetime = Field(description="When the list was published (UTC).")
     valid_until: datetime = Field(
         description="When a personal list stops being served (UTC); a global list is served until replaced."
@@ -162,3 +168,37 @@ class SettingsUpdate(BaseModel):
 
     personalization_enabled: StrictBool = Field(description="False opts the user out of personalization.")
     data_sharing_consent: StrictBool | None = Field(None, description="Left out or null: keep the stored value.")
+
+
+class ExperimentBody(ExperimentSpec):
+    """A stored experiment (its assignment salt is never returned)."""
+
+    starts_at: datetime = Field(description="When assignment started or starts (UTC).")
+    active: bool = Field(description="False once ended; an ended experiment serves nobody from the next publish.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    ended_at: datetime | None = Field(description="When it was ended; null while active.")
+
+
+class VariantResult(BaseModel):
+    variant: str = Field(description="Variant name.")
+    ranking: str = Field(description="The ranking configuration its users were served.")
+    sample_size: int = Field(description="Exposed opted-in users.")
+    acceptance_rate: float | None = Field(description="Share of them who accepted an item in an attribution window.")
+    completion_rate: float | None = Field(description="Share who completed an item.")
+    engagement_rate: float | None = Field(description="Share who viewed, clicked, accepted or completed an item.")
+    dismissal_rate: float | None = Field(description="Share who dismissed an item.")
+    metric: str = Field(description="The success metric the comparison is on.")
+    lift: float | None = Field(description="Relative difference from control on the metric (0.12 = +12%).")
+    lift_low: float | None = Field(description="Lower bound of the lift's confidence interval.")
+    lift_high: float | None = Field(description="Upper bound of the lift's confidence interval.")
+    p_value: float | None = Field(description="Two-sided p-value of the two-proportion z-test against control.")
+    verdict: str = Field(description="`control`, `roll_out`, `stop` or `keep_testing` (see the README's rule).")
+    computed_at: datetime = Field(description="When the analysis ran (UTC).")
+
+
+class ExperimentResultsBody(BaseModel):
+    """The latest published analysis of an experiment."""
+
+    experiment: str = Field(description="Experiment name.")
+    winner: str | None = Field(description="The variant to roll out, if the rule names one.")
+    variants: list[VariantResult] = Field(description="Control first; empty until the first analysis.")

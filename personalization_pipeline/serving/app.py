@@ -31,11 +31,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from personalization_pipeline.config import Settings
+from personalization_pipeline.experiments.definition import MAX_NAME, NAME_PATTERN, ExperimentSpec
+from personalization_pipeline.experiments.store import ExperimentConflict
 from personalization_pipeline.ids import MAX_ID_LENGTH, canonical_id
-from personalization_pipeline.serving import lookup, user_settings
+from personalization_pipeline.serving import experiments_admin, lookup, user_settings
 from personalization_pipeline.serving.api_access import ApiConnector, caller_transaction
 from personalization_pipeline.serving.api_models import (
     ErrorBody,
+    ExperimentBody,
+    ExperimentResultsBody,
     ExplanationBody,
     MetricsBody,
     RankingBody,
@@ -79,6 +83,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {HTTPStatus.NOT_FOUND: {"model": E
 Limit = Annotated[int, Query(ge=1, le=100, description="Number of items to return (1-100).")]
 Scope = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+ExperimentName = Annotated[str, Path(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)]
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    HTTPStatus.CONFLICT: {"model": ErrorBody, "description": "The name is taken, or another experiment is active."}
+}
 
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -291,6 +299,81 @@ async def admin_explanation(
     if explanation is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"user {user_id!r} has no personalized ranking for scope {scope!r}")
     return vars(explanation)
+
+
+@router.post(
+    "/v1/admin/experiments",
+    response_model=ExperimentBody,
+    status_code=HTTPStatus.CREATED,
+    tags=["experiments"],
+    summary="Create an A/B experiment (assignment starts with the next nightly run).",
+    responses=_ERRORS | _BAD_BODY | _CONFLICT,
+)
+async def create_experiment(spec: ExperimentSpec, caller: Caller, pool: Pool) -> dict[str, Any]:
+    _require(caller, ADMIN_ROLES, "create experiments")
+    try:
+        experiment = await experiments_admin.create(pool, caller, spec)
+    except ExperimentConflict as exc:
+        raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
+    return experiment.model_dump(exclude={"salt"})
+
+
+@router.get(
+    "/v1/admin/experiments",
+    response_model=list[ExperimentBody],
+    tags=["experiments"],
+    summary="Every experiment, newest first.",
+    responses=_ERRORS,
+)
+async def list_experiments(caller: Caller, pool: Pool) -> list[dict[str, Any]]:
+    _require(caller, ADMIN_ROLES, "read experiments")
+    return [experiment.model_dump(exclude={"salt"}) for experiment in await experiments_admin.get(pool, caller)]
+
+
+@router.get(
+    "/v1/admin/experiments/{name}",
+    response_model=ExperimentBody,
+    tags=["experiments"],
+    summary="One experiment.",
+    responses=_ERRORS | _NOT_FOUND,
+)
+async def read_experiment(name: ExperimentName, caller: Caller, pool: Pool) -> dict[str, Any]:
+    _require(caller, ADMIN_ROLES, "read experiments")
+    found = await experiments_admin.get(pool, caller, name)
+    if not found:
+        raise HTTPException(HTTPStatus.NOT_FOUND, f"no experiment named {name!r}")
+    return found[0].model_dump(exclude={"salt"})
+
+
+@router.post(
+    "/v1/admin/experiments/{name}/end",
+    response_model=ExperimentBody,
+    tags=["experiments"],
+    summary="End an experiment: its users get the default ranking from the next publish.",
+    responses=_ERRORS | _NOT_FOUND | _CONFLICT,
+)
+async def end_experiment(name: ExperimentName, caller: Caller, pool: Pool) -> dict[str, Any]:
+    _require(caller, ADMIN_ROLES, "end experiments")
+    ended = await experiments_admin.end(pool, caller, name)
+    if ended is None:
+        if await experiments_admin.get(pool, caller, name):
+            raise HTTPException(HTTPStatus.CONFLICT, f"experiment {name!r} has already ended")
+        raise HTTPException(HTTPStatus.NOT_FOUND, f"no experiment named {name!r}")
+    return ended.model_dump(exclude={"salt"})
+
+
+@router.get(
+    "/v1/admin/experiments/{name}/results",
+    response_model=ExperimentResultsBody,
+    tags=["experiments"],
+    summary="The latest analysis of an experiment: per-variant rates, lift, p-value, verdict.",
+    responses=_ERRORS | _NOT_FOUND,
+)
+async def experiment_results(name: ExperimentName, caller: Caller, pool: Pool) -> dict[str, Any]:
+    _require(caller, ADMIN_ROLES, "read experiment results")
+    if not await experiments_admin.get(pool, caller, name):
+        raise HTTPException(HTTPStatus.NOT_FOUND, f"no experiment named {name!r}")
+    return await experiments_admin.results(pool, caller, name)
 
 
 def create_app(database_url: str, settings: Settings) -> FastAPI:

@@ -24,17 +24,18 @@ SELECT json_build_object(
               FROM jsonb_path_query(served.items, '$[0 to $last]', jsonb_build_object('last', %(limit)s::int - 1))
                    WITH ORDINALITY AS listed(item, position)),
     'personalized', served.personalized, 'model_version', served.model_version,
+    'experiment', served.experiment, 'variant', served.variant,
     'generated_at', to_char(served.generated_at AT TIME ZONE 'UTC', {_UTC_STAMP}),
     'valid_until', to_char(served.valid_until AT TIME ZONE 'UTC', {_UTC_STAMP}))::text
 FROM (
-    SELECT true AS personalized, r.items, r.model_version, r.generated_at, r.valid_until
+    SELECT true AS personalized, r.items, r.model_version, r.experiment, r.variant, r.generated_at, r.valid_until
     FROM {RANKS} AS r
     WHERE r.user_id = %(user_id)s AND r.scope = %(scope)s AND r.valid_until > now()
       AND NOT EXISTS (
           SELECT 1 FROM {SETTINGS} AS s
           WHERE s.user_id = r.user_id AND NOT s.personalization_enabled)
     UNION ALL
-    SELECT false, g.items, g.model_version, g.generated_at, g.valid_until
+    SELECT false, g.items, g.model_version, NULL, NULL, g.generated_at, g.valid_until
     FROM {GLOBAL_RANKS} AS g
     WHERE g.scope = %(scope)s
     ORDER BY personalized DESC

@@ -18,7 +18,9 @@ Just before commit, every row of a user who is opted out in ``personalization_se
 *at that moment* is deleted from the load tables (an opt-out made through the endpoint while
 the run was computing is never published). The settings table is share-locked for that last
 step, so an opt-out either commits before it (and is honoured here) or after the publish (and
-is honoured by the endpoint at read time, and by the next run).
+is honoured by the endpoint at read time, and by the next run). The same transaction adds the
+published experiment lists to the experiments' exposure history and deletes opted-out users'
+assignments and exposures.
 """
 
 from __future__ import annotations
@@ -91,6 +93,19 @@ _DROP_OPTED_OUT: dict[str, str] = {
 """Per-user frames (loaded, then swapped in) and the statement that removes opted-out users from
 each table ``{t}`` (as subject or neighbour)."""
 PER_USER_FRAMES: tuple[str, ...] = tuple(_DROP_OPTED_OUT)
+_FORGET_OPTED_OUT = tuple(
+    f"DELETE FROM {table} WHERE user_id IN ({_OPTED_OUT})"
+    for table in (schema.EXPERIMENT_ASSIGNMENTS, schema.EXPERIMENT_EXPOSURES)
+)
+"""Opted-out users' experiment assignments and exposure history are deleted at every publish."""
+_RECORD_EXPOSURES = f"""INSERT INTO {schema.EXPERIMENT_EXPOSURES} AS x
+    (name, user_id, variant, first_served_at, last_served_at, last_valid_until, publishes)
+SELECT experiment, user_id, min(variant), min(generated_at), max(generated_at), max(valid_until), 1
+FROM {{t}} WHERE experiment IS NOT NULL GROUP BY experiment, user_id
+ON CONFLICT (name, user_id) DO UPDATE SET variant = EXCLUDED.variant, last_served_at = EXCLUDED.last_served_at,
+    last_valid_until = EXCLUDED.last_valid_until, publishes = x.publishes + 1"""
+"""The served experiment lists of the ranks load table ``{t}`` into the exposure history: kept
+there because the served tables are replaced every run."""
 _LOAD_MARK = "__load_"
 STALE_LOAD_AGE = timedelta(days=1)
 
@@ -119,7 +134,7 @@ _TARGETS: dict[str, _Target] = {
     "ranks": _Target(
         schema.RANKS,
         ("user_id", "scope", "items", "model_version", "generated_at", "valid_until"),
-        ("variant",),
+        ("variant", "experiment"),
         ("items",),
         _REPLACE,
     ),
@@ -268,7 +283,11 @@ def swap_in(url: str, tables: LoadTables, frames: dict[str, Frame]) -> PublishRe
         for name in tables.names:
             cur.execute(sql.SQL(_DROP_OPTED_OUT[name]).format(t=sql.Identifier(tables.table(name))))
             dropped[name] = cur.rowcount
+            if name == "ranks":
+                cur.execute(sql.SQL(_RECORD_EXPOSURES).format(t=sql.Identifier(tables.table(name))))
             _rename_over(cur, tables.table(name), _TARGETS[name].table)
+        for statement in _FORGET_OPTED_OUT:
+            cur.execute(statement)
         schema.secure_tables(conn)
     return PublishResult(counts, dropped)
 

@@ -14,6 +14,11 @@ _STATEMENTS: dict[str, str] = {
         SELECT 1 FROM {schema.RANKS} AS r WHERE r.user_id = x.user_id AND r.scope = x.scope)""",
     "features": f"DELETE FROM {schema.FEATURES} WHERE computed_at < %(features_before)s",
     "evals": f"DELETE FROM {schema.EVAL} WHERE computed_at < %(evals_before)s",
+    "experiment_exposures": f"""DELETE FROM {schema.EXPERIMENT_EXPOSURES}
+        WHERE last_served_at < %(evals_before)s
+           OR user_id IN (SELECT user_id FROM {schema.SETTINGS} WHERE NOT personalization_enabled)""",
+    "experiment_assignments": f"""DELETE FROM {schema.EXPERIMENT_ASSIGNMENTS}
+        WHERE user_id IN (SELECT user_id FROM {schema.SETTINGS} WHERE NOT personalization_enabled)""",
 }
 
 
@@ -23,7 +28,9 @@ def purge_expired(
     eval_retention: timedelta | None = timedelta(days=365),
     now: datetime | None = None,
 ) -> dict[str, int]:
-    """Delete expired rankings (and their rationale), old features and old evaluation rows.
+    """Delete expired rankings (and their rationale), old features, old evaluation rows, exposure
+    history last served longer ago than the evaluation's retention, and opted-out users'
+    experiment assignments and exposures.
 
     Global rankings are kept: they hold no personal data, each publish replaces them, and
     they are the fallback when personal rankings have expired.

@@ -22,6 +22,10 @@ SIMILAR_USERS = "personalization_similar_users"
 MODELS = "personalization_models"
 EVAL = "personalization_eval"
 SETTINGS = "personalization_settings"
+EXPERIMENTS = "personalization_experiments"
+EXPERIMENT_ASSIGNMENTS = "personalization_experiment_assignments"
+EXPERIMENT_EXPOSURES = "personalization_experiment_exposures"
+EXPERIMENT_RESULTS = "personalization_experiment_results"
 RANK_EXPLANATION = "personalization_rank_explanation"
 """SECURITY DEFINER function (migration 0003): an admin caller's only way to rationale tags."""
 
@@ -45,6 +49,10 @@ SERVING_TABLES: tuple[str, ...] = (
     MODELS,
     EVAL,
     SETTINGS,
+    EXPERIMENTS,
+    EXPERIMENT_ASSIGNMENTS,
+    EXPERIMENT_EXPOSURES,
+    EXPERIMENT_RESULTS,
 )
 
 ROLE_DDL = f"""DO $$ BEGIN
@@ -63,7 +71,18 @@ END $$"""
 """Roles are cluster-wide: several databases (test runs) may run this at once. Without the
 right to create or alter roles the API falls back to ``SET ROLE`` or refuses to start."""
 
-PER_USER_TABLES: tuple[str, ...] = (RANKS, SETTINGS, RATIONALE, FEATURES, SIMILAR_USERS)
+PER_USER_TABLES: tuple[str, ...] = (
+    RANKS,
+    SETTINGS,
+    RATIONALE,
+    FEATURES,
+    SIMILAR_USERS,
+    EXPERIMENT_ASSIGNMENTS,
+    EXPERIMENT_EXPOSURES,
+)
+ADMIN_TABLES: tuple[str, ...] = (EXPERIMENTS, EXPERIMENT_RESULTS)
+"""Row-level security is enabled on these too: only an admin caller sees or writes a row."""
+SECURED_TABLES = PER_USER_TABLES + ADMIN_TABLES
 """Row-level security is enabled on these; without a policy a non-owner sees no row at all.
 It is not FORCEd: FORCE binds only the tables' owner, the pipeline, which must see every row
 (publish, ingest of consent); the API role owns nothing. Global rankings, models and
@@ -77,19 +96,22 @@ POLICIES: tuple[tuple[str, str, str], ...] = (
     (SETTINGS, "caller_reads_own_rows", f"FOR SELECT USING ({_OWN_ROW} OR {_ADMIN_CALLER})"),
     (SETTINGS, "caller_inserts_own_row", f"FOR INSERT WITH CHECK ({_OWN_ROW})"),
     (SETTINGS, "caller_updates_own_row", f"FOR UPDATE USING ({_OWN_ROW}) WITH CHECK ({_OWN_ROW})"),
+    *(
+        (table, "admin_caller_only", f"FOR ALL USING ({_ADMIN_CALLER}) WITH CHECK ({_ADMIN_CALLER})")
+        for table in ADMIN_TABLES
+    ),
 )
 """(table, policy name, body) for every role but the tables' owner (the pipeline): a caller
-reads its own rows (admins all rows) and writes only its own settings row."""
+reads its own rows (admins all rows) and writes only its own settings row; experiments and their
+results are an admin caller's only."""
 
-_GRANTS: tuple[str, ...] = (
-    f"REVOKE ALL ON {', '.join(SERVING_TABLES)} FROM PUBLIC, {API_ROLE}",
-    f"GRANT USAGE ON SCHEMA public TO {API_ROLE}",
-    f"GRANT SELECT ON {RANKS}, {GLOBAL_RANKS}, {MODELS}, {EVAL} TO {API_ROLE}",
-    f"GRANT SELECT, INSERT, UPDATE ON {SETTINGS} TO {API_ROLE}",
-    f"GRANT EXECUTE ON FUNCTION {RANK_EXPLANATION}(text, text, integer) TO {API_ROLE}",
+_GRANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("SELECT", (RANKS, GLOBAL_RANKS, MODELS, EVAL, EXPERIMENT_RESULTS)),
+    ("SELECT, INSERT, UPDATE", (SETTINGS, EXPERIMENTS)),
 )
-"""Exactly these privileges, re-applied on every call: none on rationale, features or similar users
-(an admin caller reads rationale through :data:`RANK_EXPLANATION` only)."""
+"""Exactly these privileges on the tables that exist, re-applied on every call, and ``EXECUTE`` on
+:data:`RANK_EXPLANATION`: none on rationale, features, similar users, assignments or exposures (an
+admin caller reads rationale through :data:`RANK_EXPLANATION` only)."""
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -109,16 +131,34 @@ def secure_tables(conn: psycopg.Connection) -> None:
     """Row-level security and policies where missing, and exactly the API role's grants (when the
     role exists): on every serving table, e.g. one just swapped in by a publish. Run in a transaction."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))  # concurrent GRANTs would collide
-    _enable_row_security(conn)
+    present = {
+        name
+        for (name,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND relname = ANY(%s)",
+            (list(SERVING_TABLES),),
+        )
+    }
+    _enable_row_security(conn, present)
     if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (API_ROLE,)).fetchone():
-        for statement in _GRANTS:
-            conn.execute(statement)
+        _grant(conn, present)
 
 
-def _enable_row_security(conn: psycopg.Connection) -> None:
+def _grant(conn: psycopg.Connection, present: set[str]) -> None:
+    """Revoke everything from the API role on the serving tables, then grant exactly :data:`_GRANTS`."""
+    role = sql.Identifier(API_ROLE)
+    existing = [sql.Identifier(table) for table in SERVING_TABLES if table in present]
+    conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(sql.SQL(", ").join(existing), role))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    for privileges, names in _GRANTS:
+        granted = [sql.Identifier(table) for table in names if table in present]
+        conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), sql.SQL(", ").join(granted), role))
+    conn.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {RANK_EXPLANATION}(text, text, integer) TO {{}}").format(role))
+
+
+def _enable_row_security(conn: psycopg.Connection, present: set[str]) -> None:
     unsecured = conn.execute(
         "SELECT relname FROM pg_class WHERE oid = ANY(%s::text[]::regclass[]) AND NOT relrowsecurity",
-        (list(PER_USER_TABLES),),
+        ([table for table in SECURED_TABLES if table in present],),
     ).fetchall()
     for (table,) in unsecured:
         conn.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(sql.Identifier(table)))
@@ -126,7 +166,7 @@ def _enable_row_security(conn: psycopg.Connection) -> None:
         conn.execute("SELECT tablename, policyname FROM pg_policies WHERE schemaname = current_schema()").fetchall()
     )
     for table, name, body in POLICIES:
-        if (table, name) not in existing:
+        if table in present and (table, name) not in existing:
             conn.execute(
                 sql.SQL("CREATE POLICY {} ON {} ").format(sql.Identifier(name), sql.Identifier(table)) + sql.SQL(body)
             )

@@ -54,11 +54,12 @@ def per_user_queries(
     ``users``: a SQL predicate on ``user_id`` choosing whose rows (everyone's by default), applied
     to the tables before anything is aggregated or sorted."""
     valid_until = generated_at + ttl
-    lists = items_json_sql(f"(SELECT * FROM {USER_RANKINGS} WHERE {users})", ("user_id", "scope", "model_version"))
+    lists = items_json_sql(
+        f"(SELECT * FROM {USER_RANKINGS} WHERE {users})", ("user_id", "scope", "model_version", "experiment", "variant")
+    )
     queries = {
-        "ranks": Query(  # versions are <kind>-<hash>: the variant is the kind
-            "SELECT *, split_part(model_version, '-', 1) AS variant, ?::TIMESTAMP AS generated_at, "
-            f"?::TIMESTAMP AS valid_until FROM ({lists})",
+        "ranks": Query(  # experiment and variant: the experiment's arm the list was ranked for (else null)
+            f"SELECT *, ?::TIMESTAMP AS generated_at, ?::TIMESTAMP AS valid_until FROM ({lists})",
             [generated_at, valid_until],
         ),
         "features": Query(

@@ -41,6 +41,7 @@ ranks = sa.Table(
     metadata,
     *_key("user_id", "scope"),
     *_ranked_list(),
+    sa.Column("experiment", sa.Text),
     sa.Index("personalization_ranks_valid_until_idx", "valid_until"),
 )
 
@@ -107,4 +108,61 @@ settings = sa.Table(
     sa.Column("personalization_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("data_sharing_consent", sa.Boolean),
     _stamp("updated_at", default=True),
+)
+
+experiments = sa.Table(
+    "personalization_experiments",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("hypothesis", sa.Text, nullable=False, server_default=""),
+    sa.Column("variants", JSONB, sa.CheckConstraint("jsonb_typeof(variants) = 'array'"), nullable=False),
+    sa.Column("success_metric", sa.Text, nullable=False),
+    sa.Column("min_sample_size", sa.Integer, nullable=False),
+    sa.Column("min_lift", sa.Double, nullable=False),
+    _stamp("starts_at"),
+    sa.Column("ends_at", sa.DateTime(timezone=True)),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("salt", sa.Text, nullable=False),
+    _stamp("created_at", default=True),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Index("personalization_experiments_one_active_idx", "active", unique=True, postgresql_where=sa.text("active")),
+)
+
+experiment_assignments = sa.Table(
+    "personalization_experiment_assignments",
+    metadata,
+    *_key("user_id", "name"),
+    sa.Column("variant", sa.Text, nullable=False),
+    _stamp("assigned_at", default=True),
+)
+
+experiment_exposures = sa.Table(
+    "personalization_experiment_exposures",
+    metadata,
+    *_key("name", "user_id"),
+    sa.Column("variant", sa.Text, nullable=False),
+    _stamp("first_served_at"),
+    _stamp("last_served_at"),
+    sa.Column("last_valid_until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("publishes", sa.Integer, nullable=False),
+)
+
+experiment_results = sa.Table(
+    "personalization_experiment_results",
+    metadata,
+    *_key("name", "variant"),
+    sa.Column("ranking", sa.Text, nullable=False),
+    sa.Column("sample_size", sa.Integer, nullable=False),
+    *(
+        sa.Column(rate, sa.Double)
+        for rate in ("acceptance_rate", "completion_rate", "engagement_rate", "dismissal_rate")
+    ),
+    sa.Column("metric", sa.Text, nullable=False),
+    sa.Column("lift", sa.Double),
+    sa.Column("lift_low", sa.Double),
+    sa.Column("lift_high", sa.Double),
+    sa.Column("p_value", sa.Double),
+    sa.Column("verdict", sa.Text, nullable=False),
+    _stamp("computed_at"),
 )

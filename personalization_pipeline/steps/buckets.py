@@ -27,13 +27,16 @@ from .rank import OUTPUT_SCHEMAS, RankingCounts, write_user_rankings
 from .registry import RegistryEntry
 from .rerank import RANKER, ranking_config
 from .sinks import ParquetSink
-from .tables import ACTIVITY, EVAL_HISTORY, ITEMS, SIGNALS, USER_FEATURES, USER_RANKINGS
+from .tables import ACTIVITY, EVAL_HISTORY, EXPERIMENT_ASSIGNMENTS, ITEMS, SIGNALS, USER_FEATURES, USER_RANKINGS
 from .train import load
 
 USERS = "bucketed_users"
+BUCKET_USERS = "bucket_users"
 NEIGHBOURS = "als_neighbours"
-_STAGED = (SIGNALS, ITEMS, USER_FEATURES, EVAL_HISTORY)
+_STAGED = (SIGNALS, ITEMS, USER_FEATURES, EVAL_HISTORY, EXPERIMENT_ASSIGNMENTS)
 """Warehouse tables the ranking step reads, staged whole (every bucket needs the whole history)."""
+_MODEL_OF_RANKING = {"als": "als", "ease": "ease", "popularity": "popularity", "reranked": RANKER}
+"""The registered model an experiment variant's ranking configuration names (``default``: none)."""
 
 
 def bucket_sql(column: str, buckets: int) -> str:
@@ -84,7 +87,8 @@ def stage_inputs(
 def staged_warehouse(
     staging: Path, bucket: int, memory_limit: str | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB that reads like the warehouse, restricted to ``bucket``'s users."""
+    """An in-memory DuckDB that reads like the warehouse, restricted to ``bucket``'s users (``bucket_users``;
+    the activity view, which ranking reads, starts as all of them)."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -93,9 +97,9 @@ def staged_warehouse(
             path = staging / f"{table}.parquet"
             if path.exists():
                 con.execute(f"CREATE VIEW {table} AS SELECT * FROM '{path}'")
-        con.execute(
-            f"CREATE VIEW {ACTIVITY} AS SELECT user_id FROM '{staging / USERS}.parquet' WHERE bucket = {int(bucket)}"
-        )
+        users = staging / f"{USERS}.parquet"
+        con.execute(f"CREATE VIEW {BUCKET_USERS} AS SELECT user_id FROM '{users}' WHERE bucket = {int(bucket)}")
+        con.execute(f"CREATE VIEW {ACTIVITY} AS SELECT user_id FROM {BUCKET_USERS}")
         yield con
     finally:
         con.close()
@@ -103,7 +107,8 @@ def staged_warehouse(
 
 def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
     """Rank ``bucket``'s users exactly as :func:`write_user_rankings` ranks everyone, into
-    ``<staging>/out/<table>-<bucket>.parquet``."""
+    ``<staging>/out/<table>-<bucket>.parquet``: each variant's users of the running experiment with
+    their variant's ranking configuration, everyone else with the serving model."""
     staging = Path(plan.staging)
     per_user = load(plan.per_user) if plan.per_user is not None else None
     assert per_user is None or isinstance(per_user, PerUserComposite)
@@ -112,11 +117,45 @@ def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
         neighbours = None
         if neighbours_path.exists():  # the bucket's users' neighbours: all its lists depend on
             neighbours = con.execute(
-                f"SELECT * FROM '{neighbours_path}' WHERE user_id IN (SELECT user_id FROM {ACTIVITY})"
+                f"SELECT * FROM '{neighbours_path}' WHERE user_id IN (SELECT user_id FROM {BUCKET_USERS})"
             ).df()
         paths = {table: staging / "out" / f"{table}-{bucket:05d}.parquet" for table in OUTPUT_SCHEMAS}
+        users = 0
         with ParquetSink(paths, OUTPUT_SCHEMAS) as sink:  # written batch by batch: memory holds one batch
-            return write_user_rankings(con, settings, plan.entry, plan.registry, sink, per_user, neighbours)
+            for experiment, variant, ranking in _variant_groups(con):
+                if not scalar(con, f"SELECT count(*) FROM {ACTIVITY}"):
+                    continue
+                entry = plan.registry.get(_MODEL_OF_RANKING.get(ranking, ""), plan.entry)
+                own = per_user if ranking == "default" else None
+                counts = write_user_rankings(
+                    con, settings, entry, plan.registry, sink, own, neighbours, (experiment, variant)
+                )
+                users += counts.users
+        return RankingCounts(users=users, rows=sink.rows[USER_RANKINGS])
+
+
+def _variant_groups(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str | None, str | None, str]]:
+    """For the users outside the running experiment, then each of its variants: point the activity
+    view at those users of the bucket and yield (experiment, variant, ranking configuration)."""
+    assigned = has_table(con, EXPERIMENT_ASSIGNMENTS)
+    outside = f"WHERE user_id NOT IN (SELECT user_id FROM {EXPERIMENT_ASSIGNMENTS})" if assigned else ""
+    con.execute(f"CREATE OR REPLACE VIEW {ACTIVITY} AS SELECT user_id FROM {BUCKET_USERS} {outside}")
+    yield None, None, "default"
+    if not assigned:
+        return
+    variants = con.execute(
+        f"SELECT DISTINCT experiment, variant, ranking FROM {EXPERIMENT_ASSIGNMENTS} ORDER BY variant"
+    ).fetchall()
+    for experiment, variant, ranking in variants:
+        con.execute(
+            f"CREATE OR REPLACE VIEW {ACTIVITY} AS SELECT user_id FROM {BUCKET_USERS} WHERE user_id IN "
+            f"(SELECT user_id FROM {EXPERIMENT_ASSIGNMENTS} WHERE variant = {_literal(variant)})"
+        )
+        yield experiment, variant, ranking
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts:

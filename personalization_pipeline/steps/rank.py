@@ -17,7 +17,7 @@ from ..recsys.base import Recommender
 from ..recsys.cold_start import with_cold_start
 from ..recsys.per_user import PerUserComposite
 from ..recsys.popularity import Popularity
-from ..recsys.ranking import USER_COLUMNS, global_rankings, iter_user_rankings
+from ..recsys.ranking import USER_COLUMNS, Scorer, global_rankings, iter_user_rankings
 from ..recsys.registry import GLOBAL_MODELS, PERSONAL_MODELS
 from ..sqlutil import has_table, scalar
 from .gate import GAIN_STDERR, METRIC, STDERR, Figure
@@ -94,6 +94,7 @@ def write_user_rankings(
     sink: ParquetSink,
     per_user: PerUserComposite | None = None,
     neighbours: pd.DataFrame | None = None,
+    variant: tuple[str | None, str | None] = (None, None),
 ) -> RankingCounts:
     """Top-``settings.top_n`` per opted-in user and scope of ``con``'s staged inputs into ``sink``'s
     ``user_rankings`` (its schema: :data:`OUTPUT_SCHEMAS`), seen items
@@ -102,7 +103,8 @@ def write_user_rankings(
     ``rank_rationale``; ``neighbours``: its ALS neighbours when already computed). With
     ``per_user``, kept users are scored by their own model over the personal model (for the
     re-ranker, over the best personal model's source). Every row records the version of the model
-    that produced it."""
+    that produced it, and the (experiment, variant) the users are served (``variant``; none outside
+    an experiment)."""
     history = read_history(con)
     users, catalog, n = read_active_users(con), read_catalog(con), settings.top_n
     kept = per_user.users.ids if per_user is not None else np.empty(0, dtype=str)
@@ -128,13 +130,18 @@ def write_user_rankings(
         model: Recommender = load(entry)
         if per_user is not None:
             model = per_user.over(model)
-        blended = with_cold_start(model, catalog, history, signals_as_of(con), cold_start_params(settings))
-        batches = iter_user_rankings(blended, users, catalog, history, n)
+        scorer: Scorer = model
+        if not isinstance(model, Popularity):  # the blend personalises short histories; popularity stays global
+            scorer = with_cold_start(model, catalog, history, signals_as_of(con), cold_start_params(settings))
+        batches = iter_user_rankings(scorer, users, catalog, history, n)
     users_ranked = 0
     for batch in batches:  # each batch holds whole users, no user in two batches
         own = np.isin(batch["user_id"].to_numpy(str), kept)
         versions = np.where(own, per_user.version if per_user is not None else "", str(entry.model_version))
-        sink.append(USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions))
+        experiment, name = variant
+        sink.append(
+            USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions, experiment=experiment, variant=name)
+        )
         users_ranked += batch["user_id"].nunique()
     return RankingCounts(users=users_ranked, rows=sink.rows[USER_RANKINGS])
 
@@ -149,6 +156,8 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
             ("score", pa.float64()),
             ("confidence", pa.float64()),
             ("model_version", pa.string()),
+            ("experiment", pa.string()),
+            ("variant", pa.string()),
         ]
     ),
     RANK_RATIONALE: pa.schema(

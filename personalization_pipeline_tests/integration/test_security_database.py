@@ -32,6 +32,10 @@ from personalization_pipeline.serving.database import with_user
 from personalization_pipeline.serving.schema import (
     API_ROLE,
     CALLER_USER_SETTING,
+    EXPERIMENT_ASSIGNMENTS,
+    EXPERIMENT_EXPOSURES,
+    EXPERIMENT_RESULTS,
+    EXPERIMENTS,
     FEATURES,
     PER_USER_TABLES,
     RANK_EXPLANATION,
@@ -44,7 +48,7 @@ from personalization_pipeline.serving.schema import (
 from personalization_pipeline_tests.conftest import API_SETTINGS
 
 INSUFFICIENT_PRIVILEGE = "42501"
-INTERNAL_TABLES = (RATIONALE, FEATURES, SIMILAR_USERS)
+INTERNAL_TABLES = (RATIONALE, FEATURES, SIMILAR_USERS, EXPERIMENT_ASSIGNMENTS, EXPERIMENT_EXPOSURES)
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 EXPECTED_PRIVILEGES = {
     "personalization_ranks": {"SELECT"},
@@ -55,6 +59,10 @@ EXPECTED_PRIVILEGES = {
     "personalization_rank_rationale": set(),
     "personalization_features": set(),
     "personalization_similar_users": set(),
+    "personalization_experiments": {"SELECT", "INSERT", "UPDATE"},
+    "personalization_experiment_assignments": set(),
+    "personalization_experiment_exposures": set(),
+    "personalization_experiment_results": {"SELECT"},
 }
 
 
@@ -145,7 +153,7 @@ def test_api_role_has_exactly_the_grants_it_needs(served) -> None:
         "SELECT relname::text FROM pg_class WHERE relrowsecurity AND oid = ANY(%s::text[]::regclass[])",
         (list(SERVING_TABLES),),
     )
-    assert {r[0] for r in secured} == set(PER_USER_TABLES)
+    assert {r[0] for r in secured} == set(PER_USER_TABLES) | {EXPERIMENTS, EXPERIMENT_RESULTS}
 
 
 @pytest.mark.parametrize("role", ["client", "reader", "monitor"])

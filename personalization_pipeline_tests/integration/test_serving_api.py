@@ -36,7 +36,8 @@ def user_row(user_id: str, valid_for: timedelta) -> dict:
         "scope": "news",
         "items": items(f"{user_id}-", 20),
         "model_version": "als-v3",
-        "variant": "als",
+        "experiment": "rerank-test",
+        "variant": "treatment",
         "generated_at": NOW,
         "valid_until": NOW + valid_for,
     }
@@ -128,9 +129,12 @@ def test_own_ranking_is_personalized_and_limited(client: TestClient) -> None:
         "items",
         "personalized",
         "model_version",
+        "experiment",
+        "variant",
         "generated_at",
         "valid_until",
     }
+    assert (body["experiment"], body["variant"]) == ("rerank-test", "treatment")
     assert (body["user_id"], body["scope"], body["personalized"], body["model_version"]) == (
         "u1",
         "news",
@@ -206,6 +210,7 @@ def test_opt_out_and_back_take_effect_at_once(client: TestClient) -> None:
     assert (stored["personalization_enabled"], stored["data_sharing_consent"]) == (False, True)
     opted_out = client.get("/v1/rankings/news", headers=headers).json()
     assert (opted_out["personalized"], opted_out["model_version"]) == (False, "pop-v1")
+    assert (opted_out["experiment"], opted_out["variant"]) == (None, None)  # the fallback is in no experiment
     assert [i["id"] for i in opted_out["items"]] == [f"g{i}" for i in range(10)]
     stored = client.put("/v1/settings", headers=headers, json={"personalization_enabled": True}).json()
     assert (stored["personalization_enabled"], stored["data_sharing_consent"]) == (True, True)

@@ -367,7 +367,14 @@ def test_purge_expired_applies_retention(clean_pg: str) -> None:
         Snapshot(ranks, snap.global_ranks, features=features, evals=evals, rationale=rationale),
     )
     deleted = purge_expired(clean_pg)
-    assert deleted == {"ranks": 1, "rationale": 1, "features": 1, "evals": 1}
+    assert deleted == {
+        "ranks": 1,
+        "rationale": 1,
+        "features": 1,
+        "evals": 1,
+        "experiment_exposures": 0,
+        "experiment_assignments": 0,
+    }
     with psycopg.connect(clean_pg) as conn:
         users = conn.execute("SELECT user_id FROM personalization_ranks ORDER BY 1").fetchall()
         tagged = conn.execute("SELECT user_id FROM personalization_rank_rationale ORDER BY 1").fetchall()
