@@ -12,12 +12,14 @@ from ..experiments.assignment import assign
 from ..resources import RunSettings, ServingDatabaseResource, WarehouseResource
 from ..steps.experiments import variant_counts, write_assignments, write_exposures
 from ..steps.tables import ACTIVITY, EXPERIMENT_OUTCOMES
+from .hygiene import DB_RETRY, transient_only
 from .metadata import table_metadata
 from .metering import metered
 
 
-@dg.asset(group_name="experiments", pool="warehouse")
+@dg.asset(group_name="experiments", pool="warehouse", retry_policy=DB_RETRY)
 @metered
+@transient_only
 def experiment_exposures(warehouse: WarehouseResource, serving_db: ServingDatabaseResource) -> dg.MaterializeResult:
     """The experiments' exposure history (which variant each user was served, first and last), copied
     from the serving database, where every publish records it, for the outcome model."""
@@ -28,8 +30,9 @@ def experiment_exposures(warehouse: WarehouseResource, serving_db: ServingDataba
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, "users_per_experiment": per_experiment})
 
 
-@dg.asset(group_name="experiments", deps=[ACTIVITY], pool="warehouse")
+@dg.asset(group_name="experiments", deps=[ACTIVITY], pool="warehouse", retry_policy=DB_RETRY)
 @metered
+@transient_only
 def experiment_assignments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, serving_db: ServingDatabaseResource
 ) -> dg.MaterializeResult:
@@ -56,8 +59,9 @@ def experiment_assignments(
     )
 
 
-@dg.asset(group_name="experiments", deps=[EXPERIMENT_OUTCOMES], pool="warehouse")
+@dg.asset(group_name="experiments", deps=[EXPERIMENT_OUTCOMES], pool="warehouse", retry_policy=DB_RETRY)
 @metered
+@transient_only
 def experiment_results(
     warehouse: WarehouseResource, serving_db: ServingDatabaseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:

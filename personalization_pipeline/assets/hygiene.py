@@ -27,6 +27,7 @@ _KINDS: dict[str, set[str]] = {
     "ranker_model": {"python", "lightgbm", "duckdb"},
     "serving_tables": {"python", "duckdb", "postgres"},
     "retention_cleanup": {"python", "duckdb", "postgres"},
+    "experiment_": {"python", "duckdb", "postgres"},  # definitions, assignments, exposures and results live there
 }
 _WEEKLY_GROUPS = {"tuning", "similarity", "per_user"}
 

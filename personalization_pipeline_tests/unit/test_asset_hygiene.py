@@ -46,6 +46,8 @@ def test_the_steps_that_write_postgres_retry_under_the_database_policy():
     for op in ("plan_publish", "load_publish_bucket", "swap_published"):
         assert publish.node_named(op).definition.retry_policy == DB_RETRY, op
     assert cleanup.graph.node_named("retention_cleanup").definition.retry_policy == DB_RETRY
+    for asset in ("experiment_exposures", "experiment_assignments", "experiment_results"):
+        assert nightly.graph.node_named(asset).definition.retry_policy == DB_RETRY, asset
 
 
 def _closed_port() -> int:
