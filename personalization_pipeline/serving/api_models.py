@@ -4,6 +4,7 @@ described and every body has an example)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
 
@@ -170,13 +171,25 @@ class SettingsUpdate(BaseModel):
     data_sharing_consent: StrictBool | None = Field(None, description="Left out or null: keep the stored value.")
 
 
+_EXPERIMENT_EXAMPLE: dict[str, Any] = ExperimentSpec.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index,assignment]
+
+
 class ExperimentBody(ExperimentSpec):
     """A stored experiment (its assignment salt is never returned)."""
+
+    model_config = _example(
+        **_EXPERIMENT_EXAMPLE,
+        starts_at=_GENERATED_AT,
+        ends_at=None,
+        active=True,
+        created_at=_GENERATED_AT,
+        ended_at=None,
+    )
 
     starts_at: datetime = Field(description="When assignment started or starts (UTC).")
     active: bool = Field(description="False once ended; an ended experiment serves nobody from the next publish.")
     created_at: datetime = Field(description="When it was created (UTC).")
-    ended_at: datetime | None = Field(description="When it was ended; null while active.")
+    ended_at: datetime | None = Field(None, description="When it was ended; null while active.")
 
 
 class VariantResult(BaseModel):
@@ -198,6 +211,45 @@ class VariantResult(BaseModel):
 
 class ExperimentResultsBody(BaseModel):
     """The latest published analysis of an experiment."""
+
+    model_config = _example(
+        experiment="rerank-vs-als",
+        winner="reranked",
+        variants=[
+            {
+                "variant": "control",
+                "ranking": "als",
+                "sample_size": 4980,
+                "acceptance_rate": 0.101,
+                "completion_rate": 0.041,
+                "engagement_rate": 0.52,
+                "dismissal_rate": 0.049,
+                "metric": "acceptance_rate",
+                "lift": None,
+                "lift_low": None,
+                "lift_high": None,
+                "p_value": None,
+                "verdict": "control",
+                "computed_at": _GENERATED_AT,
+            },
+            {
+                "variant": "reranked",
+                "ranking": "reranked",
+                "sample_size": 5020,
+                "acceptance_rate": 0.131,
+                "completion_rate": 0.052,
+                "engagement_rate": 0.53,
+                "dismissal_rate": 0.047,
+                "metric": "acceptance_rate",
+                "lift": 0.297,
+                "lift_low": 0.151,
+                "lift_high": 0.461,
+                "p_value": 0.000002,
+                "verdict": "roll_out",
+                "computed_at": _GENERATED_AT,
+            },
+        ],
+    )
 
     experiment: str = Field(description="Experiment name.")
     winner: str | None = Field(description="The variant to roll out, if the rule names one.")
