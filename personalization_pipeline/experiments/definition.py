@@ -9,7 +9,7 @@ time, so a user's served list comes from one variant at most.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
@@ -41,6 +41,20 @@ MAX_TEXT = 2000
 MAX_VARIANTS = 10
 
 
+EXAMPLE: dict[str, Any] = {
+    "name": "rerank-vs-als",
+    "description": "Re-ranked lists against plain ALS",
+    "hypothesis": "Re-ranking lifts acceptance by 10% or more",
+    "variants": [
+        {"name": "control", "ranking": "als", "traffic": 50},
+        {"name": "reranked", "ranking": "reranked", "traffic": 50},
+    ],
+    "success_metric": "acceptance_rate",
+    "min_sample_size": 1000,
+}
+"""A valid definition, the OpenAPI example of the create route."""
+
+
 def _forbid(example: dict) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
 
@@ -60,19 +74,7 @@ class VariantSpec(BaseModel):
 class ExperimentSpec(BaseModel):
     """What an admin submits to create an experiment; unknown fields are rejected."""
 
-    model_config = _forbid(
-        {
-            "name": "rerank-vs-als",
-            "description": "Re-ranked lists against plain ALS",
-            "hypothesis": "Re-ranking lifts acceptance by 10% or more",
-            "variants": [
-                {"name": "control", "ranking": "als", "traffic": 50},
-                {"name": "reranked", "ranking": "reranked", "traffic": 50},
-            ],
-            "success_metric": "acceptance_rate",
-            "min_sample_size": 1000,
-        }
-    )
+    model_config = _forbid(EXAMPLE)
 
     name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN, description="Unique experiment name.")
     description: str = Field("", max_length=MAX_TEXT, description="What is tested.")

@@ -4,11 +4,10 @@ described and every body has an example)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
 
-from personalization_pipeline.experiments.definition import ExperimentSpec
+from personalization_pipeline.experiments.definition import EXAMPLE, ExperimentSpec
 
 _GENERATED_AT = "2026-12-03T02:14:07.512034Z"
 _VALID_UNTIL = "2026-12-04T02:14:07.512034Z"
@@ -171,14 +170,11 @@ class SettingsUpdate(BaseModel):
     data_sharing_consent: StrictBool | None = Field(None, description="Left out or null: keep the stored value.")
 
 
-_EXPERIMENT_EXAMPLE: dict[str, Any] = ExperimentSpec.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index,assignment]
-
-
 class ExperimentBody(ExperimentSpec):
     """A stored experiment (its assignment salt is never returned)."""
 
     model_config = _example(
-        **_EXPERIMENT_EXAMPLE,
+        **EXAMPLE,
         starts_at=_GENERATED_AT,
         ends_at=None,
         active=True,
