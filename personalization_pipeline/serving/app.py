@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from personalization_pipeline.config import Settings
-from personalization_pipeline.experiments.definition import MAX_NAME, NAME_PATTERN, ExperimentSpec
+from personalization_pipeline.experiments.definition import MAX_NAME, NAME_PATTERN, Experiment, ExperimentSpec
 from personalization_pipeline.experiments.store import ExperimentConflict
 from personalization_pipeline.ids import MAX_ID_LENGTH, canonical_id
 from personalization_pipeline.serving import experiments_admin, lookup, user_settings
@@ -339,10 +339,15 @@ async def list_experiments(caller: Caller, pool: Pool) -> list[dict[str, Any]]:
 )
 async def read_experiment(name: ExperimentName, caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, ADMIN_ROLES, "read experiments")
+    return (await _experiment(pool, caller, name)).model_dump(exclude={"salt"})
+
+
+async def _experiment(pool: AsyncConnectionPool, caller: Principal, name: str) -> Experiment:
+    """The experiment ``name``; 404 when there is none."""
     found = await experiments_admin.get(pool, caller, name)
     if not found:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"no experiment named {name!r}")
-    return found[0].model_dump(exclude={"salt"})
+    return found[0]
 
 
 @router.post(
@@ -356,9 +361,8 @@ async def end_experiment(name: ExperimentName, caller: Caller, pool: Pool) -> di
     _require(caller, ADMIN_ROLES, "end experiments")
     ended = await experiments_admin.end(pool, caller, name)
     if ended is None:
-        if await experiments_admin.get(pool, caller, name):
-            raise HTTPException(HTTPStatus.CONFLICT, f"experiment {name!r} has already ended")
-        raise HTTPException(HTTPStatus.NOT_FOUND, f"no experiment named {name!r}")
+        await _experiment(pool, caller, name)
+        raise HTTPException(HTTPStatus.CONFLICT, f"experiment {name!r} has already ended")
     return ended.model_dump(exclude={"salt"})
 
 
@@ -371,8 +375,7 @@ async def end_experiment(name: ExperimentName, caller: Caller, pool: Pool) -> di
 )
 async def experiment_results(name: ExperimentName, caller: Caller, pool: Pool) -> dict[str, Any]:
     _require(caller, ADMIN_ROLES, "read experiment results")
-    if not await experiments_admin.get(pool, caller, name):
-        raise HTTPException(HTTPStatus.NOT_FOUND, f"no experiment named {name!r}")
+    await _experiment(pool, caller, name)
     return await experiments_admin.results(pool, caller, name)
 
 
