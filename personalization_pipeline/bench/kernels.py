@@ -95,8 +95,11 @@ def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelT
     def work() -> None:
         for start in range(0, len(users), BATCH_USERS):
             batch = users[start : start + BATCH_USERS]
-            factors = model.factor_rows(batch, history) if isinstance(model, Factored) else None
-            search(batch, factors) if factors is not None else partial_sort(batch)
+            groups = model.factor_rows(batch, history) if isinstance(model, Factored) else None
+            for factors in groups or []:
+                search(batch, factors)
+            if groups is None:
+                partial_sort(batch)
 
     how = "flat index search" if isinstance(model, Factored) else "dense partial sort"
     return KernelTime(

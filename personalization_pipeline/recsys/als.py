@@ -83,11 +83,11 @@ class ALS(Recommender):
         out[known] = dots(self.user_factors[rows[known]], self.item_factors)
         return out
 
-    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix | None = None) -> FactorRows:
+    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix | None = None) -> list[FactorRows]:
         """Every user with factors: all scores are dot products."""
         rows = self.users.positions(user_ids)
         known = np.flatnonzero(rows >= 0)
-        return FactorRows(known, self.user_factors[rows[known]], self.item_factors)
+        return [FactorRows(known, self.user_factors[rows[known]], self.item_factors)]
 
     def state(self) -> dict[str, np.ndarray]:
         return {

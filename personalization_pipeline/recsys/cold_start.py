@@ -8,21 +8,29 @@ the item's category) + fresh_boost · [the item was approved within fresh_days]`
 standardises over the row's items. Users with more history get the model's scores unchanged;
 users the model cannot score (a NaN row) get the rule alone. Users with no history at all are
 served the popularity ranking of their scope, outside any model.
+
+For users a factor model scores (score = u · v), ``z`` uses the mean and the spread of the
+scores over the items from the item factors' mean and covariance (u · mean, sqrt(uᵀ cov u)), so
+the blend is an affine map of the dot products (:class:`~.factor_topk.Affine`) and those users'
+lists come from the proposal path like the others' (with at most ``MAX_BLEND_CATEGORIES``
+categories: each is a dimension of the index).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
+from personalization_pipeline.recsys.factor_topk import Affine, Factored, FactorRows
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.ranking import DEFAULT_HISTORY_DAMPING, Scorer
 from personalization_pipeline.recsys.sources import age_days
+
+MAX_BLEND_CATEGORIES = 64
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class ColdStartBlend:
             (np.ones(int(inside.sum())), (in_history[inside], codes[inside])),
             shape=(len(history.items), int(codes.max(initial=-1)) + 1),
         )
+        self._moments: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def item_ids(self) -> np.ndarray:
@@ -81,13 +90,50 @@ class ColdStartBlend:
         engaged = np.diff(history.engaged.indptr)
         return rows, np.where(rows >= 0, engaged[np.maximum(rows, 0)], 0).astype(np.float64)
 
-    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> FactorRows | None:
-        """The model's factor-scored users minus the blended ones (short histories)."""
+    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> list[FactorRows] | None:
+        """The model's factor-scored users: those with long histories as they are, the blended ones
+        (short histories) through their :class:`Affine` map."""
         inner = self.model.factor_rows(user_ids, history) if isinstance(self.model, Factored) else None
         if inner is None:
             return None
-        rows, h = self._history_sizes(user_ids[inner.positions], history)
-        return inner.only((rows < 0) | (h >= self.params.max_history))
+        groups = []
+        for group in inner:
+            rows, h = self._history_sizes(user_ids[group.positions], history)
+            cold = (rows >= 0) & (h < self.params.max_history)
+            groups.append(group.only(~cold))
+            if cold.any() and group.affine is None and self._to_category.shape[1] <= MAX_BLEND_CATEGORIES:
+                groups.append(self._affine(group.only(cold), self._shares(history, rows[cold], h[cold]), h[cold]))
+        return groups
+
+    def _affine(self, group: FactorRows, shares: np.ndarray, h: np.ndarray) -> FactorRows:
+        """``group`` (short histories: category ``shares``, engaged counts ``h``) with its blend."""
+        if self._moments is None:  # the item factors' mean and covariance, in float64
+            items = group.items.astype(np.float64)
+            mean = items.mean(axis=0)
+            self._moments = mean, (items - mean).T @ (items - mean) / max(len(items), 1)
+        mean, cov = self._moments
+        users = group.users.astype(np.float64)
+        # row by row (numpy's sum along a row): a user's terms never depend on who shares the batch
+        outer = (users[:, :, np.newaxis] * users[:, np.newaxis, :]).reshape(len(users), -1)
+        spread = np.sqrt(np.maximum(np.sum(outer * cov.reshape(-1), axis=1), 0.0))
+        weight = h / (h + self.params.damping)
+        scale = np.where(spread > 0, weight / np.where(spread > 0, spread, 1.0), 0.0)
+        rule_weight = 1 - weight
+        affine = Affine(
+            scale=scale,
+            offset=-scale * np.sum(users * mean, axis=1),
+            rule_weight=rule_weight,
+            category_terms=rule_weight[:, None] * self.params.category_boost * shares,
+            item_terms=self._popularity + self.params.fresh_boost * self._fresh,
+            categories=self._categories,
+        )
+        return replace(group, affine=affine)
+
+    def _shares(self, history: InteractionMatrix, rows: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Each user's (``history`` rows ``rows``, engaged counts ``h``) share of engaged items per
+        category (users x categories)."""
+        per_category = np.asarray((history.engaged[rows].astype(np.float64) @ self._to_category).todense())
+        return per_category / np.maximum(h, 1)[:, None]
 
     def score(self, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray:
         scores = np.asarray(self.model.score(user_ids, history), dtype=np.float64)
@@ -95,8 +141,13 @@ class ColdStartBlend:
         cold = np.flatnonzero((rows >= 0) & (h < self.params.max_history))
         if len(cold) == 0:
             return scores
-        per_category = np.asarray((history.engaged[rows[cold]].astype(np.float64) @ self._to_category).todense())
-        share = per_category[:, self._categories] / np.maximum(h[cold], 1)[:, None]
+        blended = [g for g in self.factor_rows(user_ids[cold], history) or [] if g.affine is not None]
+        for group in blended:  # the affine map of the dot products, as the proposal path scores them
+            scores[cold[group.positions]] = group.scores(np.arange(len(group.positions)))
+        cold = np.setdiff1d(cold, cold[np.concatenate([g.positions for g in blended] or [np.empty(0, int)])])
+        if len(cold) == 0:
+            return scores
+        share = self._shares(history, rows[cold], h[cold])[:, self._categories]
         rule = self._popularity + self.params.category_boost * share + self.params.fresh_boost * self._fresh
         personal = scores[cold]
         weight = np.where(np.isfinite(personal).any(axis=1), h[cold] / (h[cold] + self.params.damping), 0.0)[:, None]

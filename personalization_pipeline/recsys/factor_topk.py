@@ -12,7 +12,7 @@ top-n of :func:`~.dots.dots`, whichever users share the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Self, runtime_checkable
 
 import faiss
@@ -27,24 +27,117 @@ MARGIN = 16  # proposals beyond n + seen, room for the certificate
 
 
 @dataclass(frozen=True)
+class Affine:
+    """Per-user scores ``scale * (user . item) + offset + rule_weight * item_terms + category_terms``,
+    the last term the user's entry for the item's category (``categories``: a code per item):
+    the cold-start blend of a factor model's scores (:mod:`~.cold_start`)."""
+
+    scale: np.ndarray
+    offset: np.ndarray
+    rule_weight: np.ndarray
+    category_terms: np.ndarray
+    item_terms: np.ndarray
+    categories: np.ndarray
+
+    def only(self, keep: np.ndarray) -> Self:
+        return replace(
+            self,
+            scale=self.scale[keep],
+            offset=self.offset[keep],
+            rule_weight=self.rule_weight[keep],
+            category_terms=self.category_terms[keep],
+        )
+
+    def columns(self, cols: np.ndarray) -> Self:
+        return replace(self, item_terms=self.item_terms[cols], categories=self.categories[cols])
+
+    def apply(self, rows: np.ndarray, cols: np.ndarray, products: np.ndarray) -> np.ndarray:
+        """The scores of ``rows`` (positions in these users) for ``cols`` (shared, or one row of
+        columns per user) from their float32 ``products``, in float64, the same operations in the
+        same order for any layout."""
+        cols = np.broadcast_to(cols, products.shape)
+        r = rows[:, np.newaxis]
+        return (
+            (self.scale[r] * products.astype(np.float64) + self.offset[r]) + self.rule_weight[r] * self.item_terms[cols]
+        ) + self.category_terms[r, self.categories[cols]]
+
+
+@dataclass(frozen=True)
 class FactorRows:
-    """The users of a batch whose scores are plain dot products of factors: their positions in
-    the batch (ascending), their factors, and the factors of the scorer's items in its column order."""
+    """The users of a batch whose scores come from factors: their positions in the batch
+    (ascending), their factors, the factors of the scorer's items in its column order, and for
+    blended users the :class:`Affine` map of the dot products to their scores."""
 
     positions: np.ndarray
     users: np.ndarray
     items: np.ndarray
+    affine: Affine | None = None
 
     def only(self, keep: np.ndarray) -> Self:
         """The same rows where ``keep`` (a mask over them) holds."""
-        return type(self)(self.positions[keep], self.users[keep], self.items)
+        affine = self.affine.only(keep) if self.affine is not None else None
+        return type(self)(self.positions[keep], self.users[keep], self.items, affine)
+
+    def columns(self, cols: np.ndarray) -> Self:
+        """The same users over the items ``cols`` only (renumbered 0..)."""
+        affine = self.affine.columns(cols) if self.affine is not None else None
+        return type(self)(self.positions, self.users, self.items[cols], affine)
+
+    def scores(self, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """Exact scores of ``rows`` (positions in these users) for ``cols`` (shared; one row of
+        columns per user; every item when omitted): :func:`~.dots.dots`, through the affine map."""
+        items = self.items if cols is None else self.items[cols]
+        products = dots(self.users[rows], items)
+        if self.affine is None:
+            return products
+        return self.affine.apply(rows, np.arange(len(self.items)) if cols is None else cols, products)
+
+    def index_vectors(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(queries of ``rows``, keys): float32 vectors whose inner product is the score minus the
+        user's offset (for blended users: [scale x, rule weight, category terms] with
+        [item factors, item term, one-hot category])."""
+        if self.affine is None:
+            return self.users[rows].astype(np.float32), self.items.astype(np.float32)
+        a = self.affine
+        queries = np.hstack(
+            [
+                a.scale[rows, None] * self.users[rows].astype(np.float64),
+                a.rule_weight[rows, None],
+                a.category_terms[rows],
+            ]
+        )
+        one_hot = np.zeros((len(self.items), a.category_terms.shape[1]))
+        one_hot[np.arange(len(self.items)), a.categories] = 1.0
+        keys = np.hstack([self.items.astype(np.float64), a.item_terms[:, None], one_hot])
+        return queries.astype(np.float32), keys.astype(np.float32)
+
+    def offsets(self, rows: np.ndarray) -> np.ndarray:
+        return self.affine.offset[rows] if self.affine is not None else np.zeros(len(rows))
+
+    def error_bound(self, rows: np.ndarray, queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Per user of ``rows``, a bound on |the index's float32 inner product - (exact score - offset)|
+        over all items: float32 summation of the index vectors (rounded from float64 for blended
+        users), the float32 rounding of the dot products scaled, and float64 rounding."""
+        bound = _float32_error(queries, keys)
+        if self.affine is None:
+            return bound
+        a = self.affine
+        products = np.abs(a.scale[rows]) * _float32_error(self.users[rows], self.items) / (2 * self.users.shape[1] + 2)
+        magnitude = (
+            np.abs(a.scale[rows]) * np.linalg.norm(self.users[rows].astype(np.float64), axis=1) * _longest(self.items)
+            + np.abs(a.offset[rows])
+            + np.abs(a.rule_weight[rows]) * np.abs(a.item_terms).max(initial=0.0)
+            + np.abs(a.category_terms[rows]).max(axis=1, initial=0.0)
+        )
+        return 2 * bound + 2 * products + 2.0**-40 * magnitude
 
 
 @runtime_checkable
 class Factored(Protocol):
-    """A scorer that can say which users of a batch it scores by factors alone."""
+    """A scorer that can say which users of a batch it scores from factors: disjoint groups (each
+    plain dot products, or dot products through one affine map); ``None`` when it scores none so."""
 
-    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> FactorRows | None: ...
+    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> list[FactorRows] | None: ...
 
 
 @dataclass(frozen=True)
@@ -58,36 +151,40 @@ class Proposed:
     dense_rows: np.ndarray
 
 
+def _longest(items: np.ndarray) -> float:
+    return float(np.linalg.norm(items.astype(np.float64), axis=1).max(initial=0.0))
+
+
 def _float32_error(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Per user, a bound on |float32 BLAS dot - :func:`dots`| over all items: twice the float32
     summation error of d products plus the final rounding, relative to |u| max|v|."""
     d = users.shape[1]
-    longest = float(np.linalg.norm(items.astype(np.float64), axis=1).max(initial=0.0))
-    return (2 * d + 2) * 2.0**-24 * np.linalg.norm(users.astype(np.float64), axis=1) * longest
+    return (2 * d + 2) * 2.0**-24 * np.linalg.norm(users.astype(np.float64), axis=1) * _longest(items)
 
 
-def top_n(users: np.ndarray, items: np.ndarray, seen: sp.csr_matrix, n: int) -> Proposed:
-    """The exact top-``n`` unseen items of each user (rows of ``users``) among ``items`` (rows:
-    columns 0..w-1), ``seen`` a users x items boolean matrix, for the rows it can certify."""
-    m, width = len(users), len(items)
+def top_n(factors: FactorRows, seen: sp.csr_matrix, n: int) -> Proposed:
+    """The exact top-``n`` unseen items of each user of ``factors`` (rows: users, columns: its
+    items), ``seen`` a users x items boolean matrix, for the rows it can certify."""
+    m, width = len(factors.users), len(factors.items)
     counts = np.diff(seen.indptr)
     light = np.flatnonzero(counts <= HEAVY_SEEN)
     k = min(width, n + int(counts[light].max(initial=0)) + MARGIN)
     if width == 0 or len(light) == 0 or k >= width:
         empty = np.empty(0, dtype=np.int64)
-        return Proposed(empty, empty, np.empty(0, dtype=np.float32), empty, np.arange(m))
-    queries = np.ascontiguousarray(users[light], dtype=np.float32)
-    index = faiss.IndexFlatIP(items.shape[1])
-    index.add(np.ascontiguousarray(items, dtype=np.float32))
-    approx, proposed = index.search(queries, k)
-    exact = dots(queries, items[proposed])
+        return Proposed(empty, empty, np.empty(0), empty, np.arange(m))
+    queries, keys = factors.index_vectors(light)
+    index = faiss.IndexFlatIP(keys.shape[1])
+    index.add(np.ascontiguousarray(keys))
+    approx, proposed = index.search(np.ascontiguousarray(queries), k)
+    exact = factors.scores(light, proposed)
     seen_light = seen[light].tocoo()
-    keys = np.int64(width) * np.arange(len(light))[:, np.newaxis] + proposed
-    exact[np.isin(keys, np.int64(width) * seen_light.row + seen_light.col)] = -np.inf
+    keys_seen = np.int64(width) * seen_light.row + seen_light.col
+    exact[np.isin(np.int64(width) * np.arange(len(light))[:, np.newaxis] + proposed, keys_seen)] = -np.inf
     order = np.lexsort((proposed, -exact.astype(np.float64)), axis=1)[:, :n]
     cols, scores = np.take_along_axis(proposed, order, axis=1), np.take_along_axis(exact, order, axis=1)
-    nth = scores[:, n - 1].astype(np.float64)
-    certified = (nth > -np.inf) & (approx[:, -1].astype(np.float64) + _float32_error(queries, items) < nth)
+    nth = scores[:, n - 1].astype(np.float64) - factors.offsets(light)
+    bound = factors.error_bound(light, queries, keys)
+    certified = (nth > -np.inf) & (approx[:, -1].astype(np.float64) + bound < nth)
     dense = np.sort(np.concatenate([np.flatnonzero(counts > HEAVY_SEEN), light[~certified]]))
     rows, slots = np.nonzero(np.broadcast_to(certified[:, np.newaxis], scores.shape))
     return Proposed(light[rows], cols[rows, slots], scores[rows, slots], slots + 1, dense)

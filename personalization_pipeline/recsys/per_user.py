@@ -275,7 +275,7 @@ class PerUserComposite(Recommender):
     def item_ids(self) -> np.ndarray:
         return self.item_features.item_ids
 
-    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> FactorRows | None:
+    def factor_rows(self, user_ids: np.ndarray, history: InteractionMatrix) -> list[FactorRows] | None:
         """The global model's factor-scored users without a model of their own, when the global
         model knows all of these models' items."""
         inner = self.base.factor_rows(user_ids, history) if isinstance(self.base, Factored) else None
@@ -284,8 +284,10 @@ class PerUserComposite(Recommender):
         base_cols = self._base_cols()
         if (base_cols < 0).any():
             return None
-        unkept = self.users.positions(np.asarray(user_ids, dtype=str)[inner.positions]) < 0
-        return FactorRows(inner.positions[unkept], inner.users[unkept], inner.items[base_cols])
+        return [self._unkept(group, user_ids).columns(base_cols) for group in inner]
+
+    def _unkept(self, group: FactorRows, user_ids: np.ndarray) -> FactorRows:
+        return group.only(self.users.positions(np.asarray(user_ids, dtype=str)[group.positions]) < 0)
 
     def score(self, user_ids: UserIds, history: InteractionMatrix) -> np.ndarray:
         """Global scores (on its items); for kept users, the model's probabilities over their

@@ -27,7 +27,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from personalization_pipeline.recsys import factor_topk
-from personalization_pipeline.recsys.dots import dots
 from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
@@ -202,11 +201,11 @@ def _rank_factored(
     for code, scope_cols in enumerate(scopes.columns):
         if not len(scope_cols):
             continue
-        items, scope_seen = factors.items[scope_cols], seen[:, scope_cols]
-        top = factor_topk.top_n(factors.users, items, scope_seen, n)
+        scoped, scope_seen = factors.columns(scope_cols), seen[:, scope_cols]
+        top = factor_topk.top_n(scoped, scope_seen, n)
         parts.append(_picks(top.rows, scope_cols[top.cols], top.scores.astype(np.float64), top.ranks, code))
         if len(top.dense_rows):
-            scores = dots(factors.users[top.dense_rows], items)
+            scores = scoped.scores(top.dense_rows)
             scores[scope_seen[top.dense_rows].nonzero()] = -np.inf
             local = _pick_top(scores, n, np.arange(len(scope_cols)), code)
             parts.append(local.moved(top.dense_rows, scope_cols))
@@ -218,12 +217,13 @@ def rank_batch(
 ) -> Picks:
     """The top-``n`` unseen items per scope of each of ``user_ids`` (a batch) by ``model``, in its
     column numbers (``to_model``: model column of each history item, -1 when unknown), ordered by
-    scope, row and rank. Users a factor model scores by factors alone skip the dense scores."""
-    factors = model.factor_rows(user_ids, history) if isinstance(model, Factored) else None
-    if factors is None or not len(factors.positions) or not scopes.columns:
+    scope, row and rank. Users a factor model scores from factors skip the dense scores."""
+    groups = model.factor_rows(user_ids, history) if isinstance(model, Factored) else None
+    groups = [group for group in groups or [] if len(group.positions)]
+    if not groups or not scopes.columns:
         return _rank_all(model, user_ids, history, scopes, to_model, n)
-    parts = [_rank_factored(factors, user_ids, history, scopes, to_model, n)]
-    rest = np.setdiff1d(np.arange(len(user_ids)), factors.positions)
+    parts = [_rank_factored(group, user_ids, history, scopes, to_model, n) for group in groups]
+    rest = np.setdiff1d(np.arange(len(user_ids)), np.concatenate([group.positions for group in groups]))
     if len(rest):
         parts.append(_rank_all(model, user_ids[rest], history, scopes, to_model, n).moved(rest))
     return Picks.concat(parts).by_scope()

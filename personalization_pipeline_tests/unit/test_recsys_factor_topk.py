@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from personalization_pipeline.recsys import factor_topk
 from personalization_pipeline.recsys.als import ALS, ALSParams
@@ -77,7 +78,8 @@ def test_proposals_certify_most_users_and_leave_ties_and_heavy_users_to_dense(ca
     model, history, _ = case
     users = model.users.ids
     seen = history.seen[history.users.positions(users)][:, IdIndex(history.items.ids).positions(model.items.ids)]
-    top = factor_topk.top_n(model.user_factors, model.item_factors, seen.tocsr(), 10)
+    rows = factor_topk.FactorRows(np.arange(len(users)), model.user_factors, model.item_factors)
+    top = factor_topk.top_n(rows, seen.tocsr(), 10)
     dense = set(users[top.dense_rows])
     assert {"u000", "u007"} <= dense  # tied at the cut; seen more than HEAVY_SEEN
     assert len(dense) < len(users) // 4
@@ -99,21 +101,53 @@ def test_proposal_path_equals_scoring_every_item(case):
     pd.testing.assert_frame_equal(whole, user_rankings(model, users[::-1], catalog, history, 10, batch_size=7))
 
 
-def test_cold_start_blend_ranks_long_histories_by_proposals_and_equals_dense(case):
+def test_cold_start_blend_ranks_every_factor_user_by_proposals_and_equals_dense(case):
     model, history, scopes = case
+    rng = np.random.default_rng(3)
     catalog = pd.DataFrame(
-        {"item_id": model.item_ids, "category": "c", "approved_at": datetime(2026, 1, 1, tzinfo=UTC)}
+        {
+            "item_id": model.item_ids,
+            "category": rng.choice(["c1", "c2", "c3", "c4"], size=len(model.item_ids)),
+            "approved_at": datetime(2026, 1, 1, tzinfo=UTC)
+            - pd.to_timedelta(rng.integers(0, 300, len(model.item_ids)), "D"),
+        }
     )
     blend = ColdStartBlend(model, catalog, history, datetime(2026, 6, 1, tzinfo=UTC), ColdStartParams(max_history=40))
     users = np.append(model.users.ids, "stranger")
-    factored = blend.factor_rows(users, history)
-    engaged = np.diff(history.engaged.indptr)[history.users.positions(users[factored.positions])]
-    assert (engaged >= 40).all() and 0 < len(factored.positions) < len(users) - 1
+    groups = blend.factor_rows(users, history)
+    plain, blended = (g for g in groups if g.affine is None), [g for g in groups if g.affine is not None]
+    engaged = np.diff(history.engaged.indptr)[history.users.positions(users)]
+    assert (engaged[next(plain).positions] >= 40).all()
+    assert len(blended) == 1 and (engaged[blended[0].positions] < 40).all() and len(blended[0].positions) > 10
+    assert sorted(np.concatenate([g.positions for g in groups])) == list(range(len(users) - 1))  # all but the stranger
     to_model = IdIndex(model.item_ids).positions(history.items.ids)
     fast = rank_batch(blend, users, history, scopes, to_model, 10)
     full = _rank_all(blend, users, history, scopes, to_model, 10).by_scope()
     for field in fast.__dataclass_fields__:
         assert np.array_equal(getattr(fast, field), getattr(full, field)), field
+    cold = blended[0]
+    proposed = factor_topk.top_n(cold, sp.csr_matrix((len(cold.positions), len(cold.items)), dtype=bool), 10)
+    assert len(proposed.dense_rows) < len(cold.positions) // 4  # most blended users are certified
+    listed = catalog.assign(scope=np.where(np.arange(len(catalog)) % 2, "odd", "even"))
+    whole = user_rankings(blend, users, listed, history, 10)
+    pd.testing.assert_frame_equal(whole, user_rankings(blend, users[::-1], listed, history, 10, batch_size=7))
+
+
+def test_the_factored_blend_standardises_as_the_rows_own_scores_do(case):
+    """The blend's spread and mean from the item factors' moments agree with each row's own."""
+    model, history, _ = case
+    catalog = pd.DataFrame(
+        {"item_id": model.item_ids, "category": "c", "approved_at": datetime(2026, 1, 1, tzinfo=UTC)}
+    )
+    blend = ColdStartBlend(model, catalog, history, datetime(2026, 6, 1, tzinfo=UTC), ColdStartParams(max_history=40))
+    users = model.users.ids
+    cold = next(g for g in blend.factor_rows(users, history) if g.affine is not None)
+    affine = cold.affine
+    raw = model.score(users[cold.positions], history).astype(np.float64)
+    z = (raw - raw.mean(axis=1, keepdims=True)) / raw.std(axis=1, keepdims=True)
+    weight = 1 - affine.rule_weight[:, None]  # h / (h + damping)
+    expected = weight * z + (1 - weight) * affine.item_terms + affine.category_terms[:, [0]]
+    np.testing.assert_allclose(cold.scores(np.arange(len(cold.positions))), expected, rtol=0, atol=1e-4)
 
 
 def test_items_whose_float32_scores_cancel_to_zero_are_still_found():
@@ -125,7 +159,7 @@ def test_items_whose_float32_scores_cancel_to_zero_are_still_found():
     items = np.array([low] * 95 + [bait] * 100 + [trap] * 5, dtype=np.float32)
     assert dots(user, items[[195]])[0, 0] == np.float32(2.0**-40)
     no_history = factor_topk.sp.csr_matrix((1, len(items)), dtype=bool)
-    top = factor_topk.top_n(user, items, no_history, 3)
+    top = factor_topk.top_n(factor_topk.FactorRows(np.arange(1), user, items), no_history, 3)
     assert list(top.dense_rows) == [0] and len(top.rows) == 0  # the near-zero cut cannot be certified
     picks = rank_batch(
         _als(user, items),
