@@ -356,7 +356,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
         try:
             spec = ExperimentSpec.model_validate_json(text)
-            experiment = store.create(url, spec)
+            experiment = store.create(url, spec, Settings.from_env().seed)
         except ValidationError as exc:
             console.print(f"[red bold]invalid experiment in {args.file}[/]:\n{exc}", soft_wrap=True)
             return 2

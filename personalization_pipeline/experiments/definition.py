@@ -110,7 +110,7 @@ class Experiment(ExperimentSpec):
 
     starts_at: AwareDatetime
     active: bool = Field(description="False once ended.")
-    salt: str = Field(description="Mixed into the assignment hash; fixed at creation.")
+    salt: str = Field(description="Mixed into the assignment hash: from the settings' seed and the name.")
     created_at: AwareDatetime
     ended_at: AwareDatetime | None = None
 

@@ -7,8 +7,8 @@ the admin routes (the API role, asynchronous, where row-level security admits ad
 
 from __future__ import annotations
 
+import hashlib
 import json
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,10 +64,12 @@ class ExperimentConflict(ValueError):
     """The experiment cannot be created: the name is taken, or another experiment is active."""
 
 
-def insert_params(spec: ExperimentSpec) -> dict[str, Any]:
-    """The parameters of :data:`INSERT_SQL` for ``spec``, with a fresh random salt."""
+def insert_params(spec: ExperimentSpec, seed: int) -> dict[str, Any]:
+    """The parameters of :data:`INSERT_SQL` for ``spec``; the assignment salt is derived from the
+    settings' ``seed`` and the name (names are never reused), so a run is reproducible."""
     fields = spec.model_dump(mode="json")
-    return {**fields, "variants": json.dumps(fields["variants"]), "salt": secrets.token_hex(8)}
+    salt = hashlib.sha256(f"{seed}:{spec.name}".encode()).hexdigest()[:16]
+    return {**fields, "variants": json.dumps(fields["variants"]), "salt": salt}
 
 
 def from_row(row: dict[str, Any]) -> Experiment:
@@ -81,12 +83,12 @@ def conflict(exc: psycopg.errors.UniqueViolation, name: str) -> ExperimentConfli
     return ExperimentConflict(f"an experiment named {name!r} exists already")
 
 
-def create(url: str, spec: ExperimentSpec) -> Experiment:
+def create(url: str, spec: ExperimentSpec, seed: int) -> Experiment:
     """Store ``spec`` as a new active experiment. Raises :class:`ExperimentConflict`."""
     with psycopg.connect(url) as conn:
         ensure_schema(conn)
         try:
-            row = conn.cursor(row_factory=dict_row).execute(INSERT_SQL, insert_params(spec)).fetchone()
+            row = conn.cursor(row_factory=dict_row).execute(INSERT_SQL, insert_params(spec, seed)).fetchone()
         except psycopg.errors.UniqueViolation as exc:
             raise conflict(exc, spec.name) from None
     assert row is not None

@@ -309,10 +309,10 @@ async def admin_explanation(
     summary="Create an A/B experiment (assignment starts with the next nightly run).",
     responses=_ERRORS | _BAD_BODY | _CONFLICT,
 )
-async def create_experiment(spec: ExperimentSpec, caller: Caller, pool: Pool) -> dict[str, Any]:
+async def create_experiment(spec: ExperimentSpec, caller: Caller, pool: Pool, request: Request) -> dict[str, Any]:
     _require(caller, ADMIN_ROLES, "create experiments")
     try:
-        experiment = await experiments_admin.create(pool, caller, spec)
+        experiment = await experiments_admin.create(pool, caller, spec, request.app.state.settings.seed)
     except ExperimentConflict as exc:
         raise HTTPException(HTTPStatus.CONFLICT, str(exc)) from exc
     return experiment.model_dump(exclude={"salt"})

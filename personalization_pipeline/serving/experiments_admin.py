@@ -17,12 +17,12 @@ from personalization_pipeline.serving.api_access import caller_query, caller_tra
 from personalization_pipeline.serving.auth import Principal
 
 
-async def create(pool: AsyncConnectionPool, caller: Principal, spec: ExperimentSpec) -> Experiment:
+async def create(pool: AsyncConnectionPool, caller: Principal, spec: ExperimentSpec, seed: int) -> Experiment:
     """Store ``spec`` as a new active experiment. Raises :class:`store.ExperimentConflict`."""
     try:
         async with caller_transaction(pool, caller) as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(store.INSERT_SQL, store.insert_params(spec))
+            await cur.execute(store.INSERT_SQL, store.insert_params(spec, seed))
             row = await cur.fetchone()
     except psycopg.errors.UniqueViolation as exc:
         raise store.conflict(exc, spec.name) from None

@@ -94,7 +94,7 @@ def test_the_endpoint_says_which_variant_it_serves(world, bearer):
 def test_a_planted_lift_is_found_and_ending_takes_effect_at_the_next_publish(world, bearer):
     settings, _ = world
     url = str(settings.database_url)
-    assert main(["simulate-responses", NAME, "--lift", "popular=1.5", "--seed", "3"]) == 0
+    assert main(["simulate-responses", NAME, "--lift", "popular=3", "--seed", "3"]) == 0
     meta = _run()
     assert meta["experiment_results"]["winners"] == {NAME: "popular"}
     results = {

@@ -121,7 +121,7 @@ def _published_ranks(users: list[str], experiment: str | None, now: datetime) ->
 
 
 def test_assignments_are_recorded_once_and_never_for_opted_out_users(clean_pg):
-    experiment = store.create(clean_pg, ExperimentSpec.model_validate(SPEC))
+    experiment = store.create(clean_pg, ExperimentSpec.model_validate(SPEC), seed=42)
     with psycopg.connect(clean_pg) as conn:
         conn.execute("INSERT INTO personalization_settings (user_id, personalization_enabled) VALUES ('out', false)")
     first = pd.DataFrame({"user_id": ["a", "b", "out"], "variant": ["control", "reranked", "control"]})
@@ -136,7 +136,7 @@ def test_assignments_are_recorded_once_and_never_for_opted_out_users(clean_pg):
 
 
 def test_publish_records_exposures_and_forgets_opted_out_users(clean_pg):
-    experiment = store.create(clean_pg, ExperimentSpec.model_validate(SPEC))
+    experiment = store.create(clean_pg, ExperimentSpec.model_validate(SPEC), seed=42)
     store.record_assignments(
         clean_pg, experiment.name, pd.DataFrame({"user_id": ["a", "b", "c"], "variant": ["reranked", "control", "x"]})
     )
