@@ -45,7 +45,7 @@ def experiment_assignments(
     recorded = pd.DataFrame({"user_id": pd.Series(dtype=object), "variant": pd.Series(dtype=object)})
     with warehouse.connect() as con:
         if experiment is not None:
-            assigned = assign(con, experiment, f"SELECT user_id FROM {ACTIVITY}", running=True)
+            assigned = assign(con, experiment, f"SELECT user_id FROM {ACTIVITY}", now)
             recorded = store.record_assignments(url, experiment.name, assigned)
         rows = write_assignments(con, experiment, recorded)
     if experiment is None:

@@ -8,6 +8,8 @@ experiment's salt reshuffles users independently.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import duckdb
 import pandas as pd
 
@@ -32,8 +34,8 @@ def variant_sql(experiment: Experiment, column: str = "user_id") -> str:
     return f"CASE {' '.join(cases)} END"
 
 
-def assign(con: duckdb.DuckDBPyConnection, experiment: Experiment, users: str, running: bool) -> pd.DataFrame:
+def assign(con: duckdb.DuckDBPyConnection, experiment: Experiment, users: str, now: datetime) -> pd.DataFrame:
     """(user_id, variant) of every user id of the SQL relation ``users`` (a ``user_id`` column),
-    ordered by user id; everyone is in control unless the experiment is ``running``."""
-    variant = variant_sql(experiment) if running else f"'{CONTROL}'"
+    ordered by user id; everyone is in control unless the experiment is running at ``now``."""
+    variant = variant_sql(experiment) if experiment.running(now) else f"'{CONTROL}'"
     return con.execute(f"SELECT user_id, {variant} AS variant FROM ({users}) ORDER BY user_id").df()

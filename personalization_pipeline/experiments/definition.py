@@ -118,7 +118,3 @@ class Experiment(ExperimentSpec):
         """Active, started and not past its end at ``now`` (default: the current time)."""
         now = now or datetime.now(UTC)
         return self.active and self.starts_at <= now and (self.ends_at is None or now < self.ends_at)
-
-    @property
-    def control(self) -> VariantSpec:
-        return next(variant for variant in self.variants if variant.name == CONTROL)

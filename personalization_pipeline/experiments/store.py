@@ -203,10 +203,9 @@ def served_lists(url: str, name: str, top: int = 10) -> pd.DataFrame:
     with psycopg.connect(url) as conn:
         ensure_schema(conn)
         rows = conn.execute(
-            f"SELECT user_id, min(variant), min(generated_at), jsonb_agg(item ORDER BY scope, position) "
-            f"FROM {RANKS}, jsonb_array_elements(items) WITH ORDINALITY AS listed(entry, position), "
-            "LATERAL (SELECT entry ->> 'id' AS item) AS picked "
-            f"WHERE experiment = %s AND position <= %s GROUP BY user_id ORDER BY user_id",
+            "SELECT user_id, min(variant), min(generated_at), jsonb_agg(entry ->> 'id' ORDER BY scope, position) "
+            f"FROM {RANKS}, jsonb_array_elements(items) WITH ORDINALITY AS listed(entry, position) "
+            "WHERE experiment = %s AND position <= %s GROUP BY user_id ORDER BY user_id",
             (name, top),
         ).fetchall()
     return pd.DataFrame(rows, columns=["user_id", "variant", "generated_at", "items"])

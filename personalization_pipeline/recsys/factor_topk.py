@@ -122,9 +122,12 @@ class FactorRows:
         if self.affine is None:
             return bound
         a = self.affine
-        products = np.abs(a.scale[rows]) * _float32_error(self.users[rows], self.items) / (2 * self.users.shape[1] + 2)
-        magnitude = (
+        largest = (
             np.abs(a.scale[rows]) * np.linalg.norm(self.users[rows].astype(np.float64), axis=1) * _longest(self.items)
+        )
+        products = 2.0**-24 * largest  # |float32(u . v) - u . v|, through the scale
+        magnitude = (
+            largest
             + np.abs(a.offset[rows])
             + np.abs(a.rule_weight[rows]) * np.abs(a.item_terms).max(initial=0.0)
             + np.abs(a.category_terms[rows]).max(axis=1, initial=0.0)

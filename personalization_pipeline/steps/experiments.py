@@ -6,11 +6,12 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from ..experiments.analysis import RATE_OF
 from ..experiments.definition import Experiment
 from ..sqlutil import scalar
 from .tables import EXPERIMENT_ASSIGNMENTS, EXPERIMENT_EXPOSURES, EXPERIMENT_OUTCOMES
 
-_OUTCOMES = ("accepted", "completed", "engaged", "dismissed")
+_OUTCOMES = tuple(RATE_OF.values())
 
 
 def write_assignments(con: duckdb.DuckDBPyConnection, experiment: Experiment | None, recorded: pd.DataFrame) -> int:

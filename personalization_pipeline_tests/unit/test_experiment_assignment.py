@@ -36,20 +36,20 @@ def users() -> duckdb.DuckDBPyConnection:
 
 
 def test_traffic_split_within_tolerance_on_100k_ids(users):
-    assigned = assign(users, stored(), "SELECT user_id FROM users", running=True)
+    assigned = assign(users, stored(), "SELECT user_id FROM users", NOW)
     shares = assigned["variant"].value_counts(normalize=True)
     assert len(assigned) == 100_000 and assigned["user_id"].is_unique
     assert shares.to_dict() == pytest.approx({"control": 0.5, "als": 0.3, "pop": 0.2}, abs=0.01)
 
 
 def test_assignment_is_deterministic_and_independent_across_experiments(users):
-    first = assign(users, stored(), "SELECT user_id FROM users", running=True)
-    again = assign(users, stored(), "SELECT user_id FROM users ORDER BY user_id DESC", running=True)
+    first = assign(users, stored(), "SELECT user_id FROM users", NOW)
+    again = assign(users, stored(), "SELECT user_id FROM users ORDER BY user_id DESC", NOW)
     assert first.equals(again)  # the same ids give the same variants, in any order, in any run
-    subset = assign(users, stored(), "SELECT user_id FROM users WHERE user_id LIKE 'u1%'", running=True)
+    subset = assign(users, stored(), "SELECT user_id FROM users WHERE user_id LIKE 'u1%'", NOW)
     merged = subset.merge(first, on="user_id", suffixes=("", "_all"))
     assert (merged["variant"] == merged["variant_all"]).all()  # who else is assigned does not matter
-    other = assign(users, stored(salt="ffff"), "SELECT user_id FROM users", running=True)
+    other = assign(users, stored(salt="ffff"), "SELECT user_id FROM users", NOW)
     same = (other["variant"] == first["variant"]).mean()
     assert same == pytest.approx(0.5**2 + 0.3**2 + 0.2**2, abs=0.01)  # another salt reshuffles independently
 
@@ -57,7 +57,7 @@ def test_assignment_is_deterministic_and_independent_across_experiments(users):
 def test_an_experiment_that_is_not_running_assigns_everyone_to_control(users):
     ended = stored(active=False)
     assert not ended.running(NOW)
-    assert set(assign(users, ended, "SELECT user_id FROM users", running=ended.running(NOW))["variant"]) == {"control"}
+    assert set(assign(users, ended, "SELECT user_id FROM users", NOW)["variant"]) == {"control"}
     future = stored(starts_at=datetime(2027, 1, 1, tzinfo=UTC))
     assert not future.running(NOW) and future.running(datetime(2027, 1, 2, tzinfo=UTC))
     finished = stored(ends_at=datetime(2026, 12, 2, tzinfo=UTC))
