@@ -22,8 +22,16 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-CLEAN_TEXT_MACRO = f"CREATE OR REPLACE TEMP MACRO clean_text(x) AS nullif(trim(x, {_sql_literal(STRIP_CHARS)}), '')"
-"""DuckDB: ``x`` trimmed of surrounding whitespace, NULL when nothing is left."""
+_STRIP_CLASS = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in STRIP_CHARS) + "]"
+_EDGE_SPACE = f"^{_STRIP_CLASS}|{_STRIP_CLASS}$"
+CLEAN_TEXT_MACRO = (
+    "CREATE OR REPLACE TEMP MACRO clean_text(x) AS nullif("
+    f"CASE WHEN regexp_matches(x, {_sql_literal(_EDGE_SPACE)}) THEN trim(x, {_sql_literal(STRIP_CHARS)}) "
+    "ELSE x END, '')"
+)
+"""DuckDB: ``x`` trimmed of surrounding whitespace, NULL when nothing is left. The trim by a
+character set is slow, so it only runs on values that start or end with one (a regular expression
+anchored at an edge)."""
 
 CANONICAL_ID_MACRO = (
     f"CREATE OR REPLACE TEMP MACRO canonical_id(x) AS "

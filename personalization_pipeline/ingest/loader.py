@@ -85,7 +85,8 @@ def find_source(data_dir: Path, contract: TableContract, mapping: TableMapping) 
 
 
 def _read_source(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, workdir: Path) -> None:
-    """Expose ``path`` as temp table ``src`` of VARCHAR columns, malformed CSV lines in ``reject_errors``."""
+    """Expose ``path`` as temp view ``src`` of VARCHAR columns; malformed CSV lines go to ``reject_errors``
+    when it is read."""
     con.execute("DROP VIEW IF EXISTS src")
     readable = path if path.suffix == ".parquet" else utf8_csv(path, encoding, workdir)
     try:
@@ -100,8 +101,8 @@ def _read_source(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, work
         columns = relation.columns
         casts = ", ".join(f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" for c in columns)
         relation.project(casts).create_view("src_rel", replace=True)
-        con.execute("CREATE TEMP TABLE src AS SELECT row_number() OVER () AS src_row, * FROM src_rel")
-        con.execute("DROP VIEW src_rel")
+        # A view: the file is read once, by the query that selects its contract columns.
+        con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT row_number() OVER () AS src_row, * FROM src_rel")
     except duckdb.Error as exc:
         raise InputError(path, f"unreadable file: {exc}") from exc
 
@@ -287,4 +288,5 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, wo
             now,
         ],
     )
-    con.execute("DROP TABLE IF EXISTS checked; DROP TABLE IF EXISTS src; DROP TABLE IF EXISTS src_contract")
+    con.execute("DROP TABLE IF EXISTS checked; DROP VIEW IF EXISTS src; DROP VIEW IF EXISTS src_rel")
+    con.execute("DROP TABLE IF EXISTS src_contract")

@@ -1,8 +1,8 @@
 """Typing and row checks per raw table, as DuckDB SQL over the temp table ``src_contract``.
 
-Each table's rules produce the temp table ``checked``: typed contract columns, the
-raw row as JSON (``row_json``), the source row number and a ``reason`` that is NULL
-for good rows and names the first rule a bad row broke.
+Each table's rules produce the temp table ``checked``: typed contract columns, the source
+row number, a ``reason`` that is NULL for good rows and names the first rule a bad row broke,
+and for bad rows the raw row as JSON (``row_json``).
 """
 
 from __future__ import annotations
@@ -53,13 +53,13 @@ class TableRules:
     def sql(self) -> str:
         """SQL creating ``checked`` from ``src_contract``."""
         typed = ",\n    ".join(f"{expr} AS {name}" for name, expr in self.columns.items())
-        raw = ", ".join(f"{name}: left({name}, {QUARANTINED_TEXT_CHARS})" for name in self.columns)
+        raw = ", ".join(f"{name}: left({name}__raw, {QUARANTINED_TEXT_CHARS})" for name in self.columns)
         cases = "\n        ".join(f"WHEN {cond} THEN '{reason}'" for cond, reason in self.rules)
         key = ", ".join(self.unique_key)
         return f"""
 CREATE OR REPLACE TEMP TABLE checked AS
 WITH typed AS (
-    SELECT src_row, to_json({{{raw}}}) AS row_json,
+    SELECT src_row,
     {typed},
     {", ".join(f"{name} AS {name}__raw" for name in self.columns)}
     FROM src_contract
@@ -67,12 +67,16 @@ WITH typed AS (
     SELECT *, CASE
         {cases}
     END AS reason FROM typed
+), judged AS (
+    SELECT * EXCLUDE (reason),
+        CASE WHEN reason IS NULL AND row_number() OVER (
+            PARTITION BY reason IS NULL, {key} ORDER BY {self.keep_first_by}, src_row) > 1
+        THEN '{self.duplicate_reason}' ELSE reason END AS reason
+    FROM first_pass
 )
-SELECT * EXCLUDE (reason, {", ".join(f"{n}__raw" for n in self.columns)}),
-    CASE WHEN reason IS NULL AND row_number() OVER (
-        PARTITION BY reason IS NULL, {key} ORDER BY {self.keep_first_by}, src_row) > 1
-    THEN '{self.duplicate_reason}' ELSE reason END AS reason
-FROM first_pass
+SELECT * EXCLUDE ({", ".join(f"{n}__raw" for n in self.columns)}),
+    CASE WHEN reason IS NOT NULL THEN to_json({{{raw}}}) END AS row_json
+FROM judged
 """
 
 

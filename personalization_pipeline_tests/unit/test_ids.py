@@ -20,6 +20,10 @@ CASES = [
     ("a b", "a b"),  # inner spaces kept
     ("", None),
     ("\u00a0\t", None),
+    ("\u0085x\u2028", "x"),  # next line and line separator are spaces too
+    ("\u200bx", "\u200bx"),  # a zero-width space is not
+    (" \u0301x", "\u0301x"),  # a combining mark after a leading space stays
+    ("x\u000b", "x"),
 ]
 
 

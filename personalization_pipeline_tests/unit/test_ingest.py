@@ -70,10 +70,14 @@ u5,i1,2024-01-02,view,,s5,unexpected,extra
         ("u2", "i2", datetime(2024, 1, 1, 10), "click", None),  # epoch seconds 1704103200
         ("u4", "i1", datetime(2024, 1, 2), "rate", 4.5),  # numeric value without type -> rate
     ]
-    stored = con.execute(
-        "SELECT reason, row_json FROM quarantine WHERE table_name = 'interactions' AND reason = 'null_user_id'"
-    ).fetchall()
-    assert json.loads(stored[0][1])["item_id"] == "i2"
+    stored = dict(
+        con.execute(
+            "SELECT reason, row_json FROM quarantine WHERE table_name = 'interactions' "
+            "AND reason IN ('null_user_id', 'duplicate')"
+        ).fetchall()
+    )
+    assert json.loads(stored["null_user_id"])["item_id"] == "i2"
+    assert json.loads(stored["duplicate"])["occurred_at"] == "2024-01-01T10:00:00Z"  # the raw text, as read
 
 
 def test_missing_required_column_names_file_and_column(tmp_path):
