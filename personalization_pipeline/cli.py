@@ -259,6 +259,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     console.print(table)
     jobs = ", ".join(f"{job} {usage.wall_seconds:,.0f} s" for job, usage in result.jobs.items())
     console.print(f"{jobs}; peak RSS {result.peak_rss_mb:,.0f} MB. Written to {out}.")
+    if result.failed_job:
+        console.print(f"[red bold]the {result.failed_job} job failed[/]: {result.failure}\nlog: {log_path}")
+        return 1
     return 0
 
 

@@ -28,8 +28,8 @@ def _seconds(value: float) -> str:
 
 
 def last_job_steps(result: TierResult) -> dict[str, float]:
-    """Wall seconds of each step in the last job that ran it: the models the kernels load."""
-    return {row.step: row.usage.wall_seconds for row in result.steps}
+    """Wall seconds of each step in the last job that ran it and succeeded: the models the kernels load."""
+    return {row.step: row.usage.wall_seconds for row in result.steps if row.job != result.failed_job}
 
 
 def tier_section(result: TierResult, machine: str) -> str:
@@ -71,8 +71,13 @@ def tier_section(result: TierResult, machine: str) -> str:
         )
     lines += [
         "",
-        f"The kernels load the models of the last job; its `user_rankings` ranked with `{result.serving_model}`, so "
-        "the kernel beside it is "
+        *(
+            [f"**The {result.failed_job} job failed** (the steps above are what it ran): {result.failure}", ""]
+            if result.failed_job
+            else []
+        ),
+        "The kernels load the models of the last job that succeeded; its `user_rankings` ranked with "
+        f"`{result.serving_model}`, so the kernel beside it is "
         + ("LightGBM's predict over the candidate rows." if result.serving_model == RANKER else "that model's top-N."),
         "",
     ]

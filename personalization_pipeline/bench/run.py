@@ -53,6 +53,8 @@ class TierResult:
     measured_at: datetime
     executor: str = "in_process"  # PERSONALIZATION_EXECUTOR of the runs
     buckets: int = 1  # user buckets the rankings fanned out over
+    failed_job: str | None = None  # a later job that failed: the steps it ran are kept, the jobs after it not run
+    failure: str | None = None  # its error
 
 
 @contextmanager
@@ -84,7 +86,8 @@ def run_tier(
 ) -> TierResult:
     """Generate ``tier`` under ``workdir`` (its runtime directory: raw data, warehouse, models and,
     without ``database_url``, an embedded PostgreSQL), run ``jobs`` (nightly first), then the
-    kernels."""
+    kernels on the models of the last job that succeeded. Raises ``RuntimeError`` when the first
+    job fails; a later job's failure is the result's ``failure``, with the steps it ran."""
     for leaf in ("raw", "warehouse.duckdb", "models", "logs"):
         target = workdir / leaf
         if target.is_dir():
@@ -101,12 +104,16 @@ def run_tier(
         sampler = Sampler()
         sampler.start()
         results: dict[str, JobResult] = {}
+        failed_job = None
         for job in jobs:
             say(f"tier {tier.name}: {job} job")
             results[job] = run_job(job)
             if not results[job].success:
-                sampler.stop()
-                raise RuntimeError(f"the {job} job failed on tier {tier.name}: {results[job].error}")
+                if len(results) == 1:
+                    sampler.stop()
+                    raise RuntimeError(f"the {job} job failed on tier {tier.name}: {results[job].error}")
+                failed_job = job
+                break
         samples = sampler.stop()
         steps = [
             StepRow(job, step, step_usage(samples, start, end), result.rows.get(step))
@@ -116,11 +123,13 @@ def run_tier(
         by_job = {
             job: step_usage(samples, min(s for s, _ in r.steps.values()), max(e for _, e in r.steps.values()))
             for job, r in results.items()
+            if r.steps
         }
+        last = [result for result in results.values() if result.success][-1]  # the nightly at least
         say(f"tier {tier.name}: bare kernels")
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
             registry = latest_trained(con)
-            served = str(results[jobs[-1]].metadata["user_rankings"]["serving_model"])  # what the kernels load
+            served = str(last.metadata["user_rankings"]["serving_model"])  # what the kernels load
             kernels = [als_fit(con, registry["als"].params_dict)]
             if served == RANKER:
                 lists = len(read_active_users(con)) * scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
@@ -139,6 +148,8 @@ def run_tier(
         datetime.now(UTC).replace(microsecond=0, tzinfo=None),
         settings.executor,
         settings.buckets,
+        failed_job,
+        results[failed_job].error if failed_job else None,
     )
 
 

@@ -67,3 +67,23 @@ def test_a_tier_under_another_executor_has_its_own_section_beside_the_tier(tmp_p
     titles = [line for line in text.splitlines() if line.startswith("## ")]
     assert titles == ["## Tier S", "## Tier S (multiprocess executor)", "## Tier M", "## Endpoint (tier S data)"]
     assert "`multiprocess` executor, rankings over 2 user bucket(s)" in text.split("## Tier S (multiprocess")[1]
+
+
+def test_a_failed_later_job_is_reported_with_the_steps_it_ran_and_kept_out_of_the_ratios(tmp_path):
+    usage = Usage(30.0, 15.0, 512)
+    failed = replace(
+        _result("S", 8.0),
+        steps=[
+            StepRow("nightly", "als_model", Usage(8.0, 4.0, 512), None),
+            StepRow("weekly", "als_model", usage, None),  # the failed job's: not beside the kernel
+        ],
+        failed_job="weekly",
+        failure="per_user_models: out of memory",
+    )
+    out = tmp_path / "BENCHMARKS.md"
+    write_report(out, tier_section(failed, "a machine"))
+    section = out.read_text().split("## Tier S\n")[1]
+    assert "| weekly | als_model | 30.0 | 15.0 | 512 |  |" in section
+    assert "| ALS fit | implicit | 2.00 | als_model | 8.00 | 4.0 |" in section
+    assert "**The weekly job failed** (the steps above are what it ran): per_user_models: out of memory" in section
+    assert "failed" not in tier_section(_result("S", 8.0), "a machine")
