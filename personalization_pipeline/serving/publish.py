@@ -249,10 +249,17 @@ def load_rows(url: str, tables: LoadTables, frames: dict[str, Frame]) -> dict[st
     counts: dict[str, int] = {}
     with psycopg.connect(url) as conn, conn.transaction(), conn.cursor() as cur:
         cur.execute("SET LOCAL TIME ZONE 'UTC'")
+        if cur.execute(_HAS_LZ4).fetchone() == (True,):
+            cur.execute("SET LOCAL default_toast_compression = 'lz4'")
         for name, frame in frames.items():
             batches = _batches(frame, columns[name], _TARGETS[name])
             counts[name] = copy_batches(cur, tables.table(name), columns[name], batches)
     return counts
+
+
+_HAS_LZ4 = "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+"""Whether the server compresses large values with lz4: a list's JSON (a few kB) is compressed
+on the way in, and lz4 writes about a third faster than the default pglz and reads faster too."""
 
 
 def swap_in(url: str, tables: LoadTables, frames: dict[str, Frame]) -> PublishResult:

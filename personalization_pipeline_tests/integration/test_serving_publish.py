@@ -481,3 +481,15 @@ def test_stale_load_tables_are_dropped_and_fresh_ones_kept(clean_pg: str) -> Non
     assert load_tables(clean_pg) == ["personalization_ranks__load_running"]
     with pytest.raises(ValueError, match="tag"):
         create_load_tables(clean_pg, "x; DROP TABLE y", ("ranks",))
+
+
+def test_long_lists_are_compressed_with_lz4_where_the_server_has_it(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=3, n_items=60))  # ~3.5 kB of JSON per list
+    with psycopg.connect(clean_pg) as conn:
+        has_lz4 = conn.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        ).fetchone()
+        methods = conn.execute(
+            "SELECT DISTINCT pg_column_compression(items), octet_length(items::text) > 3000 FROM personalization_ranks"
+        ).fetchall()
+    assert methods == [("lz4" if has_lz4 == (True,) else "pglz", True)]
