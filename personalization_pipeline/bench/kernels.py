@@ -18,16 +18,20 @@ import psycopg
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
+from ..recsys.als import ALS
 from ..recsys.base import Recommender
 from ..recsys.factor_topk import Factored, FactorRows
 from ..recsys.matrices import IdIndex
 from ..recsys.ranking import mask_seen
 from ..recsys.reranker import Reranker
+from ..recsys.similarity import SearchParams, build_index, unit_rows
 from ..serving.publish import copy_batches
 from ..serving.schema import FEATURES, RANKS, RATIONALE, SIMILAR_USERS
 from ..serving.snapshot import build_snapshot
 from ..steps.inputs import read_active_users, read_catalog, read_history
 from ..steps.registry import latest_trained
+from ..steps.tables import USER_FEATURES
+from ..steps.train import load
 
 BATCH_USERS = 2048
 
@@ -125,6 +129,23 @@ def reranker_predict(reranker: Reranker, lists: int, candidates: int) -> KernelT
 
     rows = lists * candidates
     return KernelTime("re-ranker predict", "user_rankings", _timed(work), f"LightGBM, {rows:,} rows x {width} features")
+
+
+def similar_user_search(con: duckdb.DuckDBPyConnection, params: SearchParams) -> KernelTime:
+    """faiss alone on the similar-user search: the index over the users' unit ALS factors (flat up
+    to ``params.exact_max`` users, else HNSW with the same parameters, built on one thread) and
+    every user's ``k`` + 1 nearest, without thresholds, ids, shared attributes or candidates."""
+    model = load(latest_trained(con)["als"])
+    assert isinstance(model, ALS)
+    rows = model.users.positions(con.execute(f"SELECT user_id FROM {USER_FEATURES}").df()["user_id"])
+    x, _ = unit_rows(model.user_factors[rows[rows >= 0]])
+    exact = len(x) <= params.exact_max
+
+    def work() -> None:
+        build_index(x, params, exact).search(x, min(params.k + 1, len(x)))
+
+    how = "flat" if exact else f"HNSW M {params.hnsw_m}, efSearch {params.ef_search}"
+    return KernelTime("similar-user search", "similar_users", _timed(work), f"faiss {how}, {len(x):,} users")
 
 
 PER_USER_FRAMES = {"ranks": RANKS, "rationale": RATIONALE, "features": FEATURES, "similar_users": SIMILAR_USERS}

@@ -16,6 +16,7 @@ import duckdb
 import psutil
 
 from ..config import PREFIX, Settings
+from ..recsys.similarity import SearchParams
 from ..runner import JobResult, run_job
 from ..serving.database import resolve_database_url
 from ..sqlutil import scalar
@@ -25,7 +26,7 @@ from ..steps.rerank import RANKER, load_ranker
 from ..steps.tables import ITEMS
 from ..steps.train import load
 from ..synth.generator import generate
-from .kernels import KernelTime, als_fit, copy_serving_rows, reranker_predict, top_n
+from .kernels import KernelTime, als_fit, copy_serving_rows, reranker_predict, similar_user_search, top_n
 from .tiers import Tier
 from .usage import Sampler, Usage, step_usage
 
@@ -136,6 +137,9 @@ def run_tier(
                 kernels.append(reranker_predict(load_ranker(registry[RANKER]), lists, settings.ranker_candidates))
             else:
                 kernels.append(top_n(con, load(registry[served]), TOP_N_KERNEL))
+            if last.steps.get("similar_users"):
+                params = SearchParams(k=settings.similar_users_k, threshold=settings.similar_users_threshold)
+                kernels.append(similar_user_search(con, params))
             kernels.append(copy_serving_rows(con, resolve_database_url(settings)))
     return TierResult(
         tier,

@@ -180,9 +180,7 @@ def top_n(factors: FactorRows, seen: sp.csr_matrix, n: int) -> Proposed:
     index.add(np.ascontiguousarray(keys))
     approx, proposed = index.search(np.ascontiguousarray(queries), k)
     exact = factors.scores(light, proposed)
-    seen_light = seen[light].tocoo()
-    keys_seen = np.int64(width) * seen_light.row + seen_light.col
-    exact[np.isin(np.int64(width) * np.arange(len(light))[:, np.newaxis] + proposed, keys_seen)] = -np.inf
+    exact[_is_seen(seen[light].tocoo(), proposed)] = -np.inf
     order = np.lexsort((proposed, -exact.astype(np.float64)), axis=1)[:, :n]
     cols, scores = np.take_along_axis(proposed, order, axis=1), np.take_along_axis(exact, order, axis=1)
     nth = scores[:, n - 1].astype(np.float64) - factors.offsets(light)
@@ -191,3 +189,14 @@ def top_n(factors: FactorRows, seen: sp.csr_matrix, n: int) -> Proposed:
     dense = np.sort(np.concatenate([np.flatnonzero(counts > HEAVY_SEEN), light[~certified]]))
     rows, slots = np.nonzero(np.broadcast_to(certified[:, np.newaxis], scores.shape))
     return Proposed(light[rows], cols[rows, slots], scores[rows, slots], slots + 1, dense)
+
+
+def _is_seen(seen: sp.coo_matrix, proposed: np.ndarray) -> np.ndarray:
+    """Whether each ``proposed[r, j]`` (a column) is an entry of row ``r`` of ``seen``, by binary
+    search in the entries' sorted row-major keys."""
+    width = np.int64(seen.shape[1])
+    keys = np.sort(width * seen.row + seen.col)
+    if not len(keys):
+        return np.zeros(proposed.shape, dtype=bool)
+    wanted = width * np.arange(len(proposed))[:, np.newaxis] + proposed
+    return keys[np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)] == wanted

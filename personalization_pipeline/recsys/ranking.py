@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 
 from personalization_pipeline.recsys import factor_topk
@@ -269,21 +270,22 @@ def iter_user_rankings(
     to_model = IdIndex(item_ids).positions(history.items.ids)
     users = IdIndex.from_values(user_ids).ids
     positive = np.append(history.positive_counts, 0).astype(np.float64)
+    item_texts, scope_texts = pa.array(item_ids, pa.string()), pa.array(scopes.names, pa.string())
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         picks = rank_batch(model, batch, history, scopes, to_model, n).ordered()
         h = positive[history.users.positions(batch)]  # -1 (unknown user) reads the appended 0
-        yield pd.DataFrame(
+        # Text columns are gathered by Arrow (a pandas frame of NumPy strings converts each one)
+        yield pa.table(
             {
-                "user_id": batch[picks.rows],
-                "scope": scopes.names[picks.scope_codes],
+                "user_id": pa.array(batch, pa.string()).take(picks.rows),
+                "scope": scope_texts.take(picks.scope_codes),
                 "rank": picks.ranks,
-                "item_id": item_ids[picks.cols],
+                "item_id": item_texts.take(picks.cols),
                 "score": picks.scores,
                 "confidence": picks.relative * (h / (h + history_damping))[picks.rows],
-            },
-            columns=USER_COLUMNS,
-        )
+            }
+        ).to_pandas()
 
 
 def user_rankings(

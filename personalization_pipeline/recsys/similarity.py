@@ -39,7 +39,8 @@ def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x[keep] / norms[keep, np.newaxis]), keep
 
 
-def _index(x: np.ndarray, params: SearchParams, exact: bool) -> faiss.Index:
+def build_index(x: np.ndarray, params: SearchParams, exact: bool) -> faiss.Index:
+    """A flat (``exact``) or HNSW inner-product index over the rows of ``x``, built on one thread."""
     index: faiss.Index
     if exact:
         index = faiss.IndexFlatIP(x.shape[1])
@@ -70,7 +71,7 @@ class NeighbourIndex:
     def build(cls, ids: np.ndarray, vectors: np.ndarray, params: SearchParams) -> NeighbourIndex:
         x, keep = unit_rows(vectors)
         kept_ids = np.asarray(ids, dtype=str)[keep]
-        index = _index(x, params, exact=len(kept_ids) <= params.exact_max) if len(kept_ids) >= 2 else None
+        index = build_index(x, params, exact=len(kept_ids) <= params.exact_max) if len(kept_ids) >= 2 else None
         return cls(kept_ids, x, index)
 
     def save(self, directory: Path) -> None:
@@ -127,7 +128,7 @@ def approximate_recall(index: NeighbourIndex, params: SearchParams, sample: int 
     x = index.x
     k = min(params.k, len(x) - 1)
     queries = np.random.default_rng(seed).choice(len(x), size=min(sample, len(x)), replace=False)
-    _, exact = _index(np.ascontiguousarray(x), params, exact=True).search(x[queries], k + 1)
+    _, exact = build_index(np.ascontiguousarray(x), params, exact=True).search(x[queries], k + 1)
     assert index.index is not None
     _, approx = index.index.search(np.ascontiguousarray(x[queries]), k + 1)
     hits = [len((set(e) - {q}) & (set(a) - {q})) for q, e, a in zip(queries, exact, approx, strict=True)]

@@ -136,8 +136,9 @@ def write_user_rankings(
         batches = iter_user_rankings(scorer, users, catalog, history, n)
     users_ranked = 0
     for batch in batches:  # each batch holds whole users, no user in two batches
-        own = np.isin(batch["user_id"].to_numpy(str), kept)
-        versions = np.where(own, per_user.version if per_user is not None else "", str(entry.model_version))
+        versions: np.ndarray | str = str(entry.model_version)
+        if per_user is not None and len(kept):
+            versions = np.where(np.isin(batch["user_id"].to_numpy(str), kept), per_user.version, versions)
         experiment, name = variant
         sink.append(
             USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions, experiment=experiment, variant=name)

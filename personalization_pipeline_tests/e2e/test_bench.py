@@ -37,6 +37,7 @@ def test_bench_runs_both_jobs_measures_every_step_and_times_the_kernels(tmp_path
     with duckdb.connect(str(workdir / "warehouse.duckdb"), read_only=True) as con:
         events = con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0]
         ranked = con.execute("SELECT count(*) FROM user_rankings").fetchone()[0]
+        subjects = con.execute("SELECT count(*) FROM user_features").fetchone()[0]
     assert re.search(rf"\b{events:,} events", section)  # every generated event was loaded
     steps = {(row[0], row[1]): row for row in _table(section, "| job | step |")}
     for job, step in [
@@ -52,7 +53,9 @@ def test_bench_runs_both_jobs_measures_every_step_and_times_the_kernels(tmp_path
     assert ("weekly", "raw_tables") not in steps  # the weekly job does not re-ingest
     assert steps["weekly", "user_rankings"][5] == f"{ranked:,}"  # rows out: what the step wrote
     kernels = {row[0]: row for row in _table(section, "| bare kernel |")}
-    assert {"ALS fit", "publish COPY"} <= set(kernels) and len(kernels) == 3
+    assert {"ALS fit", "publish COPY", "similar-user search"} <= set(kernels) and len(kernels) == 4
+    searched = re.fullmatch(r"faiss flat, ([\d,]+) users", kernels["similar-user search"][1])
+    assert searched and 0 < int(searched.group(1).replace(",", "")) <= subjects  # ALS factors of the weekly's subjects
     with psycopg.connect(clean_pg) as conn:
         served = sum(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in PER_USER_FRAMES.values())
     assert kernels["publish COPY"][1].startswith(f"{served:,} per-user rows")  # the kernel copies what was published
