@@ -27,7 +27,7 @@ from typing import Self
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from personalization_pipeline.recsys.base import Recommender, UserIds
 from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
@@ -158,6 +158,14 @@ def fit_logistic_batch(
     return theta[:, :width], theta[:, width]
 
 
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The area under the ROC curve of ``scores`` for 0/1 ``labels`` (both present): the share of
+    (positive, negative) pairs the scores order correctly, ties counting half (Mann-Whitney)."""
+    positive = labels == 1
+    pos, neg = int(positive.sum()), int((~positive).sum())
+    return float((rankdata(scores)[positive].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
 @dataclass(frozen=True)
 class _Candidate:
     user: str
@@ -183,20 +191,24 @@ def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserPar
     ``pairs``: (user_id, item_id, label, occurred_at, global_z) of labelled pairs, ``global_z`` being
     the global model's score of the item standardised within the user's row (:func:`standardised`).
     """
-    column = {item: i for i, item in enumerate(features.item_ids)}
-    known = pairs[pairs["item_id"].isin(column)].sort_values(["user_id", "occurred_at", "item_id"], kind="stable")
+    column = pd.Index(features.item_ids).get_indexer(pairs["item_id"])
+    known = pairs.assign(column=column)[column >= 0].sort_values(["user_id", "occurred_at", "item_id"], kind="stable")
+    users = known["user_id"].to_numpy(str)
+    columns, labels = known["column"].to_numpy(np.int64), known["label"].to_numpy(np.float64)
+    z = np.nan_to_num(known["global_z"].to_numpy(np.float64))
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.empty(0, np.int64)
     report: dict[str, list[object]] = {}
     candidates = []
-    for user, rows in known.groupby("user_id", sort=True):
-        if len(rows) < params.min_interactions:
+    for start, stop in zip(starts, np.r_[starts[1:], len(users)], strict=True):  # each user's pairs, in time order
+        if stop - start < params.min_interactions:
             continue
-        cols = rows["item_id"].map(column).to_numpy()
-        x = np.column_stack([np.nan_to_num(rows["global_z"].to_numpy(np.float64)), features.matrix[cols]])
-        y = rows["label"].to_numpy(np.float64)
-        cut = len(rows) - max(1, round(len(rows) * params.holdout_fraction))
-        report[str(user)] = [str(user), len(rows), *[np.nan] * 4, False, "one class in train or holdout"]
+        user = str(users[start])
+        x = np.column_stack([z[start:stop], features.matrix[columns[start:stop]]])
+        y = labels[start:stop]
+        cut = len(y) - max(1, round(len(y) * params.holdout_fraction))
+        report[user] = [user, len(y), *[np.nan] * 4, False, "one class in train or holdout"]
         if len(set(y[:cut])) == 2 and len(set(y[cut:])) == 2:
-            candidates.append(_Candidate(str(user), x, y, cut))
+            candidates.append(_Candidate(user, x, y, cut))
     candidates.sort(key=lambda c: (c.cut, c.user))  # similar lengths share a batch: little padding
     kept: dict[str, tuple[np.ndarray, float]] = {}
     width = 1 + features.matrix.shape[1]
@@ -209,8 +221,8 @@ def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserPar
             x[b, : c.cut], y[b, : c.cut], mask[b, : c.cut] = c.x[: c.cut], c.y[: c.cut], 1.0
         weights, intercepts = fit_logistic_batch(x, y, mask, params.regularization)
         for c, w, b0 in zip(batch, weights, intercepts, strict=True):
-            auc = float(roc_auc_score(c.y[c.cut :], c.x[c.cut :] @ w + b0))
-            global_auc = float(roc_auc_score(c.y[c.cut :], c.x[c.cut :, 0]))
+            auc = _auc(c.y[c.cut :], c.x[c.cut :] @ w + b0)
+            global_auc = _auc(c.y[c.cut :], c.x[c.cut :, 0])
             keep = auc >= params.min_auc and auc >= global_auc
             reason = "" if keep else ("below the AUC floor" if auc < params.min_auc else "the global model is better")
             report[c.user] = [c.user, len(c.y), auc, global_auc, np.nan, np.nan, keep, reason]

@@ -141,3 +141,16 @@ def test_the_batched_fit_matches_scikit_learn_user_by_user():
         reference = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(x[b, :n], y[b, :n])
         np.testing.assert_allclose(weights[b], reference.coef_[0], atol=1e-5)
         np.testing.assert_allclose(intercepts[b], reference.intercept_[0], atol=1e-5)
+
+
+def test_the_auc_counts_correctly_ordered_pairs_with_ties_as_half():
+    from sklearn.metrics import roc_auc_score
+
+    from personalization_pipeline.recsys.per_user import _auc
+
+    assert _auc(np.array([1.0, 0.0, 1.0, 0.0]), np.array([0.9, 0.5, 0.5, 0.1])) == pytest.approx(0.875)  # 3.5 of 4
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        labels = np.r_[1.0, 0.0, rng.integers(0, 2, 20)]
+        scores = rng.integers(0, 5, 22).astype(np.float64)  # many ties
+        assert _auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
