@@ -197,9 +197,10 @@ def fit_per_user(pairs: pd.DataFrame, features: ItemFeatures, params: PerUserPar
     columns, labels = known["column"].to_numpy(np.int64), known["label"].to_numpy(np.float64)
     z = np.nan_to_num(known["global_z"].to_numpy(np.float64))
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.empty(0, np.int64)
+    stops = np.append(starts[1:], len(users)) if len(starts) else starts
     report: dict[str, list[object]] = {}
     candidates = []
-    for start, stop in zip(starts, np.r_[starts[1:], len(users)], strict=True):  # each user's pairs, in time order
+    for start, stop in zip(starts, stops, strict=True):  # each user's pairs, in time order
         if stop - start < params.min_interactions:
             continue
         user = str(users[start])

@@ -10,6 +10,7 @@ import pytest
 
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.per_user import (
+    REPORT_COLUMNS,
     ItemFeatures,
     PerUserComposite,
     PerUserParams,
@@ -154,3 +155,10 @@ def test_the_auc_counts_correctly_ordered_pairs_with_ties_as_half():
         labels = np.r_[1.0, 0.0, rng.integers(0, 2, 20)]
         scores = rng.integers(0, 5, 22).astype(np.float64)  # many ties
         assert _auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_no_pair_of_a_known_item_fits_nothing():
+    _, _, features, pairs = world()
+    for unusable in (pairs.iloc[:0], pairs.assign(item_id="not-in-the-catalogue")):
+        fitted = fit_per_user(unusable, features, PARAMS)
+        assert len(fitted.user_ids) == 0 and fitted.report.empty and list(fitted.report.columns) == REPORT_COLUMNS
