@@ -18,7 +18,6 @@ import psycopg
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from ..recsys.als import ALS
 from ..recsys.base import Recommender
 from ..recsys.factor_topk import Factored, FactorRows
 from ..recsys.matrices import IdIndex
@@ -30,8 +29,7 @@ from ..serving.schema import FEATURES, RANKS, RATIONALE, SIMILAR_USERS
 from ..serving.snapshot import build_snapshot
 from ..steps.inputs import read_active_users, read_catalog, read_history
 from ..steps.registry import latest_trained
-from ..steps.tables import USER_FEATURES
-from ..steps.train import load
+from ..steps.similar_users import subject_vectors
 
 BATCH_USERS = 2048
 
@@ -135,10 +133,7 @@ def similar_user_search(con: duckdb.DuckDBPyConnection, params: SearchParams) ->
     """faiss alone on the similar-user search: the index over the users' unit ALS factors (flat up
     to ``params.exact_max`` users, else HNSW with the same parameters, built on one thread) and
     every user's ``k`` + 1 nearest, without thresholds, ids, shared attributes or candidates."""
-    model = load(latest_trained(con)["als"])
-    assert isinstance(model, ALS)
-    rows = model.users.positions(con.execute(f"SELECT user_id FROM {USER_FEATURES}").df()["user_id"])
-    x, _ = unit_rows(model.user_factors[rows[rows >= 0]])
+    x, _ = unit_rows(subject_vectors(con)[1])
     exact = len(x) <= params.exact_max
 
     def work() -> None:

@@ -87,7 +87,6 @@ def find_source(data_dir: Path, contract: TableContract, mapping: TableMapping) 
 def _read_source(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, workdir: Path) -> None:
     """Expose ``path`` as temp view ``src`` of VARCHAR columns; malformed CSV lines go to ``reject_errors``
     when it is read."""
-    con.execute("DROP VIEW IF EXISTS src")
     readable = path if path.suffix == ".parquet" else utf8_csv(path, encoding, workdir)
     try:
         if path.suffix == ".parquet":
@@ -288,5 +287,7 @@ def _load_one(con, report, name, path, table_mapping, options: IngestOptions, wo
             now,
         ],
     )
-    con.execute("DROP TABLE IF EXISTS checked; DROP VIEW IF EXISTS src; DROP VIEW IF EXISTS src_rel")
-    con.execute("DROP TABLE IF EXISTS src_contract")
+    con.execute(
+        "DROP TABLE IF EXISTS checked; DROP TABLE IF EXISTS src_contract; DROP VIEW IF EXISTS src; "
+        "DROP VIEW IF EXISTS src_rel"
+    )

@@ -103,6 +103,17 @@ class SimilarityStage:
     approximate_recall: float | None
 
 
+def subject_vectors(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of the opted-in users with a feature vector that the registered ALS model knows,
+    ascending, and their ALS user factors."""
+    model = load(latest_trained(con)["als"])
+    assert isinstance(model, ALS)
+    subjects = con.execute(f"SELECT user_id FROM {USER_FEATURES} ORDER BY user_id").df()["user_id"]
+    rows = model.users.positions(subjects)
+    known = rows >= 0
+    return subjects[known].to_numpy(str), model.user_factors[rows[known]]
+
+
 def stage_similarity(
     con: duckdb.DuckDBPyConnection, staging: Path, buckets: int, params: SearchParams
 ) -> SimilarityStage:
@@ -110,13 +121,7 @@ def stage_similarity(
     vector) once, and write it under ``staging`` (emptied first) with each indexed user's bucket."""
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "out").mkdir(parents=True)
-    model = load(latest_trained(con)["als"])
-    assert isinstance(model, ALS)
-    subjects = con.execute(f"SELECT user_id FROM {USER_FEATURES} ORDER BY user_id").df()["user_id"]
-    rows = model.users.positions(subjects)
-    known = rows >= 0
-    vectors = model.user_factors[rows[known]]
-    index = NeighbourIndex.build(subjects[known].to_numpy(str), vectors, params)
+    index = NeighbourIndex.build(*subject_vectors(con), params)
     index.save(staging)
     con.register("indexed", pd.DataFrame({"row": np.arange(len(index.ids)), "user_id": index.ids}))
     con.execute(

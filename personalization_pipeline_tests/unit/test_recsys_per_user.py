@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.per_user import (
@@ -14,6 +15,7 @@ from personalization_pipeline.recsys.per_user import (
     ItemFeatures,
     PerUserComposite,
     PerUserParams,
+    _auc,
     fit_logistic_batch,
     fit_per_user,
     ndcg_judgement,
@@ -145,10 +147,6 @@ def test_the_batched_fit_matches_scikit_learn_user_by_user():
 
 
 def test_the_auc_counts_correctly_ordered_pairs_with_ties_as_half():
-    from sklearn.metrics import roc_auc_score
-
-    from personalization_pipeline.recsys.per_user import _auc
-
     assert _auc(np.array([1.0, 0.0, 1.0, 0.0]), np.array([0.9, 0.5, 0.5, 0.1])) == pytest.approx(0.875)  # 3.5 of 4
     rng = np.random.default_rng(0)
     for _ in range(200):
