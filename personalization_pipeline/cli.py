@@ -217,7 +217,7 @@ def cmd_pii_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.report import last_job_steps, tier_section, write_report
-    from .bench.run import machine, run_tier
+    from .bench.run import TierResult, machine, run_tier
     from .bench.tiers import TIERS
     from .dbt_manifest import prepare_manifest
 
@@ -226,6 +226,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir) if args.workdir else Settings.from_env().runtime_dir / "bench" / tier.name
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    out = Path(args.out)
     if args.endpoint:
         return _bench_endpoint(args, workdir, log_path)
     started = datetime.now(UTC)
@@ -242,12 +243,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             status.update(f"{phase} ... ({elapsed:,.0f} s so far; log: {log_path})")
             terminal.log(phase)
 
+        def write_so_far(result: TierResult) -> None:
+            write_report(out, tier_section(result, machine()))
+            say(f"tier {tier.name}: {', '.join(result.jobs)} written to {out}")
+
         try:
-            result = run_tier(tier, workdir, args.database_url, say, tuple(args.jobs.split(",")))
+            result = run_tier(tier, workdir, args.database_url, say, tuple(args.jobs.split(",")), on_job=write_so_far)
         except RuntimeError as exc:
             console.print(f"[red bold]bench failed[/]: {exc}\nlog: {log_path}")
             return 1
-    out = Path(args.out)
     write_report(out, tier_section(result, machine()))
     table = Table(title=f"tier {tier.name}: bare kernel vs pipeline step (last job)")
     for column in ("kernel", "kernel s", "step", "step s", "ratio"):

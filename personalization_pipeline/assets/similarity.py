@@ -1,4 +1,4 @@
-"""[similarity] Similar-user maps (weekly): neighbours, what they share, and their accepted items as candidates.
+"""[similarity] Similar-user maps (weekly): neighbours and what they share.
 
 ``similar_users`` fans out over user buckets like ``user_rankings``: one step builds the neighbour
 index once and stages it, one step per bucket searches its users' neighbours in its own process,
@@ -73,7 +73,7 @@ def search_similar_bucket(context: dg.OpExecutionContext, task: SearchTask) -> S
 def load_similar_user_maps(
     context: dg.OpExecutionContext, warehouse: WarehouseResource, results: list[SearchResult]
 ) -> None:
-    """Load every bucket's neighbours, with what they share and their candidates; the asset's metadata."""
+    """Load every bucket's neighbours with what they share; the asset's metadata."""
     task = results[0].task
     with measured() as usage, warehouse.connect() as con:
         counts = load_similar_users(con, Path(task.staging), datetime.now(UTC).replace(tzinfo=None))
@@ -82,7 +82,6 @@ def load_similar_user_maps(
         {
             "dagster/row_count": counts.rows,
             "subjects": counts.subjects,
-            "candidates": counts.candidates,
             "k": task.params.k,
             "threshold": task.params.threshold,
             "search": "exact" if recall is None else "hnsw",

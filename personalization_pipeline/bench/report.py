@@ -58,6 +58,12 @@ def tier_section(result: TierResult, machine: str) -> str:
             for row in result.steps
         ),
         "",
+    ]
+    if result.pending:
+        still = ", ".join(result.pending)
+        lines += [f"**Written while the run went on**: still to run then: {still}.", ""]
+        return "\n".join(lines)
+    lines += [
         "| bare kernel | what | kernel s | pipeline step | step s (last job) | ratio |",
         "|---|---|---|---|---|---|",
     ]

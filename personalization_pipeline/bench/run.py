@@ -8,7 +8,7 @@ import platform
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +56,7 @@ class TierResult:
     buckets: int = 1  # user buckets the rankings fanned out over
     failed_job: str | None = None  # a later job that failed: the steps it ran are kept, the jobs after it not run
     failure: str | None = None  # its error
+    pending: tuple[str, ...] = ()  # a report written while the run goes on: jobs still to run (kernels after)
 
 
 @contextmanager
@@ -84,11 +85,14 @@ def run_tier(
     say: Callable[[str], None],
     jobs: tuple[str, ...] = JOBS,
     seed: int = 42,
+    on_job: Callable[[TierResult], None] | None = None,
 ) -> TierResult:
     """Generate ``tier`` under ``workdir`` (its runtime directory: raw data, warehouse, models and,
     without ``database_url``, an embedded PostgreSQL), run ``jobs`` (nightly first), then the
     kernels on the models of the last job that succeeded. Raises ``RuntimeError`` when the first
-    job fails; a later job's failure is the result's ``failure``, with the steps it ran."""
+    job fails; a later job's failure is the result's ``failure``, with the steps it ran.
+    ``on_job`` receives the result so far (``pending``: what is still to run) after each job
+    that succeeded, so a long run's measurements outlive an interruption."""
     for leaf in ("raw", "warehouse.duckdb", "models", "logs"):
         target = workdir / leaf
         if target.is_dir():
@@ -106,7 +110,7 @@ def run_tier(
         sampler.start()
         results: dict[str, JobResult] = {}
         failed_job = None
-        for job in jobs:
+        for done, job in enumerate(jobs, 1):
             say(f"tier {tier.name}: {job} job")
             results[job] = run_job(job)
             if not results[job].success:
@@ -115,22 +119,15 @@ def run_tier(
                     raise RuntimeError(f"the {job} job failed on tier {tier.name}: {results[job].error}")
                 failed_job = job
                 break
+            if on_job is not None:
+                partial = _measured(tier, counts, results, list(sampler.samples), [], _served(results[job]), settings)
+                on_job(replace(partial, pending=(*jobs[done:], "bare kernels")))
         samples = sampler.stop()
-        steps = [
-            StepRow(job, step, step_usage(samples, start, end), result.rows.get(step))
-            for job, result in results.items()
-            for step, (start, end) in result.steps.items()
-        ]
-        by_job = {
-            job: step_usage(samples, min(s for s, _ in r.steps.values()), max(e for _, e in r.steps.values()))
-            for job, r in results.items()
-            if r.steps
-        }
         last = [result for result in results.values() if result.success][-1]  # the nightly at least
         say(f"tier {tier.name}: bare kernels")
         with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
             registry = latest_trained(con)
-            served = str(last.metadata["user_rankings"]["serving_model"])  # what the kernels load
+            served = _served(last)  # what the kernels load
             kernels = [als_fit(con, registry["als"].params_dict)]
             if served == RANKER:
                 lists = len(read_active_users(con)) * scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
@@ -141,6 +138,36 @@ def run_tier(
                 params = SearchParams(k=settings.similar_users_k, threshold=settings.similar_users_threshold)
                 kernels.append(similar_user_search(con, params))
             kernels.append(copy_serving_rows(con, resolve_database_url(settings)))
+    result = _measured(tier, counts, results, samples, kernels, served, settings)
+    return replace(result, failed_job=failed_job, failure=results[failed_job].error if failed_job else None)
+
+
+def _served(result: JobResult) -> str:
+    """The model a job's rankings were served by."""
+    return str(result.metadata["user_rankings"]["serving_model"])
+
+
+def _measured(
+    tier: Tier,
+    counts: dict[str, int],
+    results: dict[str, JobResult],
+    samples: list[tuple[float, float, float]],
+    kernels: list[KernelTime],
+    served: str,
+    settings: Settings,
+) -> TierResult:
+    """The tier's result from the jobs' step times cut out of the samples, ``kernels`` and the
+    model that ``served``."""
+    steps = [
+        StepRow(job, step, step_usage(samples, start, end), result.rows.get(step))
+        for job, result in results.items()
+        for step, (start, end) in result.steps.items()
+    ]
+    by_job = {
+        job: step_usage(samples, min(s for s, _ in r.steps.values()), max(e for _, e in r.steps.values()))
+        for job, r in results.items()
+        if r.steps
+    }
     return TierResult(
         tier,
         counts["interactions"],
@@ -152,8 +179,6 @@ def run_tier(
         datetime.now(UTC).replace(microsecond=0, tzinfo=None),
         settings.executor,
         settings.buckets,
-        failed_job,
-        results[failed_job].error if failed_job else None,
     )
 
 

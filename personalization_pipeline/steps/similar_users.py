@@ -1,5 +1,5 @@
-"""Similar-user maps: neighbours by the cosine of ALS user factors, what they share, and the items
-neighbours responded to positively as a candidate source for ranking.
+"""Similar-user maps: neighbours by the cosine of ALS user factors and what they share. The
+re-ranker turns a user's neighbours into candidates itself (:class:`~..recsys.sources.NeighbourScorer`).
 
 Only opted-in users with a feature vector are subjects or neighbours. ``common_attributes``
 come from the privacy-safe feature vector (generalised device, country and timezone groups;
@@ -29,7 +29,6 @@ from .tables import SIGNALS, SIMILAR_USER_CANDIDATES, SIMILAR_USERS, USER_FEATUR
 from .train import load
 
 TOP_CATEGORIES = 3
-CANDIDATES_PER_USER = 200
 SHARED_FEATURES = ("device_type", "country", "timezone")
 
 _COMMON_SQL = f"""
@@ -62,21 +61,6 @@ LEFT JOIN top_categories b ON b.user_id = n.similar_user_id
 ORDER BY n.user_id, n.similarity_score DESC, n.similar_user_id
 """
 
-_CANDIDATES_SQL = f"""
-CREATE OR REPLACE TABLE {SIMILAR_USER_CANDIDATES} AS
-SELECT n.user_id, s.item_id, 'similar_users' AS source, sum(n.similarity_score) AS score
-FROM {SIMILAR_USERS} n
-JOIN {SIGNALS} s ON s.user_id = n.similar_user_id AND s.weight > 0
-WHERE NOT EXISTS (SELECT 1 FROM {SIGNALS} seen WHERE seen.user_id = n.user_id AND seen.item_id = s.item_id)
-GROUP BY n.user_id, s.item_id
-QUALIFY row_number() OVER (PARTITION BY n.user_id ORDER BY score DESC, s.item_id) <= {CANDIDATES_PER_USER}
-ORDER BY n.user_id, score DESC, s.item_id
-"""
-"""Candidates(user_id, item_id, source, score): items a user's neighbours responded to positively
-(accepted, completed, rated above the midpoint, ...) and the user has not seen, scored by the summed
-similarity of those neighbours; the best ``CANDIDATES_PER_USER`` per user."""
-
-
 RECALL_SAMPLE = 1000
 _SUBJECTS = "subjects.parquet"
 _NEIGHBOURS_SCHEMA = pa.schema(
@@ -86,11 +70,10 @@ _NEIGHBOURS_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class SimilarityCounts:
-    """Subjects with neighbours, rows, candidates."""
+    """Subjects with neighbours, rows."""
 
     subjects: int
     rows: int
-    candidates: int
 
 
 @dataclass(frozen=True)
@@ -147,15 +130,15 @@ def search_bucket(staging: Path, bucket: int, params: SearchParams) -> int:
 
 
 def load_similar_users(con: duckdb.DuckDBPyConnection, staging: Path, calculated_at: datetime) -> SimilarityCounts:
-    """Build ``similar_users`` and ``similar_user_candidates`` from every bucket's neighbours and
-    remove the staging directory (and the run's, when empty)."""
+    """Build ``similar_users`` from every bucket's neighbours (dropping the candidate table earlier
+    versions derived from it, so no stale copy of the map outlives it) and remove the staging
+    directory (and the run's, when empty)."""
     con.execute(f"CREATE OR REPLACE TEMP VIEW neighbours AS SELECT * FROM '{staging / 'out'}/neighbours-*.parquet'")
     con.execute(_COMMON_SQL, [calculated_at])
     con.execute("DROP VIEW neighbours")
-    con.execute(_CANDIDATES_SQL)
+    con.execute(f"DROP TABLE IF EXISTS {SIMILAR_USER_CANDIDATES}")
     remove_staging(staging)
     return SimilarityCounts(
         subjects=scalar(con, f"SELECT count(DISTINCT user_id) FROM {SIMILAR_USERS}"),
         rows=scalar(con, f"SELECT count(*) FROM {SIMILAR_USERS}"),
-        candidates=scalar(con, f"SELECT count(*) FROM {SIMILAR_USER_CANDIDATES}"),
     )

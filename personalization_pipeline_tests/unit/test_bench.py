@@ -87,3 +87,15 @@ def test_a_failed_later_job_is_reported_with_the_steps_it_ran_and_kept_out_of_th
     assert "| ALS fit | implicit | 2.00 | als_model | 8.00 | 4.0 |" in section
     assert "**The weekly job failed** (the steps above are what it ran): per_user_models: out of memory" in section
     assert "failed" not in tier_section(_result("S", 8.0), "a machine")
+
+
+def test_a_report_written_while_the_run_goes_on_says_what_is_still_to_run(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    so_far = replace(_result("L", 8.0), jobs={"nightly": Usage(8.0, 4.0, 512)}, kernels=[], pending=("weekly",))
+    write_report(out, tier_section(so_far, "a machine"))
+    section = out.read_text().split("## Tier L\n")[1]
+    assert "| nightly | user_rankings | 8.00 | 4.00 | 512 | 4,321 |" in section
+    assert "**Written while the run went on**: still to run then: weekly." in section
+    assert "bare kernel" not in section  # no empty kernel table, no claim about the kernels
+    write_report(out, tier_section(_result("L", 8.0), "a machine"))  # the finished run replaces it
+    assert "still to run" not in out.read_text() and "| ALS fit | implicit |" in out.read_text()
