@@ -23,29 +23,31 @@ def _sum_error(d: int) -> float:
     return 2.0 * (d + 1) * 2.0**-53
 
 
-def dots(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+def dots(users: np.ndarray, items: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
     """float32 dot products: ``users`` (m, d) with ``items`` (k, d) gives (m, k), every user with
-    every item; with ``items`` (m, k, d), row i's users with its own k items."""
+    every item; with ``cols`` (m, w), row i's user with its own w items ``items[cols[i]]``
+    (gathered a chunk of rows at a time, so memory stays bounded by the chunk)."""
     u = np.asarray(users, dtype=np.float64)
     v = np.asarray(items, dtype=np.float64)
-    m, width = len(u), v.shape[-2]
+    m, width = len(u), len(v) if cols is None else cols.shape[1]
     out = np.empty((m, width), dtype=np.float32)
-    step = max(1, CHUNK_ENTRIES // max(width, 1))
+    per_row = width if cols is None else width * max(u.shape[1], 1)  # float64 entries a row's step holds
+    step = max(1, CHUNK_ENTRIES // max(per_row, 1))
     relative = _sum_error(u.shape[1])
-    item_norms = np.linalg.norm(v, axis=-1)
+    item_norms = np.linalg.norm(v, axis=1)
     for start in range(0, m, step):
         rows = slice(start, start + step)
-        if v.ndim == 2:
+        if cols is None:
             sums = u[rows] @ v.T
             longest = item_norms.max(initial=0.0)
         else:
-            sums = np.matmul(v[rows], u[rows, :, np.newaxis])[..., 0]
-            longest = item_norms[rows].max(axis=1, initial=0.0)
+            sums = np.matmul(v[cols[rows]], u[rows, :, np.newaxis])[..., 0]
+            longest = item_norms[cols[rows]].max(axis=1, initial=0.0)
         bound = (relative * np.linalg.norm(u[rows], axis=1) * longest)[:, np.newaxis]
         chunk = out[rows]
         chunk[:] = sums
         unsure = (sums - bound).astype(np.float32) != (sums + bound).astype(np.float32)
         for i, j in zip(*np.nonzero(unsure), strict=True):
-            other = v[j] if v.ndim == 2 else v[start + i, j]
+            other = v[j] if cols is None else v[cols[start + i, j]]
             chunk[i, j] = math.fsum((u[start + i] * other).tolist())
     return out

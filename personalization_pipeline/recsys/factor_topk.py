@@ -84,10 +84,9 @@ class FactorRows:
         return type(self)(self.positions, self.users, self.items[cols], affine)
 
     def scores(self, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
-        """Exact scores of ``rows`` (positions in these users) for ``cols`` (shared; one row of
-        columns per user; every item when omitted): :func:`~.dots.dots`, through the affine map."""
-        items = self.items if cols is None else self.items[cols]
-        products = dots(self.users[rows], items)
+        """Exact scores of ``rows`` (positions in these users) for ``cols`` (one row of columns per
+        user; every item when omitted): :func:`~.dots.dots`, through the affine map."""
+        products = dots(self.users[rows], self.items, cols)
         if self.affine is None:
             return products
         return self.affine.apply(rows, np.arange(len(self.items)) if cols is None else cols, products)

@@ -106,33 +106,50 @@ class InteractionMatrix:
             raise ValueError(f"interaction frame lacks column(s): {', '.join(missing)}")
         user_codes, user_ids = pd.factorize(_as_str_ids(frame[user_col], user_col), sort=True)
         item_codes, item_ids = pd.factorize(_as_str_ids(frame[item_col], item_col), sort=True)
-        weight = frame[weight_col].to_numpy(dtype=np.float64, na_value=0.0)
-        shape = (len(user_ids), len(item_ids))
+        sequence = None
+        if time_col in frame:
+            times = pd.to_datetime(frame[time_col], utc=True).dt.tz_localize(None).to_numpy().astype(np.int64)
+            sequence = _time_order(user_codes, item_codes, times, len(item_ids))
+        return cls.from_codes(
+            IdIndex(np.asarray(user_ids, dtype=str)),
+            IdIndex(np.asarray(item_ids, dtype=str)),
+            user_codes,
+            item_codes,
+            frame[weight_col].to_numpy(dtype=np.float64, na_value=0.0),
+            engaged_rows(frame, weight_col, dismissed_col),
+            sequence,
+        )
+
+    @classmethod
+    def from_codes(
+        cls,
+        users: IdIndex,
+        items: IdIndex,
+        user_codes: np.ndarray,
+        item_codes: np.ndarray,
+        weight: np.ndarray,
+        chose: np.ndarray,
+        sequence: np.ndarray | None = None,
+    ) -> InteractionMatrix:
+        """Build from rows already coded as positions in ``users`` and ``items``, with their weights
+        and whether the user engaged (:func:`engaged_rows`); repeated pairs are summed.
+        ``sequence``: see the class docstring (one entry per distinct pair)."""
+        shape = (len(users), len(items))
         positive = weight > 0
         # float32 for the solvers, floored at its smallest normal number: a positive signal decayed
         # below float32's range (an old event) stays a positive entry instead of becoming 0.
         values = np.maximum(weight[positive], np.finfo(np.float32).tiny).astype(np.float32)
         weights = sp.csr_matrix((values, (user_codes[positive], item_codes[positive])), shape=shape)
-        seen = sp.csr_matrix((np.ones(len(frame), dtype=np.bool_), (user_codes, item_codes)), shape=shape)
-        chose = engaged_rows(frame, weight_col, dismissed_col)
+        seen = sp.csr_matrix((np.ones(len(user_codes), dtype=np.bool_), (user_codes, item_codes)), shape=shape)
         engaged = sp.csr_matrix(
             (np.ones(int(chose.sum()), dtype=np.bool_), (user_codes[chose], item_codes[chose])), shape=shape
         )
         for matrix in (weights, seen, engaged):
             matrix.sum_duplicates()
             matrix.sort_indices()
-        sequence = None
-        if time_col in frame:
-            times = pd.to_datetime(frame[time_col], utc=True).dt.tz_localize(None).to_numpy().astype(np.int64)
-            sequence = _time_order(user_codes, item_codes, times, len(item_ids))
-        return cls(
-            users=IdIndex(np.asarray(user_ids, dtype=str)),
-            items=IdIndex(np.asarray(item_ids, dtype=str)),
-            weights=weights,
-            seen=seen,
-            engaged=engaged,
-            sequence=sequence,
-        )
+        if sequence is not None and len(sequence) != seen.nnz:
+            raise ValueError(f"the sequence lists {len(sequence)} pairs, the rows {seen.nnz} distinct pairs")
+        return cls(users=users, items=items, weights=weights, seen=seen, engaged=engaged, sequence=sequence)
 
     @property
     def positive_counts(self) -> np.ndarray:

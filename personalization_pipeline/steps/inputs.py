@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from ..recsys.matrices import InteractionMatrix
+from ..recsys.matrices import IdIndex, InteractionMatrix, engaged_rows
 from ..recsys.rerank_features import USER_VECTOR_FEATURES
 from .tables import ACTIVITY, ITEMS, SIGNALS, USER_FEATURES
 
@@ -19,9 +20,42 @@ def read_signals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
 
 
+_CODED_SIGNALS = f"""
+WITH users AS (SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1)::INTEGER AS u
+               FROM (SELECT DISTINCT user_id FROM {SIGNALS})),
+     items AS (SELECT item_id, (row_number() OVER (ORDER BY item_id) - 1)::INTEGER AS i
+               FROM (SELECT DISTINCT item_id FROM {SIGNALS}))
+SELECT u, i, coalesce(weight, 0)::DOUBLE AS weight, coalesce(n_dismiss > 0, false) AS dismissed
+FROM {SIGNALS} JOIN users USING (user_id) JOIN items USING (item_id)
+ORDER BY u, last_at NULLS FIRST, i
+"""
+"""The signals with user and item ids coded as their positions in ascending order, each user's
+pairs in the order of their latest event (ties by item): the history's sequence as it stands."""
+
+
 def read_history(con: duckdb.DuckDBPyConnection) -> InteractionMatrix:
-    """The signals as a users x items matrix."""
-    return InteractionMatrix.from_frame(read_signals(con))
+    """The signals as a users x items matrix: :meth:`InteractionMatrix.from_frame` of
+    :func:`read_signals`, with the ids coded and the pairs ordered by DuckDB (one row per
+    (user, item) pair, as the signals mart guarantees)."""
+    users, items = (_distinct_ids(con, column) for column in ("user_id", "item_id"))
+    rows = con.execute(_CODED_SIGNALS).fetchnumpy()
+    weight, dismissed = (np.asarray(rows[c]) for c in ("weight", "dismissed"))
+    return InteractionMatrix.from_codes(
+        users,
+        items,
+        np.asarray(rows["u"]),
+        np.asarray(rows["i"]),
+        weight,
+        engaged_rows(pd.DataFrame({"weight": weight, "dismissed": dismissed}, copy=False)),
+        np.asarray(rows["i"]),
+    )
+
+
+def _distinct_ids(con: duckdb.DuckDBPyConnection, column: str) -> IdIndex:
+    ids = con.execute(f"SELECT DISTINCT {column} FROM {SIGNALS} ORDER BY {column}").fetchnumpy()[column]
+    if np.ma.is_masked(ids):
+        raise ValueError(f"{SIGNALS}.{column} contains null ids")
+    return IdIndex(np.asarray(ids, dtype=str))
 
 
 def read_catalog(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
