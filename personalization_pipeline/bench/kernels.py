@@ -6,6 +6,7 @@ Each kernel reads its inputs from the warehouse a run left (untimed) and times o
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from ..recsys.matrices import IdIndex
 from ..recsys.ranking import mask_seen
 from ..recsys.reranker import Reranker
 from ..recsys.similarity import SearchParams, build_index, unit_rows
-from ..serving.publish import copy_batches
+from ..serving.publish import LOAD_CONNECTIONS, copy_in_parallel
 from ..serving.schema import FEATURES, RANKS, RATIONALE, SIMILAR_USERS
 from ..serving.snapshot import build_snapshot
 from ..steps.inputs import read_active_users, read_catalog, read_history
@@ -149,25 +150,34 @@ PER_USER_FRAMES = {"ranks": RANKS, "rationale": RATIONALE, "features": FEATURES,
 
 def copy_serving_rows(con: duckdb.DuckDBPyConnection, url: str) -> KernelTime:
     """The per-user serving rows of a publish (rankings, rationale, features, similar users) built
-    in DuckDB and COPY'd into fresh tables like the serving ones (same columns, keys and checks),
-    in one transaction that is rolled back."""
+    in DuckDB and COPY'd into fresh tables like the serving ones (same columns, keys and checks)
+    over as many connections as a publish's load uses, then dropped."""
     started = time.perf_counter()
     now = datetime.now(UTC).replace(tzinfo=None)
     snapshot = build_snapshot(con, generated_at=now, ttl=timedelta(hours=1), registry=latest_trained(con))
-    rows = 0
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SET TIME ZONE 'UTC'")
-        for name, table in PER_USER_FRAMES.items():
-            frame = getattr(snapshot, name)
-            if frame is None:
-                continue
-            bench = f"bench_{table}"
-            cur.execute(f"CREATE TABLE {bench} (LIKE {table} INCLUDING ALL)")
-            rows += copy_batches(cur, bench, frame.schema.names, frame)
-        conn.rollback()
+    frames = {table: frame for name, table in PER_USER_FRAMES.items() if (frame := getattr(snapshot, name)) is not None}
+    with psycopg.connect(url, autocommit=True) as admin:
+        for table in frames:
+            admin.execute(f"DROP TABLE IF EXISTS bench_{table}")
+            admin.execute(f"CREATE TABLE bench_{table} (LIKE {table} INCLUDING ALL)")
+        try:
+            with contextlib.ExitStack() as stack:
+                connections = [stack.enter_context(psycopg.connect(url)) for _ in range(LOAD_CONNECTIONS)]
+                cursors = [stack.enter_context(conn.cursor()) for conn in connections]
+                for cur in cursors:
+                    cur.execute("SET TIME ZONE 'UTC'")
+                rows = sum(
+                    copy_in_parallel(cursors, f"bench_{table}", frame.schema.names, frame)
+                    for table, frame in frames.items()
+                )
+                for conn in connections:
+                    conn.commit()
+        finally:
+            for table in frames:
+                admin.execute(f"DROP TABLE IF EXISTS bench_{table}")
     return KernelTime(
         "publish COPY",
         "serving_tables",
         time.perf_counter() - started,
-        f"{rows:,} per-user rows, JSON + COPY",
+        f"{rows:,} per-user rows, JSON + COPY over {LOAD_CONNECTIONS} connections",
     )

@@ -25,12 +25,16 @@ assignments and exposures.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
 import math
+import queue
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
@@ -243,18 +247,40 @@ def create_load_tables(url: str, tag: str, names: tuple[str, ...]) -> LoadTables
     return tables
 
 
-def load_rows(url: str, tables: LoadTables, frames: dict[str, Frame]) -> dict[str, int]:
-    """Copy per-user ``frames`` into their load tables in one transaction; rows copied per frame."""
+LOAD_CONNECTIONS = 2
+"""Connections a load copies over at once: the server parses every list's JSON, one backend per
+connection, so two keep two cores busy where one left the server on one."""
+LOAD_LOCK_TIMEOUT_S = 10
+"""A load waits on no lock but one: a key copied twice over two connections (the second waits on
+the first's commit, which waits on the second). It fails after this many seconds instead."""
+
+
+def load_rows(
+    url: str, tables: LoadTables, frames: dict[str, Frame], connections: int = LOAD_CONNECTIONS
+) -> dict[str, int]:
+    """Copy per-user ``frames`` into their load tables over ``connections`` connections at once,
+    batches shared out as they come; every connection commits only once all the rows are copied
+    (any error rolls them all back). Rows copied per frame."""
     columns = {name: frame_columns(name, frame) for name, frame in frames.items()}
-    counts: dict[str, int] = {}
-    with psycopg.connect(url) as conn, conn.transaction(), conn.cursor() as cur:
-        cur.execute("SET LOCAL TIME ZONE 'UTC'")
-        if cur.execute(_HAS_LZ4).fetchone() == (True,):
-            cur.execute("SET LOCAL default_toast_compression = 'lz4'")
+    with contextlib.ExitStack() as stack:
+        cursors = []
+        for _ in range(connections):
+            conn = stack.enter_context(psycopg.connect(url))
+            stack.enter_context(conn.transaction())
+            cur = stack.enter_context(conn.cursor())
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            cur.execute(f"SET LOCAL lock_timeout = '{LOAD_LOCK_TIMEOUT_S}s'")
+            if cur.execute(_HAS_LZ4).fetchone() == (True,):
+                cur.execute("SET LOCAL default_toast_compression = 'lz4'")
+            cursors.append(cur)
+        counts = {}
         for name, frame in frames.items():
             batches = _batches(frame, columns[name], _TARGETS[name])
-            counts[name] = copy_batches(cur, tables.table(name), columns[name], batches)
-    return counts
+            try:
+                counts[name] = copy_in_parallel(cursors, tables.table(name), columns[name], batches)
+            except psycopg.errors.LockNotAvailable as exc:
+                raise ValueError(f"snapshot frame {name!r} repeats a key of {tables.table(name)}") from exc
+        return counts
 
 
 _HAS_LZ4 = "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
@@ -416,6 +442,47 @@ def copy_batches(cur: psycopg.Cursor, table: str, columns: list[str], batches: I
             copy.write(buffer.getbuffer())
             rows += batch.num_rows
     return rows
+
+
+def copy_in_parallel(
+    cursors: Sequence[psycopg.Cursor], table: str, columns: list[str], batches: Iterable[pa.RecordBatch]
+) -> int:
+    """:func:`copy_batches` over each of ``cursors`` (their own connections) at once, each taking
+    the next batch as it is free (at most two per cursor waiting); returns the rows copied."""
+    feed: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2 * len(cursors))
+
+    def drain(cur: psycopg.Cursor) -> int:
+        return copy_batches(cur, table, columns, iter(feed.get, None))
+
+    with ThreadPoolExecutor(len(cursors), thread_name_prefix="copy") as pool:
+        copies = [pool.submit(drain, cur) for cur in cursors]
+        try:
+            for item in itertools.chain(batches, [None] * len(copies)):  # then each copy's end
+                while not _offered(feed, item):
+                    for failed in (c for c in copies if c.done()):  # ended early: raises its error
+                        failed.result()
+        except BaseException:
+            _empty(feed)  # the copies still running end at once, the transactions roll back
+            for _ in copies:
+                feed.put(None)
+            raise
+        return sum(c.result() for c in copies)
+
+
+def _offered(feed: queue.Queue, item: Any) -> bool:
+    try:
+        feed.put(item, timeout=0.5)
+    except queue.Full:
+        return False
+    return True
+
+
+def _empty(feed: queue.Queue) -> None:
+    while True:
+        try:
+            feed.get_nowait()
+        except queue.Empty:
+            return
 
 
 # 7 significant digits: round() to a number of decimals that follows the magnitude.

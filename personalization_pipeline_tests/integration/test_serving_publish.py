@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
 import pytest
 
+from personalization_pipeline.serving import publish
 from personalization_pipeline.serving.publish import (
     Snapshot,
     create_load_tables,
@@ -493,3 +496,44 @@ def test_long_lists_are_compressed_with_lz4_where_the_server_has_it(clean_pg: st
             "SELECT DISTINCT pg_column_compression(items), octet_length(items::text) > 3000 FROM personalization_ranks"
         ).fetchall()
     assert methods == [("lz4" if has_lz4 == (True,) else "pglz", True)]
+
+
+def _stream(frame: pd.DataFrame, rows_per_batch: int) -> pa.RecordBatchReader:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=rows_per_batch))
+
+
+def test_a_load_shares_its_batches_over_several_connections_and_commits_them_together(clean_pg: str) -> None:
+    new = snapshot("v2", n_users=200)
+    tables = create_load_tables(clean_pg, "parallel", ("ranks",))
+    assert load_rows(clean_pg, tables, {"ranks": _stream(new.ranks, 5)}, connections=3) == {"ranks": 200}
+    with psycopg.connect(clean_pg) as conn:
+        users, transactions = conn.execute(
+            "SELECT count(DISTINCT user_id), count(DISTINCT xmin::text) FROM personalization_ranks__load_parallel"
+        ).fetchone()
+    assert users == 200 and transactions > 1  # every row once, copied over more than one connection
+
+
+@pytest.mark.parametrize("failure", ["repeated key", "unreadable batch"])
+def test_a_failed_parallel_load_leaves_nothing_loaded_and_says_why(
+    clean_pg: str, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(publish, "LOAD_LOCK_TIMEOUT_S", 1)
+    ranks = snapshot("v2", n_users=60).ranks
+    tables = create_load_tables(clean_pg, "failing", ("ranks",))
+    if failure == "repeated key":  # the same user's row in the first and the last batch: two connections
+        stream = _stream(pd.concat([ranks, ranks.iloc[:1]]), 5)
+        expected: tuple[type[Exception], str] = (ValueError, "repeats a key of personalization_ranks__load_failing")
+    else:
+        good = _stream(ranks, 5)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield from itertools.islice(good, 6)
+            raise OSError("the staged file is unreadable")
+
+        stream = pa.RecordBatchReader.from_batches(good.schema, batches())
+        expected = (OSError, "unreadable")
+    with pytest.raises(expected[0], match=expected[1]):
+        load_rows(clean_pg, tables, {"ranks": stream}, connections=2)
+    with psycopg.connect(clean_pg) as conn:
+        assert conn.execute("SELECT count(*) FROM personalization_ranks__load_failing").fetchone() == (0,)
