@@ -23,7 +23,10 @@ class ParquetSink:
     def append(self, table: str, frame: pd.DataFrame) -> None:
         schema = self._schemas[table]
         if table not in self._writers:
-            self._writers[table] = pq.ParquetWriter(self._paths[table], schema)
+            # dictionaries for the text columns only: numbers rarely repeat, and trying to encode
+            # them as dictionaries cost a ranking batch's write twice its time
+            text = [field.name for field in schema if pa.types.is_string(field.type)]
+            self._writers[table] = pq.ParquetWriter(self._paths[table], schema, use_dictionary=text)
         self._writers[table].write_table(pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False))
         self.rows[table] += len(frame)
 

@@ -32,5 +32,8 @@ def test_batches_land_in_order_with_the_schemas_types(tmp_path):
         "rank": [1, 2, 1],
         "tags": [["source:als"], [], ["source:ease", "fresh"]],
     }
+    chunk = pq.ParquetFile(paths["lists"]).metadata.row_group(0)
+    encodings = {chunk.column(i).path_in_schema: chunk.column(i).encodings for i in range(chunk.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["user_id"] and "RLE_DICTIONARY" not in encodings["rank"]  # text only
     empty = pq.read_table(paths["empty"])
     assert empty.num_rows == 0 and empty.schema == SCHEMAS["empty"]
