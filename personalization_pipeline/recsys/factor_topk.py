@@ -180,7 +180,7 @@ def top_n(factors: FactorRows, seen: sp.csr_matrix, n: int) -> Proposed:
     approx, proposed = index.search(np.ascontiguousarray(queries), k)
     exact = factors.scores(light, proposed)
     exact[_is_seen(seen[light].tocoo(), proposed)] = -np.inf
-    order = np.lexsort((proposed, -exact.astype(np.float64)), axis=1)[:, :n]
+    order = _best(exact, proposed, n)
     cols, scores = np.take_along_axis(proposed, order, axis=1), np.take_along_axis(exact, order, axis=1)
     nth = scores[:, n - 1].astype(np.float64) - factors.offsets(light)
     bound = factors.error_bound(light, queries, keys)
@@ -188,6 +188,30 @@ def top_n(factors: FactorRows, seen: sp.csr_matrix, n: int) -> Proposed:
     dense = np.sort(np.concatenate([np.flatnonzero(counts > HEAVY_SEEN), light[~certified]]))
     rows, slots = np.nonzero(np.broadcast_to(certified[:, np.newaxis], scores.shape))
     return Proposed(light[rows], cols[rows, slots], scores[rows, slots], slots + 1, dense)
+
+
+def _best(scores: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the positions of its ``n`` best ``scores`` ordered by score descending, then by
+    ``cols`` ascending: the first ``n`` of a full sort, sorting only the ``n`` best where they
+    stand clear of the rest (no tie at the n-th score)."""
+    m, k = scores.shape
+    if n >= k:
+        return _ordered(scores, cols)
+    above = scores >= np.partition(scores, k - n, axis=1)[:, k - n, np.newaxis]
+    clear = above.sum(axis=1) == n
+    order = np.empty((m, n), dtype=np.int64)
+    tied = np.flatnonzero(~clear)
+    order[tied] = _ordered(scores[tied], cols[tied])[:, :n]
+    rows = np.flatnonzero(clear)
+    picked = np.nonzero(above[rows])[1].reshape(len(rows), n)
+    within = _ordered(np.take_along_axis(scores[rows], picked, 1), np.take_along_axis(cols[rows], picked, 1))
+    order[rows] = np.take_along_axis(picked, within, 1)
+    return order
+
+
+def _ordered(scores: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per row, the positions ordered by score descending, then by ``cols`` ascending."""
+    return np.lexsort((cols, -scores.astype(np.float64)), axis=1)
 
 
 def _is_seen(seen: sp.coo_matrix, proposed: np.ndarray) -> np.ndarray:

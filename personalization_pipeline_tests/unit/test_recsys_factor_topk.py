@@ -183,3 +183,18 @@ def _als(users: np.ndarray, items: np.ndarray) -> ALS:
         }
     )
     return model
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_n_best_proposals_are_the_full_sorts_first_n_with_ties_and_seen_items(dtype):
+    rng = np.random.default_rng(11)
+    scores = rng.normal(size=(300, 40)).astype(dtype)
+    scores[::7, 5:20] = -np.inf  # seen proposals
+    scores[3] = 1.0  # every proposal tied: the lowest columns win
+    scores[4, :12] = np.round(scores[4, :12])  # ties at the cut
+    scores[6] = -np.inf  # nothing unseen
+    cols = np.stack([rng.choice(1000, 40, replace=False) for _ in range(300)])
+    full = np.lexsort((cols, -scores.astype(np.float64)), axis=1)
+    for n in (1, 10, 40, 50):
+        assert np.array_equal(factor_topk._best(scores, cols, n), full[:, :n])
+    assert np.array_equal(np.sort(cols[3, factor_topk._best(scores, cols, 10)[3]]), np.sort(cols[3])[:10])
