@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, unique_inverse
 from personalization_pipeline.recsys.ranking import Scopes, Scorer, rank_batch
 
 KEYS = ["user_code", "scope_code", "item_code"]
@@ -72,7 +72,7 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
     stacked = {key: np.concatenate([frame[key].to_numpy(np.int64) for frame in lists.values()]) for key in KEYS}
     n_scopes, n_items = (int(stacked[key].max(initial=0)) + 1 for key in KEYS[1:])
     combined = (stacked["user_code"] * n_scopes + stacked["scope_code"]) * n_items + stacked["item_code"]
-    pairs, row_of = _unique_inverse(combined)
+    pairs, row_of = unique_inverse(combined)
     merged: dict[str, np.ndarray] = {}
     best = np.full(len(pairs), np.inf)
     listed = np.zeros(len(pairs), dtype=np.int64)
@@ -103,16 +103,6 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
     for column, values in merged.items():
         frame[column] = values[keep]
     return frame
-
-
-def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(values, return_inverse=True)`` for int64 values, by one stable (radix) sort."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(values) else np.empty(0, dtype=bool)
-    inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    return ordered[first], inverse
 
 
 def _sort_key(*parts: np.ndarray) -> np.ndarray:

@@ -47,6 +47,17 @@ class IdIndex:
         return np.where(self.ids[clipped] == query, clipped, -1).astype(np.int64)
 
 
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for int64 values, by one stable (radix) sort
+    (NumPy's own takes seconds where this takes a fraction of one, at tens of millions)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(values) else np.empty(0, dtype=bool)
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
 def engaged_rows(frame: pd.DataFrame, weight_col: str = "weight", dismissed_col: str = "dismissed") -> np.ndarray:
     """Rows the user chose to engage with: a positive weight, or an answer that is not a dismissal
     (a low rating still says the user watched the item). Without a dismissal column, every row."""

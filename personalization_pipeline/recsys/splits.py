@@ -15,30 +15,48 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from personalization_pipeline.recsys.matrices import unique_inverse
+
 USER, ITEM, TIME = "user_id", "item_id", "occurred_at"
 
 
-def _pair_keys(frame: pd.DataFrame) -> pd.MultiIndex:
-    return pd.MultiIndex.from_frame(frame[[USER, ITEM]].astype(str))
+def _pairs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (user_id, item_id) pairs in that order, as each one's user and item codes
+    (codes sort as the ids do), and each row's pair."""
+    users, _ = pd.factorize(frame[USER], sort=True)
+    items, item_ids = pd.factorize(frame[ITEM], sort=True)
+    width = max(len(item_ids), 1)
+    pairs, inverse = unique_inverse(users.astype(np.int64) * width + items)
+    return pairs // width, pairs % width, inverse
 
 
-def _split_by_pairs(frame: pd.DataFrame, test_pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows whose (user, item) is in ``test_pairs`` go to test, the rest to train."""
-    held = _pair_keys(frame).isin(_pair_keys(test_pairs))
-    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+def _split_by_pairs(frame: pd.DataFrame, inverse: np.ndarray, held: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows whose pair (``inverse``: one per row) is ``held`` (a mask over the pairs) go to test,
+    the rest to train."""
+    test = held[inverse]
+    return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
 
 
-def _held_out(ordered: pd.DataFrame, fraction: float, min_train: int) -> pd.DataFrame:
-    """Each user's last pairs by the counting rule; ``ordered`` is grouped by user."""
+def _within_users(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's position among its user's pairs and their count; ``users`` is grouped (a
+    user's pairs adjacent)."""
+    starts = np.r_[True, users[1:] != users[:-1]] if len(users) else np.empty(0, dtype=bool)
+    first = np.flatnonzero(starts)
+    group = np.cumsum(starts) - 1
+    return np.arange(len(users)) - first[group], np.diff(np.r_[first, len(users)])[group]
+
+
+def _last_ones(users: np.ndarray, fraction: float, min_train: int) -> np.ndarray:
+    """Whether each pair is one of its user's last by the counting rule; ``users`` is grouped
+    (a user's pairs adjacent, in their order)."""
     if not 0 < fraction < 1:
         raise ValueError("fraction must be strictly between 0 and 1")
     if min_train < 1:
         raise ValueError("min_train must be at least 1")
-    position = ordered.groupby(USER, sort=False).cumcount().to_numpy()
-    size = ordered.groupby(USER, sort=False)[ITEM].transform("size").to_numpy()
+    position, size = _within_users(users)
     wanted = np.maximum(1, np.floor(fraction * size + 0.5)).astype(np.int64)
     n_test = np.where(size >= 2, np.clip(size - min_train, 0, wanted), 0)
-    return ordered[position >= size - n_test]
+    return position >= size - n_test
 
 
 def _with_str_ids(frame: pd.DataFrame, *required: str) -> pd.DataFrame:
@@ -49,6 +67,13 @@ def _with_str_ids(frame: pd.DataFrame, *required: str) -> pd.DataFrame:
     return frame.assign(**{USER: frame[USER].astype(str), ITEM: frame[ITEM].astype(str)})
 
 
+def _held(order: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """A mask over the pairs of those ``chosen`` (a mask over ``order``, a permutation of them)."""
+    held = np.zeros(len(order), dtype=bool)
+    held[order[chosen]] = True
+    return held
+
+
 def temporal_holdout(
     frame: pd.DataFrame, fraction: float = 0.2, min_train: int = 1
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,13 +82,19 @@ def temporal_holdout(
     A user's items are ordered by their first ``occurred_at`` (ties by item_id); the
     last ones, by the counting rule in the module docstring, go to test.
     """
-    pairs = (
-        _with_str_ids(frame, TIME)
-        .groupby([USER, ITEM], sort=False, as_index=False)[TIME]
-        .min()
-        .sort_values([USER, TIME, ITEM], kind="stable")
+    users, items, inverse = _pairs(_with_str_ids(frame, TIME))
+    first = pd.Series(frame[TIME].to_numpy()).groupby(inverse).min()
+    ordered = pd.DataFrame({"user": users, TIME: first.to_numpy(), "item": items}).sort_values(
+        ["user", TIME, "item"], kind="stable"
     )
-    return _split_by_pairs(frame, _held_out(pairs, fraction, min_train))
+    order = ordered.index.to_numpy()
+    return _split_by_pairs(frame, inverse, _held(order, _last_ones(users[order], fraction, min_train)))
+
+
+def _shuffled(users: np.ndarray, seed: int) -> np.ndarray:
+    """The pairs (of these ``users``, in (user_id, item_id) order) ordered by user, then by a
+    random key drawn per pair in that order: deterministic for a seed whatever the row order."""
+    return np.lexsort((np.random.default_rng(seed).random(len(users)), users))
 
 
 def stratified_random_split(
@@ -74,10 +105,9 @@ def stratified_random_split(
     Deterministic for a seed whatever the input row order: pairs are sorted by
     (user_id, item_id) before drawing one random key each.
     """
-    pairs = _with_str_ids(frame)[[USER, ITEM]].drop_duplicates().sort_values([USER, ITEM])
-    pairs = pairs.assign(_key=np.random.default_rng(seed).random(len(pairs)))
-    ordered = pairs.sort_values([USER, "_key"], kind="stable")
-    return _split_by_pairs(frame, _held_out(ordered, fraction, min_train))
+    users, _, inverse = _pairs(_with_str_ids(frame))
+    order = _shuffled(users, seed)
+    return _split_by_pairs(frame, inverse, _held(order, _last_ones(users[order], fraction, min_train)))
 
 
 def random_folds(frame: pd.DataFrame, k: int, seed: int = 42) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
@@ -86,10 +116,8 @@ def random_folds(frame: pd.DataFrame, k: int, seed: int = 42) -> list[tuple[pd.D
     Deterministic for a seed whatever the input row order."""
     if k < 2:
         raise ValueError("k must be at least 2")
-    pairs = _with_str_ids(frame)[[USER, ITEM]].drop_duplicates().sort_values([USER, ITEM])
-    pairs = pairs.assign(_key=np.random.default_rng(seed).random(len(pairs)))
-    ordered = pairs.sort_values([USER, "_key"], kind="stable")
-    position = ordered.groupby(USER, sort=False).cumcount().to_numpy()
-    size = ordered.groupby(USER, sort=False)[ITEM].transform("size").to_numpy()
+    users, _, inverse = _pairs(_with_str_ids(frame))
+    order = _shuffled(users, seed)
+    position, size = _within_users(users[order])
     fold = position * k // size
-    return [_split_by_pairs(frame, ordered[fold == f]) for f in range(k)]
+    return [_split_by_pairs(frame, inverse, _held(order, fold == f)) for f in range(k)]

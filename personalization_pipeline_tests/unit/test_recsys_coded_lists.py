@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.candidates import _sort_key, _unique_inverse, list_spans
+from personalization_pipeline.recsys.candidates import _sort_key, list_spans
+from personalization_pipeline.recsys.matrices import unique_inverse
 from personalization_pipeline.recsys.rerank_features import _list_max_std
 
 
@@ -25,7 +26,7 @@ def test_list_max_and_std_match_pandas_groupby_with_missing_values():
 def test_unique_inverse_and_sort_key_agree_with_numpy():
     rng = np.random.default_rng(5)
     values = rng.integers(0, 500, 2_000)
-    unique, inverse = _unique_inverse(values)
+    unique, inverse = unique_inverse(values)
     expected, expected_inverse = np.unique(values, return_inverse=True)
     assert (unique == expected).all() and (inverse == expected_inverse).all()
     parts = [rng.integers(0, n, 2_000) for n in (7, 200, 3, 1_000)]
