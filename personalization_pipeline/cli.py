@@ -280,8 +280,9 @@ def _bench_endpoint(args: argparse.Namespace, workdir: Path, log_path: Path) -> 
     url = args.database_url or start_embedded_server(workdir / "pgserver")
     with console.status(f"loading the endpoint for {args.seconds:g} s (log: {log_path})"):
         try:
+            secret = secrets.token_urlsafe(48)
             result = run_endpoint(
-                url, workdir, secrets.token_urlsafe(48), args.users, args.connections, args.seconds, log_path
+                url, workdir, secret, args.users, args.connections, args.seconds, log_path, args.load_generator
             )
         except RuntimeError as exc:
             console.print(f"[red bold]endpoint bench failed[/]: {exc}\nlog: {log_path}")
@@ -558,6 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=20.0, help="endpoint load duration")
     bench.add_argument("--connections", type=int, default=32, help="concurrent endpoint clients")
     bench.add_argument("--users", type=int, default=2000, help="distinct users' tokens")
+    bench.add_argument(
+        "--load-generator",
+        choices=["wrk", "python"],
+        help="endpoint load generator (default: wrk where it is installed, else an asyncio client)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     worker = _command(

@@ -4,6 +4,7 @@ with many distinct users' tokens, and the bare primary-key lookup rate in the sa
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import psycopg
 from ..config import PREFIX
 from ..serving.auth import mint_token
 from ..serving.schema import RANKS
-from .load import LoadResult, bare_lookups, encode_requests, load_test
+from .load import LoadResult, bare_lookups, encode_requests, load_test, wrk_load
 
 HOST = "127.0.0.1"
 
@@ -28,6 +29,7 @@ class EndpointResult:
     bare_rate: float
     users: int
     connections: int
+    generator: str = "python"  # the load generator: wrk, or the asyncio client
 
 
 def _free_port() -> int:
@@ -51,11 +53,20 @@ def _wait_ready(port: int, server: subprocess.Popen, timeout: float = 60.0) -> N
 
 
 def run_endpoint(
-    url: str, workdir: Path, secret: str, users: int, connections: int, seconds: float, log: Path
+    url: str,
+    workdir: Path,
+    secret: str,
+    users: int,
+    connections: int,
+    seconds: float,
+    log: Path,
+    generator: str | None = None,
 ) -> EndpointResult:
     """Serve what ``url`` holds, load ``/v1/rankings/{scope}`` for ``users`` distinct published
     (user, scope) rows from ``connections`` clients for ``seconds`` (after a 2-second warm-up),
-    then time bare lookups of the same rows."""
+    then time bare lookups of the same rows. ``generator``: ``wrk`` or ``python`` (the asyncio
+    client); by default wrk where it is installed."""
+    generator = generator or ("wrk" if shutil.which("wrk") else "python")
     with psycopg.connect(url) as conn:
         keys = conn.execute(
             f"SELECT user_id, scope FROM {RANKS} ORDER BY md5(user_id || scope) LIMIT %s", [users]
@@ -74,14 +85,16 @@ def run_endpoint(
         server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_ready(port, server)
-        requests = encode_requests(
-            [(f"/v1/rankings/{scope}?limit=10", mint_token(secret, user, ttl_seconds=3600)) for user, scope in keys],
-            f"{HOST}:{port}",
-        )
-        load_test(HOST, port, requests, connections, 2.0, 1_000_000)  # warm-up: pools, caches
-        load = load_test(HOST, port, requests, connections, seconds, 5_000_000)
+        paths = [(f"/v1/rankings/{scope}?limit=10", mint_token(secret, user, ttl_seconds=3600)) for user, scope in keys]
+        if generator == "wrk":
+            wrk_load(HOST, port, paths, connections, 2.0, workdir)  # warm-up: pools, caches
+            load = wrk_load(HOST, port, paths, connections, seconds, workdir)
+        else:
+            requests = encode_requests(paths, f"{HOST}:{port}")
+            load_test(HOST, port, requests, connections, 2.0, 1_000_000)
+            load = load_test(HOST, port, requests, connections, seconds, 5_000_000)
     finally:
         server.terminate()
         server.wait(timeout=30)
     bare = bare_lookups(url, [(u, s) for u, s in keys], min(seconds, 10.0))
-    return EndpointResult(load, bare, len({u for u, _ in keys}), connections)
+    return EndpointResult(load, bare, len({u for u, _ in keys}), connections, generator)

@@ -1,17 +1,22 @@
 """The endpoint under load: a keep-alive HTTP/1.1 client on loopback, and the bare lookup rate.
 
-The client runs in its own process (one asyncio loop, ``connections`` sockets, requests
-pre-encoded), so it costs the server as little CPU as a Python client can; it stops at a
-deadline or a request count, whichever comes first. :func:`bare_lookups` measures the floor:
-one psycopg connection running the same primary-key read as a prepared statement.
+Where ``wrk`` (the C load generator, Debian's package ``wrk``) is installed, :func:`wrk_load`
+drives it with a script that rotates the requests; otherwise :func:`load_test` runs a Python
+client in its own process (one asyncio loop, ``connections`` sockets, requests pre-encoded),
+which stops at a deadline or a request count, whichever comes first, and costs the server more
+of the shared cores than wrk. :func:`bare_lookups` measures the floor: one psycopg connection
+running the same primary-key read as a prepared statement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -110,3 +115,51 @@ def bare_lookups(url: str, keys: list[tuple[str, str]], seconds: float) -> float
             conn.execute(query, keys[done % len(keys)], prepare=True).fetchone()
             done += 1
         return done / (time.perf_counter() - started)
+
+
+_WRK_SCRIPT = """
+local lines = {}
+for line in io.lines(os.getenv("WRK_REQUESTS")) do lines[#lines + 1] = line end
+local threads = 0
+function setup(thread)
+  thread:set("offset", threads * 7919)
+  threads = threads + 1
+end
+local sent = 0
+request = function()
+  sent = sent + 1
+  local path, token = lines[(offset + sent) % #lines + 1]:match("^(%S+) (%S+)$")
+  return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. token })
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %.3f %.3f %.3f\\n", summary.requests,
+    e.connect + e.read + e.write + e.status + e.timeout, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+"""Requests cycle through the (path, token) lines of the file ``WRK_REQUESTS``; the summary line:
+requests, errors (socket errors, timeouts and answers outside 2xx/3xx), microseconds, p50/p95/p99 ms."""
+
+
+def wrk_load(
+    host: str, port: int, paths_and_tokens: list[tuple[str, str]], connections: int, seconds: float, workdir: Path
+) -> LoadResult:
+    """``connections`` keep-alive connections from one wrk thread for ``seconds`` (whole, at least
+    one), cycling through ``paths_and_tokens``."""
+    script, listing = workdir / "wrk-rotate.lua", workdir / "wrk-requests.txt"
+    script.write_text(_WRK_SCRIPT)
+    listing.write_text("".join(f"{path} {token}\n" for path, token in paths_and_tokens))
+    command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "-s", str(script)]
+    done = subprocess.run(
+        [*command, f"http://{host}:{port}"],
+        env={**os.environ, "WRK_REQUESTS": str(listing)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary: {done.stdout} {done.stderr}")
+    requests, errors, micros, p50, p95, p99 = line.split()[1:]
+    return LoadResult(int(requests), int(errors), int(micros) / 1e6, float(p50), float(p95), float(p99))

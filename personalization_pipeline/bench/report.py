@@ -90,6 +90,9 @@ def tier_section(result: TierResult, machine: str) -> str:
     return "\n".join(lines)
 
 
+_GENERATORS = {"wrk": "wrk, one thread", "python": "one asyncio process"}
+
+
 def endpoint_section(tier: str, result: EndpointResult, machine: str, measured_at: datetime) -> str:
     """The markdown section of an endpoint load test on ``tier``'s published data."""
     load = result.load
@@ -99,8 +102,8 @@ def endpoint_section(tier: str, result: EndpointResult, machine: str, measured_a
             f"## Endpoint (tier {tier} data)",
             "",
             f"`GET /v1/rankings/{{scope}}?limit=10`, {result.connections} concurrent keep-alive clients on loopback "
-            f"(one asyncio process), {result.users:,} distinct users' tokens, {load.seconds:.0f} s after a 2 s "
-            "warm-up; the endpoint started as `serve` starts it (`PERSONALIZATION_API_WORKERS` workers, default "
+            f"({_GENERATORS[result.generator]}), {result.users:,} distinct users' tokens, {load.seconds:.0f} s after "
+            "a 2 s warm-up; the endpoint started as `serve` starts it (`PERSONALIZATION_API_WORKERS` workers, default "
             f"the core count); measured {measured_at} UTC on {machine}.",
             "",
             "| requests | errors | req/s | p50 ms | p95 ms | p99 ms | bare PK lookups/s (1 connection, prepared) "

@@ -4,6 +4,7 @@ it made (no timing is asserted: CI machines vary)."""
 from __future__ import annotations
 
 import re
+import shutil
 
 import duckdb
 import psycopg
@@ -64,10 +65,16 @@ def test_bench_runs_both_jobs_measures_every_step_and_times_the_kernels(tmp_path
         if kernel >= 0.1:  # shown to two decimals at least: the ratio is the step's time over the kernel's
             assert float(row[5]) == pytest.approx(step / kernel, rel=0.1)
 
-    # the endpoint under load on what the tier published, and the bare lookups beside it
+    # the endpoint under load on what the tier published, and the bare lookups beside it: the asyncio
+    # client, then the default generator (wrk where it is installed), each replacing the section
     args = ["bench", "--tier", "XS", "--endpoint", "--seconds", "2", "--users", "50", "--connections", "4"]
-    assert main([*args, "--out", str(out), "--workdir", str(workdir), "--database-url", clean_pg]) == 0
+    args += ["--out", str(out), "--workdir", str(workdir), "--database-url", clean_pg]
+    assert main([*args, "--load-generator", "python"]) == 0
+    assert "on loopback (one asyncio process)" in out.read_text()
+    assert main(args) == 0
+    generator = "wrk, one thread" if shutil.which("wrk") else "one asyncio process"
     endpoint = out.read_text().split("## Endpoint (tier XS data)\n", 1)[1]
+    assert f"on loopback ({generator})" in endpoint and out.read_text().count("## Endpoint (tier XS data)") == 1
     assert "## Tier XS" in out.read_text()  # the tier's section is kept
     distinct = re.search(r"([\d,]+) distinct users' tokens", endpoint)
     assert distinct and 0 < int(distinct.group(1)) <= 50 and "4 concurrent" in endpoint  # 50 (user, scope) rows
