@@ -88,14 +88,19 @@ _UPSERT_EVALS = (
 )
 _PUBLISH_LOCK_KEY = 0x5E5F1A7F
 _OPTED_OUT = f"SELECT user_id FROM {schema.SETTINGS} WHERE NOT personalization_enabled"
-_DROP_OPTED_OUT: dict[str, str] = {
-    "ranks": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",
-    "rationale": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",
-    "features": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",
-    "similar_users": f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT}) OR similar_user_id IN ({_OPTED_OUT})",
+_DROP_OPTED_OUT: dict[str, tuple[str, ...]] = {
+    "ranks": (f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",),
+    "rationale": (f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",),
+    "features": (f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",),
+    "similar_users": (
+        f"DELETE FROM {{t}} WHERE user_id IN ({_OPTED_OUT})",
+        f"DELETE FROM {{t}} WHERE similar_user_id IN ({_OPTED_OUT})",
+    ),
 }
-"""Per-user frames (loaded, then swapped in) and the statement that removes opted-out users from
-each table ``{t}`` (as subject or neighbour)."""
+"""Per-user frames (loaded, then swapped in) and the statements that remove opted-out users from
+each table ``{t}`` (as subject, then as neighbour). One ``IN`` per statement: PostgreSQL joins it
+(a hash semi-join); two joined by ``OR`` stay subqueries, re-read for every row once the
+opted-out set outgrows ``work_mem`` (hours for tier L's 19M neighbour rows and 50k opt-outs)."""
 PER_USER_FRAMES: tuple[str, ...] = tuple(_DROP_OPTED_OUT)
 _FORGET_OPTED_OUT = tuple(
     f"DELETE FROM {table} WHERE user_id IN ({_OPTED_OUT})"
@@ -314,8 +319,10 @@ def swap_in(url: str, tables: LoadTables, frames: dict[str, Frame]) -> PublishRe
             _apply(cur, target)
         cur.execute(f"LOCK TABLE {schema.SETTINGS} IN SHARE MODE")  # opt-outs wait for the commit
         for name in tables.names:
-            cur.execute(sql.SQL(_DROP_OPTED_OUT[name]).format(t=sql.Identifier(tables.table(name))))
-            dropped[name] = cur.rowcount
+            dropped[name] = 0
+            for statement in _DROP_OPTED_OUT[name]:
+                cur.execute(sql.SQL(statement).format(t=sql.Identifier(tables.table(name))))
+                dropped[name] += cur.rowcount
             if name == "ranks":
                 cur.execute(sql.SQL(_RECORD_EXPOSURES).format(t=sql.Identifier(tables.table(name))))
             _rename_over(cur, tables.table(name), _TARGETS[name].table)

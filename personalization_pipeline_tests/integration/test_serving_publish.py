@@ -537,3 +537,13 @@ def test_a_failed_parallel_load_leaves_nothing_loaded_and_says_why(
         load_rows(clean_pg, tables, {"ranks": stream}, connections=2)
     with psycopg.connect(clean_pg) as conn:
         assert conn.execute("SELECT count(*) FROM personalization_ranks__load_failing").fetchone() == (0,)
+
+
+def test_opted_out_users_are_dropped_by_joins_not_by_a_subquery_per_row(clean_pg: str) -> None:
+    publish_snapshot(clean_pg, snapshot("v1", n_users=3))
+    with psycopg.connect(clean_pg) as conn:
+        for name, statements in publish._DROP_OPTED_OUT.items():
+            table = publish._TARGETS[name].table
+            for statement in statements:
+                plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement.format(t=table)).fetchall())
+                assert "SubPlan" not in plan and (" Join" in plan or "Nested Loop" in plan), (name, plan)
