@@ -160,3 +160,16 @@ def test_no_pair_of_a_known_item_fits_nothing():
     for unusable in (pairs.iloc[:0], pairs.assign(item_id="not-in-the-catalogue")):
         fitted = fit_per_user(unusable, features, PARAMS)
         assert len(fitted.user_ids) == 0 and fitted.report.empty and list(fitted.report.columns) == REPORT_COLUMNS
+
+
+def test_z_scores_ignore_nan_entries_and_match_whatever_the_batch_holds():
+    rng = np.random.default_rng(8)
+    scores = rng.normal(size=(6, 500)) * 3 + 1
+    scores[4] = 2.0  # flat: all zeros
+    clean = standardised(scores)
+    assert np.allclose(clean[:4].mean(axis=1), 0) and np.allclose(clean[:4].std(axis=1), 1) and (clean[4] == 0).all()
+    holed = scores.copy()
+    holed[5, :100] = np.nan  # an unknown item for one user: the row is scored over the rest
+    z = standardised(holed)
+    assert np.isnan(z[5, :100]).all() and np.allclose(z[5, 100:], standardised(scores[5:, 100:])[0])
+    assert np.array_equal(z[:5], clean[:5])  # a NaN elsewhere in the batch changes no other row
