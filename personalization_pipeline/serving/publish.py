@@ -283,8 +283,9 @@ def load_rows(
             batches = _batches(frame, columns[name], _TARGETS[name])
             try:
                 counts[name] = copy_in_parallel(cursors, tables.table(name), columns[name], batches)
-            except psycopg.errors.LockNotAvailable as exc:
-                raise ValueError(f"snapshot frame {name!r} repeats a key of {tables.table(name)}") from exc
+            except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable) as exc:  # one copy or two
+                detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
+                raise ValueError(f"snapshot frame {name!r} repeats a key of {tables.table(name)}{detail}") from exc
         return counts
 
 
