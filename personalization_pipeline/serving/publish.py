@@ -4,7 +4,8 @@ Per-user tables (rankings, rationale, features, similar users) are loaded, then 
 each frame is copied into a fresh load table shaped like the served one
 (:func:`create_load_tables`; ``COPY`` of CSV written by pyarrow, batch by batch, so memory is
 bounded by the batch size, not by the snapshot), possibly by several processes at once, each
-loading its share of the users (:func:`load_rows`). :func:`swap_in` then replaces every served
+loading its share of the users over :data:`LOAD_CONNECTIONS` connections that commit together
+(:func:`load_rows`). :func:`swap_in` then replaces every served
 table by its load table in one short transaction (renames, row-level security, policies and
 grants re-applied): readers see the old set until that commit and never wait on the load, and
 no served table accumulates the dead rows of a ``DELETE``. The same transaction replaces the
