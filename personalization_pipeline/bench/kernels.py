@@ -6,7 +6,6 @@ Each kernel reads its inputs from the warehouse a run left (untimed) and times o
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import faiss
 import numpy as np
-import psycopg
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
@@ -25,7 +23,7 @@ from ..recsys.matrices import IdIndex
 from ..recsys.ranking import mask_seen
 from ..recsys.reranker import Reranker
 from ..recsys.similarity import SearchParams, build_index, unit_rows
-from ..serving.publish import LOAD_CONNECTIONS, copy_in_parallel
+from ..serving.publish import LOAD_CONNECTIONS, create_load_tables, drop_load_tables, load_rows
 from ..serving.schema import FEATURES, RANKS, RATIONALE, SIMILAR_USERS
 from ..serving.snapshot import build_snapshot
 from ..steps.inputs import read_active_users, read_catalog, read_history
@@ -150,31 +148,17 @@ PER_USER_FRAMES = {"ranks": RANKS, "rationale": RATIONALE, "features": FEATURES,
 
 def copy_serving_rows(con: duckdb.DuckDBPyConnection, url: str) -> KernelTime:
     """The per-user serving rows of a publish (rankings, rationale, features, similar users) built
-    in DuckDB and COPY'd into fresh tables like the serving ones (same columns, keys and checks)
-    over as many connections as a publish's load uses, then dropped."""
+    in DuckDB and loaded as a publish loads them (:func:`~..serving.publish.load_rows`, into load
+    tables shaped like the served ones), then dropped."""
     started = time.perf_counter()
     now = datetime.now(UTC).replace(tzinfo=None)
     snapshot = build_snapshot(con, generated_at=now, ttl=timedelta(hours=1), registry=latest_trained(con))
-    frames = {table: frame for name, table in PER_USER_FRAMES.items() if (frame := getattr(snapshot, name)) is not None}
-    with psycopg.connect(url, autocommit=True) as admin:
-        for table in frames:
-            admin.execute(f"DROP TABLE IF EXISTS bench_{table}")
-            admin.execute(f"CREATE TABLE bench_{table} (LIKE {table} INCLUDING ALL)")
-        try:
-            with contextlib.ExitStack() as stack:
-                connections = [stack.enter_context(psycopg.connect(url)) for _ in range(LOAD_CONNECTIONS)]
-                cursors = [stack.enter_context(conn.cursor()) for conn in connections]
-                for cur in cursors:
-                    cur.execute("SET TIME ZONE 'UTC'")
-                rows = sum(
-                    copy_in_parallel(cursors, f"bench_{table}", frame.schema.names, frame)
-                    for table, frame in frames.items()
-                )
-                for conn in connections:
-                    conn.commit()
-        finally:
-            for table in frames:
-                admin.execute(f"DROP TABLE IF EXISTS bench_{table}")
+    frames = {name: frame for name in PER_USER_FRAMES if (frame := getattr(snapshot, name)) is not None}
+    tables = create_load_tables(url, "bench", tuple(frames))
+    try:
+        rows = sum(load_rows(url, tables, frames).values())
+    finally:
+        drop_load_tables(url, tables)
     return KernelTime(
         "publish COPY",
         "serving_tables",

@@ -283,7 +283,7 @@ def load_rows(
         for name, frame in frames.items():
             batches = _batches(frame, columns[name], _TARGETS[name])
             try:
-                counts[name] = copy_in_parallel(cursors, tables.table(name), columns[name], batches)
+                counts[name] = _copy_in_parallel(cursors, tables.table(name), columns[name], batches)
             except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable) as exc:  # one copy or two
                 detail = f" ({exc.diag.message_detail})" if exc.diag.message_detail else ""
                 raise ValueError(f"snapshot frame {name!r} repeats a key of {tables.table(name)}{detail}") from exc
@@ -453,7 +453,7 @@ def copy_batches(cur: psycopg.Cursor, table: str, columns: list[str], batches: I
     return rows
 
 
-def copy_in_parallel(
+def _copy_in_parallel(
     cursors: Sequence[psycopg.Cursor], table: str, columns: list[str], batches: Iterable[pa.RecordBatch]
 ) -> int:
     """:func:`copy_batches` over each of ``cursors`` (their own connections) at once, each taking
