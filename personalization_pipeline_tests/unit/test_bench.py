@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import replace
 from datetime import datetime
 
@@ -11,7 +15,7 @@ from personalization_pipeline.bench.kernels import KernelTime
 from personalization_pipeline.bench.report import tier_section, write_report
 from personalization_pipeline.bench.run import StepRow, TierResult
 from personalization_pipeline.bench.tiers import TIERS
-from personalization_pipeline.bench.usage import Usage, step_usage
+from personalization_pipeline.bench.usage import Sampler, Usage, step_usage
 
 MB = 2**20
 
@@ -24,6 +28,33 @@ def test_a_steps_usage_is_cut_from_the_samples_at_its_start_and_end():
     assert usage.peak_rss_mb == 300  # the samples inside [0.5, 2.5]
     short = step_usage(samples, 2.9, 2.95)  # no sample inside: the nearest one
     assert short.peak_rss_mb == 150 and short.cpu_seconds == pytest.approx(0.1)
+
+
+def test_the_sampler_sees_this_process_and_its_children_from_outside():
+    """CPU spent here and a child's memory show in the samples, taken by a process of its own
+    (this one runs no sampling thread), ending with a sample taken at the stop."""
+    sampler = Sampler(interval=0.05)
+    sampler.start()
+    while not sampler.samples:  # the sampler's process is up
+        time.sleep(0.01)
+    allocate = "import sys; b = b'x' * (300 * 2**20); print('ready', flush=True); sys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", allocate], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        busy_until = time.process_time() + 0.5
+        while time.process_time() < busy_until:
+            pass
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        time.sleep(0.3)  # samples of the child's memory
+        seen_so_far = sampler.samples
+    finally:
+        child.communicate(b"")
+    samples = sampler.stop()
+    assert threading.active_count() == 1
+    assert len(seen_so_far) >= 5 and samples[: len(seen_so_far)] == seen_so_far
+    times, cpu, rss = zip(*samples, strict=True)
+    assert list(times) == sorted(times) and cpu[-1] - cpu[0] >= 0.4
+    assert max(rss) - rss[0] >= 250 * MB  # the child's 300 MB
+    assert rss[-1] < max(rss) - 250 * MB  # the last sample, after the child ended
 
 
 def _result(tier: str, wall: float) -> TierResult:
