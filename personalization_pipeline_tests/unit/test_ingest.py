@@ -80,6 +80,61 @@ u5,i1,2024-01-02,view,,s5,unexpected,extra
     assert json.loads(stored["duplicate"])["occurred_at"] == "2024-01-01T10:00:00Z"  # the raw text, as read
 
 
+def test_repeated_keys_keep_the_first_good_row_in_source_order(tmp_path):
+    """Duplicates are judged among good rows only (a bad row never shadows a good one), each key
+    keeps its first row whatever the spelling of its time or event type, the later rows are
+    quarantined with their raw text, and the raw table keeps the file's order."""
+    _write(
+        tmp_path / "interactions.csv",
+        """
+user_id,item_id,occurred_at,event_type,value,session_id
+u9,i1,2024-01-03,view,,s1
+u1,i1,2024-01-01T10:00:00Z,view,oops,s0
+u1,i1,2024-01-01T10:00:00Z,view,,s1
+u2,i2,2024-01-02,view,,s2
+u1,i1,1704103200,VIEW,,s3
+u1,i1,2024-01-01T10:00:00Z,click,,s4
+u1,i1,2024-01-01 10:00:00,View,,s5
+u0,i3,2024-01-04,view,,s6
+""",
+    )
+    con, report = _load(tmp_path)
+    assert report.quarantined["interactions"] == {"duplicate": 2, "unparseable_value": 1}
+    kept = con.execute("SELECT user_id, session_id, event_type FROM raw_interactions").fetchall()
+    assert kept == [("u9", "s1", "view"), ("u1", "s1", "view"), ("u2", "s2", "view"),
+                    ("u1", "s4", "click"), ("u0", "s6", "view")]  # fmt: skip
+    repeated = con.execute(
+        "SELECT row_json FROM quarantine WHERE reason = 'duplicate' ORDER BY row_json->>'session_id'"
+    ).fetchall()
+    assert [(json.loads(r)["session_id"], json.loads(r)["occurred_at"]) for (r,) in repeated] == [
+        ("s3", "1704103200"),
+        ("s5", "2024-01-01 10:00:00"),
+    ]
+
+
+def test_the_latest_setting_of_a_user_wins_and_the_rest_are_superseded(tmp_path):
+    _write(tmp_path / "interactions.csv", "user_id,item_id,occurred_at\nu1,i1,2024-01-01")
+    _write(
+        tmp_path / "settings.csv",
+        """
+user_id,personalization_enabled,updated_at
+u1,false,2024-03-01
+u1,true,2024-04-01
+u1,false,
+u2,true,2024-01-01
+u2,false,2024-01-01
+u3,true,
+""",
+    )
+    con, report = _load(tmp_path)
+    assert report.quarantined["settings"] == {"superseded_setting": 3}
+    assert con.execute("SELECT user_id, personalization_enabled FROM raw_settings ORDER BY user_id").fetchall() == [
+        ("u1", True),
+        ("u2", False),
+        ("u3", True),
+    ]  # u2: disagreeing at one time, fails closed
+
+
 def test_missing_required_column_names_file_and_column(tmp_path):
     path = _write(tmp_path / "interactions.csv", "userid,item_id,occurred_at\nu1,i1,2024-01-01")
     con = duckdb.connect()
