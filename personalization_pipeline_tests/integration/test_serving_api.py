@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,15 @@ def test_readyz_reports_unreachable_database() -> None:
     with TestClient(create_app("postgresql://postgres@127.0.0.1:1/none", SETTINGS)) as down:
         assert down.get("/healthz").status_code == 200
         assert_error(down.get("/readyz"), 503, "service_unavailable")
+
+
+def test_what_start_up_built_is_kept_out_of_full_collections() -> None:
+    """A worker's start-up objects are frozen once the app is up: full collections of them stalled
+    reads under load."""
+    gc.unfreeze()
+    with TestClient(create_app("postgresql://postgres@127.0.0.1:1/none", SETTINGS)) as started:
+        assert started.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() > 0
 
 
 def test_own_ranking_is_personalized_and_limited(client: TestClient) -> None:
