@@ -42,16 +42,15 @@ _LOGGED = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 @dataclass(frozen=True)
 class JobResult:
     """Outcome of one in-process run: the first failure's message, each asset's metadata,
-    whether each asset check passed (``"asset.check"``), each step's start and end (epoch
-    seconds, in execution order) and the rows it reported writing (``dagster/row_count`` of its
-    materializations)."""
+    whether each asset check passed (``"asset.check"``), when each step ran (:func:`_step_times`)
+    and the rows it reported writing (``dagster/row_count`` of its materializations)."""
 
     success: bool
     run_id: str
     error: str | None
     metadata: dict[str, dict[str, Any]]
     checks: dict[str, bool]
-    steps: dict[str, tuple[float, float]]
+    steps: dict[str, list[tuple[float, float]]]
     rows: dict[str, int]
 
 
@@ -182,22 +181,37 @@ def _asset_of(step_key: str) -> str:
     return step_key.split(".", 1)[0]
 
 
-def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
-    """Start and end of each step of the run that started, from its event log (a graph-backed
-    asset's steps as one: from the first start to the last end)."""
+def _step_times(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[tuple[float, float]]]:
+    """When each step of the run ran, from its event log: (start, end) epoch seconds, ascending. A
+    graph-backed asset's steps count as one, their spans merged where they overlap (parallel
+    buckets): other steps the executor ran between them are not its time."""
     starts: dict[str, float] = {}
-    ends: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
     done = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or entry.step_key is None:
             continue
-        step = _asset_of(entry.step_key)
         if event.event_type == dg.DagsterEventType.STEP_START:
-            starts[step] = min(starts.get(step, entry.timestamp), entry.timestamp)
-        elif event.event_type in done:
-            ends[step] = max(ends.get(step, entry.timestamp), entry.timestamp)
-    return {step: (start, ends.get(step, start)) for step, start in starts.items()}
+            starts.setdefault(entry.step_key, entry.timestamp)
+        elif event.event_type in done and entry.step_key in starts:
+            spans[entry.step_key] = (starts[entry.step_key], entry.timestamp)
+    for key, start in starts.items():
+        spans.setdefault(key, (start, start))  # started, never ended
+    return asset_spans(spans)
+
+
+def asset_spans(spans: dict[str, tuple[float, float]]) -> dict[str, list[tuple[float, float]]]:
+    """Each step key's (start, end) grouped by asset (:func:`_asset_of`), overlapping spans merged,
+    ascending."""
+    merged: dict[str, list[tuple[float, float]]] = {}
+    for key, (start, end) in sorted(spans.items(), key=lambda item: item[1]):
+        own = merged.setdefault(_asset_of(key), [])
+        if own and start <= own[-1][1]:
+            own[-1] = (own[-1][0], max(own[-1][1], end))
+        else:
+            own.append((start, end))
+    return merged
 
 
 def root_cause(event: dg.DagsterEvent) -> str:

@@ -159,12 +159,12 @@ def _measured(
     """The tier's result from the jobs' step times cut out of the samples, ``kernels`` and the
     model that ``served``."""
     steps = [
-        StepRow(job, step, step_usage(samples, start, end), result.rows.get(step))
+        StepRow(job, step, step_usage(samples, spans), result.rows.get(step))
         for job, result in results.items()
-        for step, (start, end) in result.steps.items()
+        for step, spans in result.steps.items()
     ]
     by_job = {
-        job: step_usage(samples, min(s for s, _ in r.steps.values()), max(e for _, e in r.steps.values()))
+        job: step_usage(samples, [(min(s[0][0] for s in r.steps.values()), max(s[-1][1] for s in r.steps.values()))])
         for job, r in results.items()
         if r.steps
     }

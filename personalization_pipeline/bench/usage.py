@@ -4,7 +4,7 @@ A :class:`Sampler` records, every ``interval`` seconds, the resident memory and 
 this process and its children (dbt runs as one) from a process of its own: a sampling thread in
 the measured process took its interpreter lock often enough to make NumPy- and Python-heavy
 steps up to twice as slow as without it. :func:`step_usage` cuts the samples at each step's
-start and end: wall time, CPU time, peak RSS. Sampling can miss a peak shorter than the
+spans: wall time, CPU time, peak RSS. Sampling can miss a peak shorter than the
 interval; the process's own high-water mark bounds the run as a whole.
 
 ``python -m personalization_pipeline.bench.usage PID INTERVAL`` is that process: it prints one
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,14 +96,21 @@ def _sample_until_closed(pid: int, interval: float) -> None:
             return
 
 
-def step_usage(samples: list[tuple[float, float, float]], start: float, end: float) -> Usage:
-    """Wall time of [start, end], CPU time over it (interpolated between samples) and the peak RSS
-    of the samples inside it (the nearest sample when none falls inside)."""
+def step_usage(samples: list[Sample], spans: Sequence[tuple[float, float]]) -> Usage:
+    """Wall time of the (disjoint) ``spans``, CPU time over them (interpolated between samples)
+    and the peak RSS of the samples inside them (the nearest sample when none falls inside)."""
     times, cpu, rss = (np.asarray(column, dtype=np.float64) for column in zip(*samples, strict=True))
-    spent = float(np.interp(end, times, cpu) - np.interp(start, times, cpu))
-    inside = (times >= start) & (times <= end)
-    peak = rss[inside].max() if inside.any() else rss[np.abs(times - (start + end) / 2).argmin()]
-    return Usage(end - start, max(spent, 0.0), float(peak) / 2**20)
+    wall = sum(end - start for start, end in spans)
+    spent = sum(float(np.interp(end, times, cpu) - np.interp(start, times, cpu)) for start, end in spans)
+    inside = np.zeros(len(times), dtype=bool)
+    for start, end in spans:
+        inside |= (times >= start) & (times <= end)
+    if inside.any():
+        peak = rss[inside].max()
+    else:
+        middles = np.array([(start + end) / 2 for start, end in spans])
+        peak = rss[np.abs(times[:, None] - middles[None, :]).min(axis=1).argmin()]
+    return Usage(wall, max(spent, 0.0), float(peak) / 2**20)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,45 @@ from personalization_pipeline.bench.report import tier_section, write_report
 from personalization_pipeline.bench.run import StepRow, TierResult
 from personalization_pipeline.bench.tiers import TIERS
 from personalization_pipeline.bench.usage import Sampler, Usage, step_usage
+from personalization_pipeline.runner import asset_spans
 
 MB = 2**20
 
 
 def test_a_steps_usage_is_cut_from_the_samples_at_its_start_and_end():
     samples = [(0.0, 0.0, 100 * MB), (1.0, 1.0, 300 * MB), (2.0, 1.5, 200 * MB), (3.0, 3.5, 150 * MB)]
-    usage = step_usage(samples, 0.5, 2.5)
+    usage = step_usage(samples, [(0.5, 2.5)])
     assert usage.wall_seconds == 2.0
     assert usage.cpu_seconds == pytest.approx(2.5 - 0.5)  # cpu 0.5 at t 0.5, 2.5 at t 2.5 (interpolated)
     assert usage.peak_rss_mb == 300  # the samples inside [0.5, 2.5]
-    short = step_usage(samples, 2.9, 2.95)  # no sample inside: the nearest one
+    short = step_usage(samples, [(2.9, 2.95)])  # no sample inside: the nearest one
     assert short.peak_rss_mb == 150 and short.cpu_seconds == pytest.approx(0.1)
+
+
+def test_a_steps_usage_leaves_out_what_ran_between_its_spans():
+    """A graph-backed asset whose steps ran with another step between them: the gap (here the
+    busiest second, and the highest memory) is not its time."""
+    samples = [(0.0, 0.0, 100 * MB), (1.0, 0.5, 120 * MB), (2.0, 2.5, 900 * MB), (3.0, 3.0, 110 * MB)]
+    usage = step_usage(samples, [(0.0, 1.0), (2.2, 3.0)])
+    assert usage.wall_seconds == pytest.approx(1.8)
+    assert usage.cpu_seconds == pytest.approx(0.5 + (3.0 - 2.6))  # cpu at t 2.2 interpolates to 2.6
+    assert usage.peak_rss_mb == 120
+
+
+def test_a_graph_assets_steps_count_as_one_without_the_steps_run_between_them():
+    spans = {
+        "similar_users.plan": (0.0, 10.0),
+        "offline_eval": (10.0, 80.0),  # run by the executor between the asset's steps
+        "similar_users.search[bucket_0]": (80.0, 120.0),
+        "similar_users.search[bucket_1]": (85.0, 130.0),  # parallel buckets overlap: merged
+        "similar_users.load": (130.0, 150.0),  # touching: merged
+        "per_user_models": (150.0, 160.0),
+    }
+    assert asset_spans(spans) == {
+        "similar_users": [(0.0, 10.0), (80.0, 150.0)],
+        "offline_eval": [(10.0, 80.0)],
+        "per_user_models": [(150.0, 160.0)],
+    }
 
 
 def test_the_sampler_sees_this_process_and_its_children_from_outside():
