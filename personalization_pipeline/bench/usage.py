@@ -60,7 +60,9 @@ class Sampler:
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
-        self._file = Path(tempfile.mkstemp(prefix="bench-samples-", suffix=".txt")[1])
+        handle, name = tempfile.mkstemp(prefix="bench-samples-", suffix=".txt")
+        os.close(handle)  # the sampling process writes the file
+        self._file = Path(name)
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
