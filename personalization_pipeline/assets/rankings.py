@@ -22,7 +22,7 @@ from ..steps.buckets import RankingPlan, load_outputs, rank_bucket, stage_inputs
 from ..steps.rank import RankingCounts, choose_serving_model, current_per_user, write_global_rankings
 from ..steps.registry import latest_trained
 from ..steps.rerank import RANKER, rerank_cost_reason
-from ..steps.tables import ACTIVITY, GLOBAL_RANKINGS, ITEMS, USER_RANKINGS
+from ..steps.tables import ACTIVITY, GLOBAL_RANKINGS, ITEMS
 from .metering import fanned_out_usage, metered
 from .models import MODEL_ASSET_KEYS
 
@@ -104,29 +104,17 @@ def load_user_rankings(
     """Load every bucket's rankings and rationale into the warehouse; the asset's metadata."""
     task = results[0].task
     plan = task.plan
+    counts = sum((r.counts for r in results), RankingCounts())  # the buckets hold disjoint users
     with measured() as usage, warehouse.connect() as con:
-        counts = load_outputs(con, Path(plan.staging))
-        per_variant = dict(
-            con.execute(
-                f"SELECT experiment || '/' || variant, count(DISTINCT user_id) FROM {USER_RANKINGS} "
-                "WHERE variant IS NOT NULL GROUP BY ALL ORDER BY 1"
-            ).fetchall()
-        )
-        per_user_users = 0
-        if plan.per_user is not None:
-            per_user_users = scalar(
-                con,
-                f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS} WHERE model_version = ?",
-                [plan.per_user.model_version],
-            )
+        load_outputs(con, Path(plan.staging))
     context.add_output_metadata(
         {
             "serving_model": plan.entry.model_name,
             "model_version": plan.entry.model_version,
-            "per_user_models": per_user_users,
+            "per_user_models": counts.per_user_users,
             "per_user_version": plan.per_user.model_version if plan.per_user is not None else "(none)",
             "users": counts.users,
-            "users_per_experiment_variant": per_variant,
+            "users_per_experiment_variant": counts.variant_users,
             "buckets": len(results),
             "dagster/row_count": counts.rows,
             **({"ranker_skipped_because": task.ranker_skipped} if task.ranker_skipped else {}),

@@ -27,7 +27,7 @@ from .rank import OUTPUT_SCHEMAS, RankingCounts, write_user_rankings
 from .registry import RegistryEntry
 from .rerank import RANKER, ranking_config
 from .sinks import ParquetSink
-from .tables import ACTIVITY, EVAL_HISTORY, EXPERIMENT_ASSIGNMENTS, ITEMS, SIGNALS, USER_FEATURES, USER_RANKINGS
+from .tables import ACTIVITY, EVAL_HISTORY, EXPERIMENT_ASSIGNMENTS, ITEMS, SIGNALS, USER_FEATURES
 from .train import load
 
 USERS = "bucketed_users"
@@ -120,18 +120,17 @@ def rank_bucket(plan: RankingPlan, bucket: int, settings: Any) -> RankingCounts:
                 f"SELECT * FROM '{neighbours_path}' WHERE user_id IN (SELECT user_id FROM {BUCKET_USERS})"
             ).df()
         paths = {table: staging / "out" / f"{table}-{bucket:05d}.parquet" for table in OUTPUT_SCHEMAS}
-        users = 0
+        counts = RankingCounts()
         with ParquetSink(paths, OUTPUT_SCHEMAS) as sink:  # written batch by batch: memory holds one batch
             for experiment, variant, ranking in _variant_groups(con):
                 if not scalar(con, f"SELECT count(*) FROM {ACTIVITY}"):
                     continue
                 entry = plan.registry.get(_MODEL_OF_RANKING.get(ranking, ""), plan.entry)
                 own = per_user if ranking == "default" else None
-                counts = write_user_rankings(
+                counts += write_user_rankings(
                     con, settings, entry, plan.registry, sink, own, neighbours, (experiment, variant)
                 )
-                users += counts.users
-        return RankingCounts(users=users, rows=sink.rows[USER_RANKINGS])
+        return counts
 
 
 def _variant_groups(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str | None, str | None, str]]:
@@ -158,7 +157,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts:
+def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> None:
     """Replace the warehouse's rankings and rationale by every bucket's output (in key order) and
     remove the staging directory (and the run's, when empty)."""
     for table in OUTPUT_SCHEMAS:
@@ -167,10 +166,6 @@ def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> RankingCounts
             "ORDER BY user_id, scope, rank"
         )
     remove_staging(staging)
-    return RankingCounts(
-        users=scalar(con, f"SELECT count(DISTINCT user_id) FROM {USER_RANKINGS}"),
-        rows=scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}"),
-    )
 
 
 def remove_staging(staging: Path) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,23 @@ from .train import load
 
 @dataclass(frozen=True)
 class RankingCounts:
-    users: int
-    rows: int
+    """Users and rows ranked; of those users, how many a per-user model ranked and how many each
+    experiment variant holds (by ``experiment/variant``)."""
+
+    users: int = 0
+    rows: int = 0
+    per_user_users: int = 0
+    variant_users: dict[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: RankingCounts) -> RankingCounts:
+        """The counts of two disjoint sets of users."""
+        variants = Counter(self.variant_users) + Counter(other.variant_users)
+        return RankingCounts(
+            self.users + other.users,
+            self.rows + other.rows,
+            self.per_user_users + other.per_user_users,
+            dict(sorted(variants.items())),
+        )
 
 
 def choose_serving_model(
@@ -134,17 +150,21 @@ def write_user_rankings(
         if not isinstance(model, Popularity):  # the blend personalises short histories; popularity stays global
             scorer = with_cold_start(model, catalog, history, signals_as_of(con), cold_start_params(settings))
         batches = iter_user_rankings(scorer, users, catalog, history, n)
-    users_ranked = 0
+    users_ranked = per_user_users = rows = 0
+    experiment, name = variant
     for batch in batches:  # each batch holds whole users, no user in two batches
         versions: np.ndarray | str = str(entry.model_version)
         if per_user is not None and len(kept):
-            versions = np.where(np.isin(batch["user_id"].to_numpy(str), kept), per_user.version, versions)
-        experiment, name = variant
+            own = np.isin(batch["user_id"].to_numpy(str), kept)
+            versions = np.where(own, per_user.version, versions)
+            per_user_users += batch["user_id"][own].nunique()
         sink.append(
             USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions, experiment=experiment, variant=name)
         )
         users_ranked += batch["user_id"].nunique()
-    return RankingCounts(users=users_ranked, rows=sink.rows[USER_RANKINGS])
+        rows += len(batch)
+    variant_users = {f"{experiment}/{name}": users_ranked} if name is not None and users_ranked else {}
+    return RankingCounts(users_ranked, rows, per_user_users, variant_users)
 
 
 OUTPUT_SCHEMAS: dict[str, pa.Schema] = {

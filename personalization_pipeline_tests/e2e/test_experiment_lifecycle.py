@@ -77,6 +77,12 @@ def test_every_active_user_is_assigned_and_served_the_variant(world):
     assert meta["experiment_assignments"]["users_per_variant"] == {
         v: list(assignments.values()).count(v) for v in ("control", "popular")
     }
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        ranked = con.execute(
+            "SELECT experiment || '/' || variant, count(DISTINCT user_id) FROM user_rankings GROUP BY 1"
+        ).fetchall()
+    assert meta["user_rankings"]["users_per_experiment_variant"] == dict(sorted(ranked))  # counted by the buckets
+    assert meta["user_rankings"]["users"] == sum(n for _, n in ranked) == len(active)
 
 
 def test_the_endpoint_says_which_variant_it_serves(world, bearer):

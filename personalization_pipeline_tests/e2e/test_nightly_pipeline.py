@@ -298,6 +298,15 @@ def test_weekly_job_rechecks_and_republishes_from_the_warehouse(pipeline):
         ).fetchone()
     own = after[after["user_id"].isin(kept)]
     assert set(own["model_version"]) == {bundle} and bundle == per_user["model_version"]  # rows say who ranked them
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        ranked = con.execute(
+            "SELECT count(DISTINCT user_id), count(DISTINCT user_id) FILTER (model_version = ?) FROM user_rankings",
+            [bundle],
+        ).fetchone()
+    assert (
+        ranked[1] > 0
+        and (weekly.metadata["user_rankings"]["users"], weekly.metadata["user_rankings"]["per_user_models"]) == ranked
+    )
     others = after[~after["user_id"].isin(kept)]
     assert (
         others[["user_id", "scope", "items"]]
