@@ -25,6 +25,11 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    """``text`` as a single-quoted SQL string literal (DuckDB and PostgreSQL)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
     """Cap DuckDB's buffer memory on ``con`` at ``limit`` (a validated size such as ``6GB``);
     beyond it, sorts, joins and aggregates spill to disk. ``None`` keeps DuckDB's default, 80% of RAM."""

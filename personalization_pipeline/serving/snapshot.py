@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from ..privacy.allowlist import FEATURE_COLUMNS
-from ..sqlutil import has_table, scalar
+from ..sqlutil import has_table, quote_literal
 from ..steps.buckets import bucket_sql
 from ..steps.registry import RegistryEntry
 from ..steps.tables import (
@@ -130,6 +130,28 @@ def build_snapshot(
 SLICE_ROWS = 10_000_000
 """Ranking rows aggregated per staging query: DuckDB keeps a query's per-user lists in memory
 (list aggregates do not spill), so larger warehouses are staged a slice of users at a time."""
+LISTED_FRAMES = ("ranks", "rationale")
+"""The per-user frames aggregated into one list per user and scope, hence staged by slices of
+users; the others are staged whole (their sorts spill)."""
+
+
+def user_ranges(con: duckdb.DuckDBPyConnection, slice_rows: int) -> list[str]:
+    """SQL predicates on ``user_id`` cutting the ranked users into ranges of about ``slice_rows``
+    ranking rows each (one, ``true``, for fewer rows). The boundaries are the users at every
+    ``slice_rows``-th row of ``user_rankings``, which is stored in user order: a range's scan
+    skips the row groups outside it (their user id statistics), where a hash of the id read them all."""
+    bounds = [
+        quote_literal(user)
+        for (user,) in con.execute(
+            f"SELECT DISTINCT user_id FROM {USER_RANKINGS} WHERE rowid > 0 AND rowid % ? = 0 ORDER BY user_id",
+            [slice_rows],
+        ).fetchall()
+    ]
+    lows, highs = [None, *bounds], [*bounds, None]
+    return [
+        " AND ".join([*([f"user_id >= {low}"] if low else []), *([f"user_id < {high}"] if high else [])]) or "true"
+        for low, high in zip(lows, highs, strict=True)
+    ]
 
 
 def stage_per_user(
@@ -141,22 +163,23 @@ def stage_per_user(
     slice_rows: int = SLICE_ROWS,
 ) -> tuple[tuple[str, ...], list[int]]:
     """Write each per-user frame (:func:`per_user_queries`) under ``staging/<frame>/bucket=<n>/``
-    (Parquet, one directory per user bucket, :func:`steps.buckets.bucket_sql`), one slice of users
-    at a time (a slice per ``slice_rows`` ranking rows); the frames, and the buckets that hold
-    rows, ascending (0 alone when none)."""
-    slices = max(1, -(-scalar(con, f"SELECT count(*) FROM {USER_RANKINGS}") // slice_rows))
-    names = tuple(per_user_queries(con, generated_at, ttl))
-    for part in range(slices):
-        users = f"hash(user_id) % {slices} = {part}" if slices > 1 else "true"
-        for name, query in per_user_queries(con, generated_at, ttl, users).items():
-            con.execute(
-                f"COPY (SELECT *, {bucket_sql('user_id', buckets)} AS bucket FROM ({query.sql})) "
-                f"TO '{staging / name}' (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE, "
-                f"FILENAME_PATTERN 'slice{part}_{{i}}')",
-                query.params,
-            )
-    found = {int(d.name.split("=", 1)[1]) for name in names for d in (staging / name).glob("bucket=*")}
-    return names, sorted(found) or [0]
+    (Parquet, one directory per user bucket, :func:`steps.buckets.bucket_sql`): the listed frames
+    (:data:`LISTED_FRAMES`) one range of users at a time (:func:`user_ranges`), the others whole;
+    the frames, and the buckets that hold rows, ascending (0 alone when none)."""
+    whole = per_user_queries(con, generated_at, ttl)
+    stages = [("whole", name, query) for name, query in whole.items() if name not in LISTED_FRAMES]
+    for i, users in enumerate(user_ranges(con, slice_rows)):
+        listed = per_user_queries(con, generated_at, ttl, users)
+        stages += [(f"slice{i}", name, listed[name]) for name in LISTED_FRAMES if name in listed]
+    for prefix, name, query in stages:
+        con.execute(
+            f"COPY (SELECT *, {bucket_sql('user_id', buckets)} AS bucket FROM ({query.sql})) "
+            f"TO '{staging / name}' (FORMAT parquet, PARTITION_BY (bucket), OVERWRITE_OR_IGNORE, "
+            f"FILENAME_PATTERN '{prefix}_{{i}}')",
+            query.params,
+        )
+    found = {int(d.name.split("=", 1)[1]) for name in whole for d in (staging / name).glob("bucket=*")}
+    return tuple(whole), sorted(found) or [0]
 
 
 def bucket_frames(staging: Path, bucket: int, names: tuple[str, ...]) -> dict[str, pa.RecordBatchReader]:

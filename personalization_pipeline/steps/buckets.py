@@ -22,7 +22,7 @@ import duckdb
 
 from ..recsys.per_user import PerUserComposite
 from ..recsys.rerank import als_neighbours
-from ..sqlutil import has_table, limit_memory, scalar
+from ..sqlutil import has_table, limit_memory, quote_literal, scalar
 from .rank import OUTPUT_SCHEMAS, RankingCounts, write_user_rankings
 from .registry import RegistryEntry
 from .rerank import RANKER, ranking_config
@@ -148,13 +148,9 @@ def _variant_groups(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str | None
     for experiment, variant, ranking in variants:
         con.execute(
             f"CREATE OR REPLACE VIEW {ACTIVITY} AS SELECT user_id FROM {BUCKET_USERS} WHERE user_id IN "
-            f"(SELECT user_id FROM {EXPERIMENT_ASSIGNMENTS} WHERE variant = {_literal(variant)})"
+            f"(SELECT user_id FROM {EXPERIMENT_ASSIGNMENTS} WHERE variant = {quote_literal(variant)})"
         )
         yield experiment, variant, ranking
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> None:

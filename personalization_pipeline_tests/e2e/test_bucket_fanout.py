@@ -25,7 +25,7 @@ import pytest
 
 from personalization_pipeline.config import Settings
 from personalization_pipeline.runner import run_job
-from personalization_pipeline.serving.snapshot import per_user_queries, stage_per_user
+from personalization_pipeline.serving.snapshot import per_user_queries, stage_per_user, user_ranges
 from personalization_pipeline.steps.buckets import bucket_sql
 from personalization_pipeline.synth.generator import generate
 from personalization_pipeline_tests.pipeline_support import pipeline_env
@@ -272,16 +272,18 @@ def test_staging_a_slice_of_users_at_a_time_stages_the_same_rows(warehouse, tmp_
         rows = con.execute("SELECT count(*) FROM user_rankings").fetchone()[0]
         whole = stage_per_user(con, now, ttl, tmp_path / "whole", BUCKETS)
         sliced = stage_per_user(con, now, ttl, tmp_path / "sliced", BUCKETS, slice_rows=rows // 4)
-        plan = con.execute(
-            f"EXPLAIN {per_user_queries(con, now, ttl, 'hash(user_id) % 4 = 1')['ranks'].sql}", [now, now]
-        )
-        lines = plan.fetchall()[0][1].splitlines()
+        users = user_ranges(con, rows // 4)[1]
+        lines = con.execute(f"EXPLAIN {per_user_queries(con, now, ttl, users)['ranks'].sql}", [now, now])
+        lines = lines.fetchall()[0][1].splitlines()
     assert whole == sliced and whole[0] == tuple(queries) and len(whole[1]) == BUCKETS
-    # a slice is chosen before the lists are aggregated (DuckDB keeps a query's lists in memory)
+    # a slice is chosen in the table's scan, before the lists are aggregated (DuckDB keeps a query's
+    # lists in memory), so that the scan skips the row groups outside it
     aggregate = next(i for i, line in enumerate(lines) if "Group By" in line)
-    assert all(i > aggregate for i, line in enumerate(lines) if "hash(user_id)" in line)
-    slices = {p.name.split("_")[0] for p in (tmp_path / "sliced" / "ranks").rglob("*.parquet")}
-    assert slices == {f"slice{i}" for i in range(-(-rows // (rows // 4)))}  # 4 or 5 slices of users
+    scan = next(i for i, line in enumerate(lines) if "Seq Scan" in line)
+    assert aggregate < scan < next(i for i, line in enumerate(lines) if "user_id >=" in line)
+    for name, expected in (("ranks", {f"slice{i}" for i in range(-(-rows // (rows // 4)))}), ("features", {"whole"})):
+        staged = {p.name.split("_")[0] for p in (tmp_path / "sliced" / name).rglob("*.parquet")}
+        assert staged == expected  # 4 or 5 slices of users for the lists, the rest staged once
     for name in queries:
         staged = {run: sorted(p.name for p in (tmp_path / run / name).glob("bucket=*")) for run in ("whole", "sliced")}
         assert staged["whole"] == staged["sliced"]
