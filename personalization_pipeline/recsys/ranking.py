@@ -253,10 +253,10 @@ def iter_user_rankings(
     batch_size: int = DEFAULT_BATCH_SIZE,
     history_damping: float = DEFAULT_HISTORY_DAMPING,
 ) -> Iterator[pd.DataFrame]:
-    """Yield top-``n`` rows (``USER_COLUMNS``) per user and scope, one frame per batch.
+    """Yield top-``n`` rows (``USER_COLUMNS``) per user and scope, one Arrow table per batch.
 
     ``user_ids`` are de-duplicated and processed in ascending order, ``batch_size`` at a
-    time, so memory stays bounded by batch_size x items; each frame is ordered by
+    time, so memory stays bounded by batch_size x items; each table is ordered by
     user_id, scope, rank. ``item_scopes`` has (item_id, scope) rows: an item may sit in
     several scopes; items the model does not know are ignored. ``history`` gives each
     user's seen items and history size; users absent from it have neither.
@@ -285,7 +285,7 @@ def iter_user_rankings(
                 "score": picks.scores,
                 "confidence": picks.relative * (h / (h + history_damping))[picks.rows],
             }
-        ).to_pandas()
+        )
 
 
 def user_rankings(
@@ -299,10 +299,10 @@ def user_rankings(
     history_damping: float = DEFAULT_HISTORY_DAMPING,
 ) -> pd.DataFrame:
     """All batches of :func:`iter_user_rankings` in one frame, ordered by user, scope, rank."""
-    frames = iter_user_rankings(
+    tables = iter_user_rankings(
         model, user_ids, item_scopes, history, n, batch_size=batch_size, history_damping=history_damping
     )
-    return pd.concat([_empty_frame(), *frames], ignore_index=True)
+    return pd.concat([_empty_frame(), *(table.to_pandas() for table in tables)], ignore_index=True)
 
 
 def global_rankings(popularity: Popularity, item_scopes: pd.DataFrame, n: int) -> pd.DataFrame:

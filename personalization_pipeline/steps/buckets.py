@@ -153,14 +153,13 @@ def _variant_groups(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str | None
         yield experiment, variant, ranking
 
 
-def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path) -> None:
-    """Replace the warehouse's rankings and rationale by every bucket's output (in key order) and
-    remove the staging directory (and the run's, when empty)."""
+def load_outputs(con: duckdb.DuckDBPyConnection, staging: Path, in_key_order: bool = False) -> None:
+    """Replace the warehouse's rankings and rationale by every bucket's output, stored in key order
+    (sorted unless the outputs, read in bucket order, already are: ``in_key_order``), and remove
+    the staging directory (and the run's, when empty)."""
+    order = "" if in_key_order else " ORDER BY user_id, scope, rank"
     for table in OUTPUT_SCHEMAS:
-        con.execute(
-            f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM '{staging / 'out' / table}-*.parquet' "
-            "ORDER BY user_id, scope, rank"
-        )
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM '{staging / 'out' / table}-*.parquet'{order}")
     remove_staging(staging)
 
 

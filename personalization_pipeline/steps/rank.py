@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..recsys.base import Recommender
 from ..recsys.cold_start import with_cold_start
@@ -33,21 +33,24 @@ from .train import load
 @dataclass(frozen=True)
 class RankingCounts:
     """Users and rows ranked; of those users, how many a per-user model ranked and how many each
-    experiment variant holds (by ``experiment/variant``)."""
+    experiment variant holds (by ``experiment/variant``); whether the rows were written in key
+    order (user, scope, rank)."""
 
     users: int = 0
     rows: int = 0
     per_user_users: int = 0
     variant_users: dict[str, int] = field(default_factory=dict)
+    in_key_order: bool = True
 
     def __add__(self, other: RankingCounts) -> RankingCounts:
-        """The counts of two disjoint sets of users."""
+        """The counts of two disjoint sets of users, the second's rows written after the first's."""
         variants = Counter(self.variant_users) + Counter(other.variant_users)
         return RankingCounts(
             self.users + other.users,
             self.rows + other.rows,
             self.per_user_users + other.per_user_users,
             dict(sorted(variants.items())),
+            self.in_key_order and other.in_key_order and not (self.rows and other.rows),
         )
 
 
@@ -123,8 +126,8 @@ def write_user_rankings(
     an experiment)."""
     history = read_history(con)
     users, catalog, n = read_active_users(con), read_catalog(con), settings.top_n
-    kept = per_user.users.ids if per_user is not None else np.empty(0, dtype=str)
-    batches: Iterator[pd.DataFrame]
+    kept = pa.array(per_user.users.ids if per_user is not None else [], pa.string())
+    batches: Iterator[pa.Table]
     if entry.model_name == RANKER:
         models: dict[str, Recommender] = {name: load(registry[name]) for name in GLOBAL_MODELS if name in registry}
         base = choose_serving_model(con, registry, PERSONAL_MODELS).model_name
@@ -153,18 +156,24 @@ def write_user_rankings(
     users_ranked = per_user_users = rows = 0
     experiment, name = variant
     for batch in batches:  # each batch holds whole users, no user in two batches
-        versions: np.ndarray | str = str(entry.model_version)
+        user_ids = batch.column("user_id")
+        versions = pa.repeat(pa.scalar(str(entry.model_version), pa.string()), len(batch))
         if per_user is not None and len(kept):
-            own = np.isin(batch["user_id"].to_numpy(str), kept)
-            versions = np.where(own, per_user.version, versions)
-            per_user_users += batch["user_id"][own].nunique()
+            own = pc.is_in(user_ids, value_set=kept)
+            versions = pc.if_else(own, per_user.version, versions)
+            per_user_users += pc.count_distinct(user_ids.filter(own)).as_py()
         sink.append(
-            USER_RANKINGS, batch[USER_COLUMNS].assign(model_version=versions, experiment=experiment, variant=name)
+            USER_RANKINGS,
+            batch.select(USER_COLUMNS)
+            .append_column("model_version", versions)
+            .append_column("experiment", pa.repeat(pa.scalar(experiment, pa.string()), len(batch)))
+            .append_column("variant", pa.repeat(pa.scalar(name, pa.string()), len(batch))),
         )
-        users_ranked += batch["user_id"].nunique()
+        users_ranked += pc.count_distinct(user_ids).as_py()
         rows += len(batch)
     variant_users = {f"{experiment}/{name}": users_ranked} if name is not None and users_ranked else {}
-    return RankingCounts(users_ranked, rows, per_user_users, variant_users)
+    # a personal model's batches come in key order (iter_user_rankings); the re-ranker's are not promised to
+    return RankingCounts(users_ranked, rows, per_user_users, variant_users, entry.model_name != RANKER)
 
 
 OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
@@ -194,10 +203,10 @@ OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
 """The ranking step's outputs: the rankings and, when the re-ranker serves, each item's rationale tags."""
 
 
-def _with_rationale(sink: ParquetSink, lists: pd.DataFrame) -> pd.DataFrame:
-    """Append the lists' rationale tags to ``rank_rationale``; return the lists."""
+def _with_rationale(sink: ParquetSink, lists: pd.DataFrame) -> pa.Table:
+    """Append the lists' rationale tags to ``rank_rationale``; return the lists' ranking columns."""
     sink.append(RANK_RATIONALE, lists)
-    return lists
+    return pa.Table.from_pandas(lists[USER_COLUMNS], preserve_index=False)
 
 
 def current_per_user(

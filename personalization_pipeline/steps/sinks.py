@@ -20,14 +20,19 @@ class ParquetSink:
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows = dict.fromkeys(paths, 0)
 
-    def append(self, table: str, frame: pd.DataFrame) -> None:
+    def append(self, table: str, frame: pd.DataFrame | pa.Table) -> None:
+        """Append ``frame``'s columns of ``table``'s schema (cast to it)."""
         schema = self._schemas[table]
         if table not in self._writers:
             # dictionaries for the text columns only: numbers rarely repeat, and trying to encode
             # them as dictionaries cost a ranking batch's write twice its time
             text = [field.name for field in schema if pa.types.is_string(field.type)]
             self._writers[table] = pq.ParquetWriter(self._paths[table], schema, use_dictionary=text)
-        self._writers[table].write_table(pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False))
+        if isinstance(frame, pd.DataFrame):
+            rows = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+        else:
+            rows = frame.select(schema.names).cast(schema)
+        self._writers[table].write_table(rows)
         self.rows[table] += len(frame)
 
     def close(self) -> None:
