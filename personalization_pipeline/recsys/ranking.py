@@ -252,7 +252,7 @@ def iter_user_rankings(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     history_damping: float = DEFAULT_HISTORY_DAMPING,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[pa.Table]:
     """Yield top-``n`` rows (``USER_COLUMNS``) per user and scope, one Arrow table per batch.
 
     ``user_ids`` are de-duplicated and processed in ascending order, ``batch_size`` at a
