@@ -7,6 +7,7 @@ fanned out over processes: publishing them never holds the snapshot in memory.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -147,11 +148,12 @@ def user_ranges(con: duckdb.DuckDBPyConnection, slice_rows: int) -> list[str]:
             [slice_rows],
         ).fetchall()
     ]
-    lows, highs = [None, *bounds], [*bounds, None]
-    return [
-        " AND ".join([*([f"user_id >= {low}"] if low else []), *([f"user_id < {high}"] if high else [])]) or "true"
-        for low, high in zip(lows, highs, strict=True)
-    ]
+    ranges = []
+    for low, high in itertools.pairwise([None, *bounds, None]):
+        limits = [f"user_id >= {low}"] if low else []
+        limits += [f"user_id < {high}"] if high else []
+        ranges.append(" AND ".join(limits) or "true")
+    return ranges
 
 
 def stage_per_user(
