@@ -23,6 +23,7 @@ import pandas as pd
 
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, unique_inverse
 from personalization_pipeline.recsys.ranking import Scopes, Scorer, rank_batch
+from personalization_pipeline.recsys.threads import ordered_map
 
 KEYS = ["user_code", "scope_code", "item_code"]
 
@@ -128,14 +129,16 @@ def iter_candidates(
     batch_size: int = 2048,
 ) -> Iterator[pd.DataFrame]:
     """Candidate frames (:func:`merge_candidates`) for every user of ``codes``, ``batch_size``
-    users at a time, so memory is bounded by the batch, not the user count."""
+    users at a time (ranked on several threads, :func:`~.threads.ordered_map`), so memory is
+    bounded by a few batches, not the user count."""
     plans = {}
     for name, scorer in sources.items():
         item_ids = np.asarray(scorer.item_ids, dtype=str)
         scopes = Scopes.build(item_ids, item_scopes, codes.scopes)
         to_model = IdIndex(item_ids).positions(history.items.ids)
         plans[name] = (scorer, scopes, to_model, IdIndex(codes.items).positions(item_ids))
-    for start in range(0, len(codes.users), batch_size):
+
+    def merged(start: int) -> pd.DataFrame:
         batch = codes.users[start : start + batch_size]
         lists = {}
         for name, (scorer, scopes, to_model, to_code) in plans.items():
@@ -149,4 +152,6 @@ def iter_candidates(
                     "score": picks.scores,
                 }
             )
-        yield merge_candidates(lists, size)
+        return merge_candidates(lists, size)
+
+    yield from ordered_map(merged, range(0, len(codes.users), batch_size))

@@ -1,13 +1,13 @@
 """Exact top-n of factor models (score = user . item) without scoring every item for every user.
 
-A flat inner-product index (faiss: float32 BLAS, both cores) proposes each user's ``k`` best
-items, ``k`` = n + the most items a user of the batch has seen + a margin; the proposals are
-re-scored exactly (:func:`~.dots.dots`), seen ones dropped, and ordered by score then column.
-An item not proposed scores at most the k-th proposal's float32 score plus the float32 error
-bound, so a user's list is certified exact when its n-th score lies above that; users not
-certified (near-ties at the cut, or too few unseen proposals) and users who have seen more
-than ``HEAVY_SEEN`` items are scored against every item. Either way a user's list is the exact
-top-n of :func:`~.dots.dots`, whichever users share the batch.
+A flat inner-product index (faiss: float32 BLAS) proposes each user's ``k`` best items, ``k`` =
+n + the most items a user of the batch has seen + a margin; the best n + margin unseen proposals
+by the index are re-scored exactly (:func:`~.dots.dots`) and ordered by score then column. An
+item not re-scored scores at most the index score of the best proposal left out (or of the k-th)
+plus the float32 error bound, so a user's list is certified exact when its n-th score lies above
+that; users not certified (near-ties at the cut, or too few unseen proposals) and users who have
+seen more than ``HEAVY_SEEN`` items are scored against every item. Either way a user's list is
+the exact top-n of :func:`~.dots.dots`, whichever users share the batch.
 """
 
 from __future__ import annotations
@@ -178,16 +178,32 @@ def top_n(factors: FactorRows, seen: sp.csr_matrix, n: int) -> Proposed:
     index = faiss.IndexFlatIP(keys.shape[1])
     index.add(np.ascontiguousarray(keys))
     approx, proposed = index.search(np.ascontiguousarray(queries), k)
-    exact = factors.scores(light, proposed)
-    exact[_is_seen(seen[light].tocoo(), proposed)] = -np.inf
-    order = _best(exact, proposed, n)
-    cols, scores = np.take_along_axis(proposed, order, axis=1), np.take_along_axis(exact, order, axis=1)
+    unseen = np.where(_is_seen(seen[light].tocoo(), proposed), -np.inf, approx)
+    # k leaves each user at least n + MARGIN unseen proposals: the candidates are all unseen
+    candidates, beyond = _best_unseen(unseen, min(k, n + MARGIN))
+    picked = np.take_along_axis(proposed, candidates, axis=1)
+    exact = factors.scores(light, picked)
+    order = _best(exact, picked, n)
+    cols, scores = np.take_along_axis(picked, order, axis=1), np.take_along_axis(exact, order, axis=1)
     nth = scores[:, n - 1].astype(np.float64) - factors.offsets(light)
     bound = factors.error_bound(light, queries, keys)
-    certified = (nth > -np.inf) & (approx[:, -1].astype(np.float64) + bound < nth)
+    # an item not re-scored is a proposal beyond the candidates or was not proposed: its index
+    # score is at most the best beyond them, or the last proposal's
+    beyond = np.maximum(beyond, approx[:, -1]).astype(np.float64)
+    certified = (nth > -np.inf) & (beyond + bound < nth)
     dense = np.sort(np.concatenate([np.flatnonzero(counts > HEAVY_SEEN), light[~certified]]))
     rows, slots = np.nonzero(np.broadcast_to(certified[:, np.newaxis], scores.shape))
     return Proposed(light[rows], cols[rows, slots], scores[rows, slots], slots + 1, dense)
+
+
+def _best_unseen(approx: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """(per row, the positions of its ``r`` best index scores in any order; the best score left
+    out, -inf when none is): seen proposals score -inf in ``approx``."""
+    m, k = approx.shape
+    if r >= k:
+        return np.broadcast_to(np.arange(k), (m, k)), np.full(m, -np.inf, dtype=approx.dtype)
+    part = np.argpartition(-approx, r, axis=1)
+    return part[:, :r], np.take_along_axis(approx, part[:, r : r + 1], axis=1)[:, 0]
 
 
 def _best(scores: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:

@@ -31,6 +31,7 @@ from personalization_pipeline.recsys import factor_topk
 from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
+from personalization_pipeline.recsys.threads import ordered_map
 
 DEFAULT_BATCH_SIZE = 2048
 DEFAULT_HISTORY_DAMPING = 3.0
@@ -256,7 +257,8 @@ def iter_user_rankings(
     """Yield top-``n`` rows (``USER_COLUMNS``) per user and scope, one Arrow table per batch.
 
     ``user_ids`` are de-duplicated and processed in ascending order, ``batch_size`` at a
-    time, so memory stays bounded by batch_size x items; each table is ordered by
+    time on several threads (:func:`~.threads.ordered_map`), so memory stays bounded by a few
+    batches x items; the tables come in the users' order, each ordered by
     user_id, scope, rank. ``item_scopes`` has (item_id, scope) rows: an item may sit in
     several scopes; items the model does not know are ignored. ``history`` gives each
     user's seen items and history size; users absent from it have neither.
@@ -271,9 +273,12 @@ def iter_user_rankings(
     users = IdIndex.from_values(user_ids).ids
     positive = np.append(history.positive_counts, 0).astype(np.float64)
     item_texts, scope_texts = pa.array(item_ids, pa.string()), pa.array(scopes.names, pa.string())
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
-        picks = rank_batch(model, batch, history, scopes, to_model, n).ordered()
+    batches = (users[start : start + batch_size] for start in range(0, len(users), batch_size))
+
+    def rank(batch: np.ndarray) -> tuple[np.ndarray, Picks]:
+        return batch, rank_batch(model, batch, history, scopes, to_model, n).ordered()
+
+    for batch, picks in ordered_map(rank, batches):
         h = positive[history.users.positions(batch)]  # -1 (unknown user) reads the appended 0
         # Text columns are gathered by Arrow (a pandas frame of NumPy strings converts each one)
         yield pa.table(

@@ -172,6 +172,31 @@ def test_items_whose_float32_scores_cancel_to_zero_are_still_found():
     assert list(picks.cols) == [195, 196, 197]
 
 
+def test_a_proposal_left_unscored_that_may_beat_the_list_leaves_the_user_to_dense():
+    # 25 baits (2^-46) outrank 5 traps (float32 0, exactly 2^-40) in the index and fill the
+    # n + MARGIN re-scored candidates; the last proposal (-1) is far below. Only the best
+    # proposal left out (a bait) bounds what was not re-scored, and it is too close to certify.
+    e = 2.0**-20
+    user = np.array([[1 + e, 1.0]], dtype=np.float32)
+    trap, bait, low = [1 + e, -(1 + 2 * e)], [0.0, 2.0**-46], [-1.0, 0.0]
+    items = np.array([low] * 100 + [bait] * 25 + [trap] * 5, dtype=np.float32)
+    n, seen_low = 3, 20
+    seen = factor_topk.sp.csr_matrix((np.ones(seen_low, dtype=bool), ([0] * seen_low, range(seen_low))), (1, 130))
+    top = factor_topk.top_n(factor_topk.FactorRows(np.arange(1), user, items), seen, n)
+    assert n + factor_topk.MARGIN < 25 < n + seen_low + factor_topk.MARGIN  # baits fill the candidates, not k
+    assert list(top.dense_rows) == [0] and len(top.rows) == 0
+    history = pd.DataFrame({"user_id": "u", "item_id": [f"i{i:03d}" for i in range(seen_low)], "weight": 1.0})
+    picks = rank_batch(
+        _als(user, items),
+        np.array(["u"]),
+        InteractionMatrix.from_frame(history),
+        Scopes(np.array(["all"]), [np.arange(len(items))]),
+        np.arange(seen_low),
+        n,
+    )
+    assert list(picks.cols) == [125, 126, 127]
+
+
 def _als(users: np.ndarray, items: np.ndarray) -> ALS:
     model = ALS(ALSParams(factors=users.shape[1]))
     model.restore(
