@@ -34,6 +34,7 @@ from personalization_pipeline.recsys.popularity import Popularity
 from personalization_pipeline.recsys.threads import ordered_map
 
 DEFAULT_BATCH_SIZE = 2048
+DENSE_ENTRIES = 1 << 25  # users x items scores per dense step: 256 MB of float64 (671 users of 50k items)
 DEFAULT_HISTORY_DAMPING = 3.0
 USER_COLUMNS = ["user_id", "scope", "rank", "item_id", "score", "confidence"]
 GLOBAL_COLUMNS = USER_COLUMNS[1:]
@@ -234,7 +235,24 @@ def rank_batch(
 def _rank_all(
     model: Scorer, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
 ) -> Picks:
-    """:func:`rank_batch` from every score of the batch."""
+    """:func:`rank_batch` from every score of the batch, scored :data:`DENSE_ENTRIES` scores at a
+    time (each thread's memory bounded by the chunk, whatever the catalogue)."""
+    step = max(1, DENSE_ENTRIES // max(len(model.item_ids), 1))
+    if len(user_ids) <= step:
+        return _rank_dense(model, user_ids, history, scopes, to_model, n)
+    parts = [
+        _rank_dense(model, user_ids[start : start + step], history, scopes, to_model, n).moved(
+            np.arange(start, min(start + step, len(user_ids)))
+        )
+        for start in range(0, len(user_ids), step)
+    ]
+    return Picks.concat(parts).by_scope()
+
+
+def _rank_dense(
+    model: Scorer, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
+) -> Picks:
+    """:func:`rank_batch` from every score of these users."""
     raw = model.score(user_ids, history)
     if len(user_ids) > 1 and raw.strides[0] == 0 and scopes.columns:  # a broadcast row: the same scores for every user
         return _rank_shared(raw[0], user_ids, history, scopes, to_model, n)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from personalization_pipeline.recsys import ranking
 from personalization_pipeline.recsys.als import ALS, ALSParams
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity, PopularityParams
@@ -130,7 +131,8 @@ def brute_force(model, users, scopes, history, n) -> list[tuple[str, str, int, s
     return rows
 
 
-def test_batching_matches_one_batch_and_reference():
+def random_case() -> tuple[ALS, np.ndarray, pd.DataFrame, InteractionMatrix]:
+    """37 users, 25 items in overlapping scopes, integer factors (many exact ties), a random history."""
     rng = np.random.default_rng(3)
     users = np.array([f"u{i:03d}" for i in range(37)])
     items = np.array([f"item{i}" for i in range(25)])
@@ -150,12 +152,34 @@ def test_batching_matches_one_batch_and_reference():
             "weight": rng.choice([-3.0, 1.0, 2.0], size=120),
         }
     )
-    history = InteractionMatrix.from_frame(frame)
+    return model, users, scopes, InteractionMatrix.from_frame(frame)
+
+
+def test_batching_matches_one_batch_and_reference():
+    model, users, scopes, history = random_case()
     whole = user_rankings(model, users, scopes, history, n=4)
     batched = user_rankings(model, users, scopes, history, n=4, batch_size=5)
     pd.testing.assert_frame_equal(whole, batched)
     got = whole[["user_id", "scope", "rank", "item_id"]].itertuples(index=False, name=None)
     assert list(got) == brute_force(model, list(users), scopes, history, 4)
+
+
+class DenseOnly:
+    """A model's scores without its factors: ranked from every score (the dense path)."""
+
+    def __init__(self, model: ALS) -> None:
+        self.item_ids = model.item_ids
+        self.score = model.score
+
+
+def test_dense_scoring_in_chunks_of_users_gives_the_same_lists(monkeypatch):
+    model, users, scopes, history = random_case()
+    whole = user_rankings(model, users, scopes, history, n=4)
+    dense = user_rankings(DenseOnly(model), users, scopes, history, n=4)
+    monkeypatch.setattr(ranking, "DENSE_ENTRIES", 3 * len(model.item_ids))  # three users a step
+    chunked = user_rankings(DenseOnly(model), users, scopes, history, n=4, batch_size=16)
+    pd.testing.assert_frame_equal(dense, whole)
+    pd.testing.assert_frame_equal(chunked, whole)
 
 
 def test_popularity_scores_and_global_rankings():
