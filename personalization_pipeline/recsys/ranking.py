@@ -274,12 +274,13 @@ def iter_user_rankings(
 ) -> Iterator[pa.Table]:
     """Yield top-``n`` rows (``USER_COLUMNS``) per user and scope, one Arrow table per batch.
 
-    ``user_ids`` are de-duplicated and processed in ascending order, ``batch_size`` at a
-    time on several threads (:func:`~.threads.ordered_map`), so memory stays bounded by a few
-    batches x items; the tables come in the users' order, each ordered by
-    user_id, scope, rank. ``item_scopes`` has (item_id, scope) rows: an item may sit in
-    several scopes; items the model does not know are ignored. ``history`` gives each
-    user's seen items and history size; users absent from it have neither.
+    ``user_ids`` are de-duplicated and processed in ascending order, ``batch_size`` at a time
+    on several threads (:func:`~.threads.ordered_map`), so memory stays bounded by a few
+    batches (dense scores a chunk of :data:`DENSE_ENTRIES` at a time); the tables come in the
+    users' order, each ordered by user_id, scope, rank. ``item_scopes`` has (item_id, scope)
+    rows: an item may sit in several scopes; items the model does not know are ignored.
+    ``history`` gives each user's seen items and history size; users absent from it have
+    neither.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
