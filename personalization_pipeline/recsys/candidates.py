@@ -15,7 +15,7 @@ strings; :meth:`CandidateCodes.keyed` turns codes back into ids.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +23,6 @@ import pandas as pd
 
 from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, unique_inverse
 from personalization_pipeline.recsys.ranking import Scopes, Scorer, rank_batch
-from personalization_pipeline.recsys.threads import ordered_map
 
 KEYS = ["user_code", "scope_code", "item_code"]
 
@@ -120,29 +119,41 @@ def _sort_key(*parts: np.ndarray) -> np.ndarray:
     return key
 
 
-def iter_candidates(
-    sources: Mapping[str, Scorer],
-    codes: CandidateCodes,
-    item_scopes: pd.DataFrame,
-    history: InteractionMatrix,
-    size: int,
-    batch_size: int = 2048,
-) -> Iterator[pd.DataFrame]:
-    """Candidate frames (:func:`merge_candidates`) for every user of ``codes``, ``batch_size``
-    users at a time (ranked on several threads, :func:`~.threads.ordered_map`), so memory is
-    bounded by a few batches, not the user count."""
-    plans = {}
-    for name, scorer in sources.items():
-        item_ids = np.asarray(scorer.item_ids, dtype=str)
-        scopes = Scopes.build(item_ids, item_scopes, codes.scopes)
-        to_model = IdIndex(item_ids).positions(history.items.ids)
-        plans[name] = (scorer, scopes, to_model, IdIndex(codes.items).positions(item_ids))
+class CandidateBatches:
+    """Candidate frames (:func:`merge_candidates`) of the users of ``codes``, ``batch_size`` users
+    at a time: ``batches(start)`` is the batch of the users from position ``start``, one of
+    :attr:`starts`. Batches share nothing they change, so several threads may build them at once
+    (:func:`~.threads.ordered_map`), and memory is bounded by the batches in flight, not the user count."""
 
-    def merged(start: int) -> pd.DataFrame:
-        batch = codes.users[start : start + batch_size]
+    def __init__(
+        self,
+        sources: Mapping[str, Scorer],
+        codes: CandidateCodes,
+        item_scopes: pd.DataFrame,
+        history: InteractionMatrix,
+        size: int,
+        batch_size: int = 2048,
+    ) -> None:
+        self.codes = codes
+        self.history = history
+        self.size = size
+        self.batch_size = batch_size
+        self.plans: dict[str, tuple[Scorer, Scopes, np.ndarray, np.ndarray]] = {}
+        for name, scorer in sources.items():
+            item_ids = np.asarray(scorer.item_ids, dtype=str)
+            scopes = Scopes.build(item_ids, item_scopes, codes.scopes)
+            to_model = IdIndex(item_ids).positions(history.items.ids)
+            self.plans[name] = (scorer, scopes, to_model, IdIndex(codes.items).positions(item_ids))
+
+    @property
+    def starts(self) -> range:
+        return range(0, len(self.codes.users), self.batch_size)
+
+    def __call__(self, start: int) -> pd.DataFrame:
+        batch = self.codes.users[start : start + self.batch_size]
         lists = {}
-        for name, (scorer, scopes, to_model, to_code) in plans.items():
-            picks = rank_batch(scorer, batch, history, scopes, to_model, size)
+        for name, (scorer, scopes, to_model, to_code) in self.plans.items():
+            picks = rank_batch(scorer, batch, self.history, scopes, to_model, self.size)
             lists[name] = pd.DataFrame(
                 {
                     "user_code": picks.rows + start,
@@ -152,6 +163,4 @@ def iter_candidates(
                     "score": picks.scores,
                 }
             )
-        return merge_candidates(lists, size)
-
-    yield from ordered_map(merged, range(0, len(codes.users), batch_size))
+        return merge_candidates(lists, self.size)

@@ -15,7 +15,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.candidates import KEYS, CandidateCodes, iter_candidates
+from personalization_pipeline.recsys.candidates import KEYS, CandidateBatches, CandidateCodes
 from personalization_pipeline.recsys.matrices import InteractionMatrix, engaged_rows
 from personalization_pipeline.recsys.metrics import evaluate
 from personalization_pipeline.recsys.postprocess import (
@@ -31,6 +31,7 @@ from personalization_pipeline.recsys.reranker import Reranker, RerankerParams, T
 from personalization_pipeline.recsys.similarity import SearchParams, nearest_neighbours
 from personalization_pipeline.recsys.sources import FreshScorer, NeighbourScorer
 from personalization_pipeline.recsys.splits import random_folds, temporal_holdout
+from personalization_pipeline.recsys.threads import ordered_map
 
 SOURCES = ["als", "ease", "similar_users", "popularity", "fresh"]
 """Every candidate source, in feature order; a source a run lacks (EASE skipped, no fresh item)
@@ -79,23 +80,35 @@ def als_neighbours(als: Scorer, config: RankingConfig) -> pd.DataFrame:
     return nearest_neighbours(als.users.ids, als.user_factors, config.neighbours)  # type: ignore[attr-defined]
 
 
-def candidate_features(
-    sources: Mapping[str, Scorer],
-    codes: CandidateCodes,
-    item_scopes: pd.DataFrame,
-    history: InteractionMatrix,
-    context: FeatureContext,
-    config: RankingConfig,
-    batch_size: int = 2048,
-) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(candidates, features) per batch of the users of ``codes``; every source of
+class FeaturedBatches:
+    """(candidates, features) of the users of ``codes`` a batch at a time, like
+    :class:`~.candidates.CandidateBatches` (whose batches these extend); every source of
     :data:`SOURCES` has columns."""
-    for candidates in iter_candidates(sources, codes, item_scopes, history, config.candidates, batch_size):
-        for name in SOURCES:
-            if name not in sources:
-                candidates[f"{name}_score"] = np.nan
-                candidates[f"{name}_rank"] = np.nan
-        yield candidates, context.features(candidates, codes, SOURCES)
+
+    def __init__(
+        self,
+        sources: Mapping[str, Scorer],
+        codes: CandidateCodes,
+        item_scopes: pd.DataFrame,
+        history: InteractionMatrix,
+        context: FeatureContext,
+        config: RankingConfig,
+        batch_size: int = 2048,
+    ) -> None:
+        self.candidates = CandidateBatches(sources, codes, item_scopes, history, config.candidates, batch_size)
+        self.missing = [name for name in SOURCES if name not in sources]
+        self.context = context
+
+    @property
+    def starts(self) -> range:
+        return self.candidates.starts
+
+    def __call__(self, start: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        candidates = self.candidates(start)
+        for name in self.missing:
+            candidates[f"{name}_score"] = np.nan
+            candidates[f"{name}_rank"] = np.nan
+        return candidates, self.context.features(candidates, self.candidates.codes, SOURCES)
 
 
 @dataclass(frozen=True)
@@ -166,13 +179,20 @@ def iter_reranked(
     n: int,
     batch_size: int = 2048,
 ) -> Iterator[RankedBatch]:
-    """Candidates and served lists per batch of users, lists ordered by user, scope, rank."""
+    """Candidates and served lists per batch of users, lists ordered by user, scope, rank; batches
+    are re-ranked whole (candidates, features, scores, lists) on several threads
+    (:func:`~.threads.ordered_map`), each predicting on one thread."""
     codes = CandidateCodes.build(users, item_scopes)
     lists = ListContext.build(history, codes, item_scopes)
     weight = float(reranker.settings.get("diversity_weight", 0.0))
-    for candidates, features in candidate_features(sources, codes, item_scopes, history, context, config, batch_size):
+    batches = FeaturedBatches(sources, codes, item_scopes, history, context, config, batch_size)
+
+    def ranked(start: int) -> RankedBatch:
+        candidates, features = batches(start)
         scores = reranker.predict(features)
-        yield RankedBatch(candidates, finish_lists(candidates, features, scores, lists, config, weight, n), codes)
+        return RankedBatch(candidates, finish_lists(candidates, features, scores, lists, config, weight, n), codes)
+
+    return ordered_map(ranked, batches.starts)
 
 
 @dataclass(frozen=True)
@@ -221,7 +241,8 @@ def training_lists(
             users = users.sample(split.max_users, random_state=seed + number).sort_values()
         context = FeatureContext(history, catalog, user_vectors, as_of)
         codes = CandidateCodes.build(users, items)
-        parts = list(candidate_features(sources, codes, items, history, context, config))
+        batches = FeaturedBatches(sources, codes, items, history, context, config)
+        parts = list(ordered_map(batches, batches.starts))
         candidates = pd.concat([c for c, _ in parts], ignore_index=True)
         features = pd.concat([f for _, f in parts], ignore_index=True)
         relevance = _relevance(codes.keyed(candidates), later)

@@ -73,8 +73,13 @@ class FeatureContext:
         self._user_category_neg = (self._negative @ onehot).tocsr()
         self._category_users = np.asarray(self._user_category_pos.astype(bool).sum(axis=0)).ravel()
         self._user_items = np.asarray(self._positive.sum(axis=1)).ravel()
-        vectors = user_vectors.drop_duplicates("user_id").set_index("user_id")
-        self._vectors = vectors.reindex(columns=list(USER_VECTOR_FEATURES)).astype(np.float64)
+        vectors = user_vectors.drop_duplicates("user_id")
+        self._vector_users = IdIndex.from_values(vectors["user_id"])
+        table = np.full((len(self._vector_users) + 1, len(USER_VECTOR_FEATURES)), np.nan)  # last row: no vector
+        table[self._vector_users.positions(vectors["user_id"])] = vectors.reindex(
+            columns=list(USER_VECTOR_FEATURES)
+        ).to_numpy(np.float64)
+        self._vectors = table
 
     def features(self, candidates: pd.DataFrame, codes: CandidateCodes, sources: list[str]) -> pd.DataFrame:
         """The feature frame (:func:`feature_names` columns) of ``candidates`` rows (a frame of
@@ -105,7 +110,7 @@ class FeatureContext:
         out["category_share"] = np.where(known & (user_items > 0), share_num / np.maximum(user_items, 1), 0.0)
         out["category_positives"] = np.where(known, share_num, 0.0)
         out["category_dismissals"] = np.where(known, dismissals, 0.0)
-        vectors = self._vectors.reindex(codes.users[user_codes]).to_numpy(np.float64)[user_of_row]
+        vectors = self._vectors[self._vector_users.positions(codes.users[user_codes])][user_of_row]
         for number, name in enumerate(USER_VECTOR_FEATURES):
             out[name] = vectors[:, number]
         names = feature_names(sources)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class Reranker:
         self.booster = lgb.Booster(model_str=model_text)
         self.params = params
         self.settings = settings
+        self._local = threading.local()
 
     @property
     def feature_names(self) -> list[str]:
@@ -127,10 +129,17 @@ class Reranker:
         return cls(str(booster.model_to_string(num_iteration=best)), params, {}), report
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """Scores (higher is better) of feature rows with this model's columns."""
+        """Scores (higher is better) of feature rows with this model's columns, on one thread.
+
+        Each calling thread predicts with its own booster: calls on one LightGBM booster from
+        several threads are serialised or race in the predictor's set-up, so threads re-ranking
+        batches side by side each load the model once."""
         names = self.feature_names
         rows = features if list(features.columns) == names else features[names]
-        return np.asarray(self.booster.predict(rows.to_numpy(np.float64)))
+        booster = getattr(self._local, "booster", None)
+        if booster is None:
+            booster = self._local.booster = lgb.Booster(model_str=self.model_text)
+        return np.asarray(booster.predict(rows.to_numpy(np.float64), num_threads=1))
 
     def importance(self) -> dict[str, float]:
         """Total gain per feature, largest first, rounded."""

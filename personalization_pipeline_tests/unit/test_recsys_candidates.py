@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_pipeline.recsys.candidates import CandidateCodes, iter_candidates, merge_candidates
+from personalization_pipeline.recsys.candidates import CandidateBatches, CandidateCodes, merge_candidates
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
 from personalization_pipeline.recsys.sources import FreshScorer, NeighbourScorer
@@ -49,8 +49,11 @@ def test_candidates_exclude_seen_items_and_do_not_depend_on_the_batch_size():
     sources = {"popularity": Popularity().fit(history)}
     scopes = pd.DataFrame({"item_id": ["a", "b", "c"], "scope": "s"})
     codes = CandidateCodes.build(["u3", "u1", "u2"], scopes)
-    whole = pd.concat(iter_candidates(sources, codes, scopes, history, size=3, batch_size=10))
-    batched = pd.concat(iter_candidates(sources, codes, scopes, history, size=3, batch_size=1))
+    whole_batch = CandidateBatches(sources, codes, scopes, history, size=3, batch_size=10)
+    single_users = CandidateBatches(sources, codes, scopes, history, size=3, batch_size=1)
+    assert list(single_users.starts) == [0, 1, 2]
+    whole = pd.concat([whole_batch(start) for start in whole_batch.starts])
+    batched = pd.concat([single_users(start) for start in single_users.starts])
     pd.testing.assert_frame_equal(whole.reset_index(drop=True), batched.reset_index(drop=True))
     keyed = codes.keyed(whole)
     assert list(keyed[keyed["user_id"] == "u1"]["item_id"]) == ["c"]
