@@ -63,10 +63,9 @@ def als_fit(con: duckdb.DuckDBPyConnection, params: dict) -> KernelTime:
 
 
 def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelTime:
-    """The serving model's top ``n`` of each scope for every active user, in batches, nothing
-    written: for a factor model, a flat inner-product search (faiss) of n + the batch's most seen
-    items per scope, the seen ones left in; otherwise every score, seen items masked, and a partial
-    sort."""
+    """``model``'s top ``n`` of each scope for every active user, in batches, nothing written:
+    for a factor model, a flat inner-product search (faiss) of n + the batch's most seen items per
+    scope, the seen ones left in; otherwise every score, seen items masked, and a partial sort."""
     history = read_history(con)
     users = read_active_users(con).to_numpy(str)
     catalog = read_catalog(con)
@@ -126,6 +125,16 @@ def reranker_predict(reranker: Reranker, lists: int, candidates: int) -> KernelT
 
     rows = lists * candidates
     return KernelTime("re-ranker predict", "user_rankings", _timed(work), f"LightGBM, {rows:,} rows x {width} features")
+
+
+def reranking_floor(predict: KernelTime, sources: list[KernelTime]) -> KernelTime:
+    """The least a re-ranking step does: each base model's bare top-N of candidates per scope
+    (:func:`top_n` with the candidate count) and LightGBM's predict over them. Not in it, so left
+    to the pipeline's side of the ratio: the neighbour and freshness sources, merging the lists,
+    the features and the post-processing."""
+    models = " + ".join(source.what.split(" ", 1)[0] for source in sources)
+    seconds = predict.seconds + sum(source.seconds for source in sources)
+    return KernelTime("candidates + predict", "user_rankings", seconds, f"top-N of {models}, then the predict above")
 
 
 def similar_user_search(con: duckdb.DuckDBPyConnection, params: SearchParams) -> KernelTime:

@@ -16,6 +16,7 @@ import duckdb
 import psutil
 
 from ..config import PREFIX, Settings
+from ..recsys.registry import GLOBAL_MODELS
 from ..recsys.similarity import SearchParams
 from ..runner import JobResult, run_job
 from ..serving.database import resolve_database_url
@@ -26,7 +27,15 @@ from ..steps.rerank import RANKER, load_ranker
 from ..steps.tables import ITEMS
 from ..steps.train import load
 from ..synth.generator import generate
-from .kernels import KernelTime, als_fit, copy_serving_rows, reranker_predict, similar_user_search, top_n
+from .kernels import (
+    KernelTime,
+    als_fit,
+    copy_serving_rows,
+    reranker_predict,
+    reranking_floor,
+    similar_user_search,
+    top_n,
+)
 from .tiers import Tier
 from .usage import Sampler, Usage, step_usage
 
@@ -131,7 +140,13 @@ def run_tier(
             kernels = [als_fit(con, registry["als"].params_dict)]
             if served == RANKER:
                 lists = len(read_active_users(con)) * scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
-                kernels.append(reranker_predict(load_ranker(registry[RANKER]), lists, settings.ranker_candidates))
+                predict = reranker_predict(load_ranker(registry[RANKER]), lists, settings.ranker_candidates)
+                sources = [
+                    top_n(con, load(registry[name]), settings.ranker_candidates)
+                    for name in GLOBAL_MODELS
+                    if name in registry
+                ]
+                kernels += [predict, reranking_floor(predict, sources)]
             else:
                 kernels.append(top_n(con, load(registry[served]), TOP_N_KERNEL))
             if last.steps.get("similar_users"):

@@ -54,7 +54,10 @@ def test_bench_runs_both_jobs_measures_every_step_and_times_the_kernels(tmp_path
     assert ("weekly", "raw_tables") not in steps  # the weekly job does not re-ingest
     assert steps["weekly", "user_rankings"][5] == f"{ranked:,}"  # rows out: what the step wrote
     kernels = {row[0]: row for row in _table(section, "| bare kernel |")}
-    assert {"ALS fit", "publish COPY", "similar-user search"} <= set(kernels) and len(kernels) == 4
+    reranked = "re-ranker predict" in kernels  # then also its floor: the base models' top-N of candidates + predict
+    assert {"ALS fit", "publish COPY", "similar-user search"} <= set(kernels) and len(kernels) == 4 + reranked
+    if reranked:
+        assert float(kernels["candidates + predict"][2]) >= float(kernels["re-ranker predict"][2])
     searched = re.fullmatch(r"faiss flat, ([\d,]+) users", kernels["similar-user search"][1])
     assert searched and 0 < int(searched.group(1).replace(",", "")) <= subjects  # ALS factors of the weekly's subjects
     with psycopg.connect(clean_pg) as conn:
