@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import duckdb
 import faiss
@@ -21,6 +22,7 @@ from ..recsys.base import Recommender
 from ..recsys.factor_topk import Factored, FactorRows
 from ..recsys.matrices import IdIndex
 from ..recsys.ranking import mask_seen
+from ..recsys.registry import GLOBAL_MODELS
 from ..recsys.reranker import Reranker
 from ..recsys.similarity import SearchParams, build_index, unit_rows
 from ..serving.publish import LOAD_CONNECTIONS, create_load_tables, drop_load_tables, load_rows
@@ -28,7 +30,9 @@ from ..serving.schema import FEATURES, RANKS, RATIONALE, SIMILAR_USERS
 from ..serving.snapshot import build_snapshot
 from ..steps.inputs import read_active_users, read_catalog, read_history
 from ..steps.registry import latest_trained
+from ..steps.rerank import featured_batches, signals_as_of
 from ..steps.similar_users import subject_vectors
+from ..steps.train import load
 
 BATCH_USERS = 2048
 
@@ -110,28 +114,36 @@ def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelT
     )
 
 
-def reranker_predict(reranker: Reranker, lists: int, candidates: int) -> KernelTime:
-    """LightGBM's predict alone over as many candidate rows as the nightly re-ranks (``lists``
-    user-scope lists of ``candidates``), seeded random features, in batches of lists: the floor
-    of re-ranking, without building candidates or features."""
-    width = len(reranker.feature_names)
-    rng = np.random.default_rng(0)
-    block = rng.normal(size=(BATCH_USERS * candidates, width))
+def rerank_features(con: duckdb.DuckDBPyConnection, settings: Any, registry: dict, reranker: Reranker) -> np.ndarray:
+    """The re-ranker's feature rows of the first batch of active users, built as the step builds
+    them (not timed): what :func:`reranker_predict` predicts."""
+    models = {name: load(registry[name]) for name in GLOBAL_MODELS if name in registry}
+    users = np.sort(read_active_users(con).to_numpy(str))[:BATCH_USERS]
+    batches = featured_batches(con, settings, models, read_history(con), signals_as_of(con), users, read_catalog(con))
+    _, features = batches(batches.starts[0])
+    return features[reranker.feature_names].to_numpy(np.float64)
+
+
+def reranker_predict(reranker: Reranker, features: np.ndarray, rows: int) -> KernelTime:
+    """LightGBM's predict alone, on every core (its default), over ``rows`` candidate rows (as many
+    as the step re-ranks): the real ``features`` of a batch (:func:`rerank_features`), predicted
+    again until they add up to ``rows``; the floor of re-ranking without building candidates or
+    features. Real rows, not random ones: the trees' paths through real values cost more (1.7
+    times at tier S)."""
 
     def work() -> None:
-        for start in range(0, lists, BATCH_USERS):
-            rows = min(BATCH_USERS, lists - start) * candidates
-            reranker.booster.predict(block[:rows], num_threads=1)
+        for start in range(0, rows, len(features)):
+            reranker.booster.predict(features[: min(len(features), rows - start)])
 
-    rows = lists * candidates
-    return KernelTime("re-ranker predict", "user_rankings", _timed(work), f"LightGBM, {rows:,} rows x {width} features")
+    what = f"LightGBM, {rows:,} rows x {features.shape[1]} features"
+    return KernelTime("re-ranker predict", "user_rankings", _timed(work), what)
 
 
 def reranking_floor(predict: KernelTime, sources: list[KernelTime]) -> KernelTime:
-    """The least a re-ranking step does: each base model's bare top-N of candidates per scope
-    (:func:`top_n` with the candidate count) and LightGBM's predict over them. Not in it, so left
-    to the pipeline's side of the ratio: the neighbour and freshness sources, merging the lists,
-    the features and the post-processing."""
+    """The least a re-ranking step does: each personal base model's (ALS, EASE) bare top-N of
+    candidates per scope (:func:`top_n` with the candidate count) and LightGBM's predict over
+    them. Not in it, so left to the pipeline's side of the ratio: the popularity, neighbour and
+    freshness sources, merging the lists, the features and the post-processing."""
     models = " + ".join(source.what.split(" ", 1)[0] for source in sources)
     seconds = predict.seconds + sum(source.seconds for source in sources)
     return KernelTime("candidates + predict", "user_rankings", seconds, f"top-N of {models}, then the predict above")

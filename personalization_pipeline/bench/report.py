@@ -85,7 +85,7 @@ def tier_section(result: TierResult, machine: str) -> str:
         "The kernels load the models of the last job that succeeded; its `user_rankings` ranked with "
         f"`{result.serving_model}`, so the kernel beside it is "
         + (
-            "LightGBM's predict over the candidate rows, and beside that the base models' top-N of "
+            "LightGBM's predict over the candidate rows, and beside that the personal models' top-N of "
             "candidates per scope plus that predict: the floor of re-ranking."
             if result.serving_model == RANKER
             else "that model's top-N."

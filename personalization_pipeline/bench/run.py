@@ -16,7 +16,7 @@ import duckdb
 import psutil
 
 from ..config import PREFIX, Settings
-from ..recsys.registry import GLOBAL_MODELS
+from ..recsys.registry import PERSONAL_MODELS
 from ..recsys.similarity import SearchParams
 from ..runner import JobResult, run_job
 from ..serving.database import resolve_database_url
@@ -31,6 +31,7 @@ from .kernels import (
     KernelTime,
     als_fit,
     copy_serving_rows,
+    rerank_features,
     reranker_predict,
     reranking_floor,
     similar_user_search,
@@ -140,10 +141,12 @@ def run_tier(
             kernels = [als_fit(con, registry["als"].params_dict)]
             if served == RANKER:
                 lists = len(read_active_users(con)) * scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
-                predict = reranker_predict(load_ranker(registry[RANKER]), lists, settings.ranker_candidates)
+                reranker = load_ranker(registry[RANKER])
+                features = rerank_features(con, settings, registry, reranker)
+                predict = reranker_predict(reranker, features, lists * settings.ranker_candidates)
                 sources = [
                     top_n(con, load(registry[name]), settings.ranker_candidates)
-                    for name in GLOBAL_MODELS
+                    for name in PERSONAL_MODELS
                     if name in registry
                 ]
                 kernels += [predict, reranking_floor(predict, sources)]

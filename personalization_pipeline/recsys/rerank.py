@@ -103,12 +103,16 @@ class FeaturedBatches:
     def starts(self) -> range:
         return self.candidates.starts
 
+    @property
+    def codes(self) -> CandidateCodes:
+        return self.candidates.codes
+
     def __call__(self, start: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         candidates = self.candidates(start)
         for name in self.missing:
             candidates[f"{name}_score"] = np.nan
             candidates[f"{name}_rank"] = np.nan
-        return candidates, self.context.features(candidates, self.candidates.codes, SOURCES)
+        return candidates, self.context.features(candidates, self.codes, SOURCES)
 
 
 @dataclass(frozen=True)
@@ -170,22 +174,18 @@ class RankedBatch:
 
 def iter_reranked(
     reranker: Reranker,
-    sources: Mapping[str, Scorer],
-    users: np.ndarray,
-    item_scopes: pd.DataFrame,
+    batches: FeaturedBatches,
     history: InteractionMatrix,
-    context: FeatureContext,
+    item_scopes: pd.DataFrame,
     config: RankingConfig,
     n: int,
-    batch_size: int = 2048,
 ) -> Iterator[RankedBatch]:
-    """Candidates and served lists per batch of users, lists ordered by user, scope, rank; batches
-    are re-ranked whole (candidates, features, scores, lists) on several threads
+    """Candidates and served lists per batch of ``batches``, lists ordered by user, scope, rank;
+    batches are re-ranked whole (candidates, features, scores, lists) on several threads
     (:func:`~.threads.ordered_map`), each predicting on one thread."""
-    codes = CandidateCodes.build(users, item_scopes)
+    codes = batches.codes
     lists = ListContext.build(history, codes, item_scopes)
     weight = float(reranker.settings.get("diversity_weight", 0.0))
-    batches = FeaturedBatches(sources, codes, item_scopes, history, context, config, batch_size)
 
     def ranked(start: int) -> RankedBatch:
         candidates, features = batches(start)

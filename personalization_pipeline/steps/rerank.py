@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 
 from ..recsys.base import Recommender
+from ..recsys.candidates import CandidateCodes
 from ..recsys.cold_start import ColdStartParams
 from ..recsys.matrices import InteractionMatrix
 from ..recsys.per_user import PerUserComposite
 from ..recsys.registry import GLOBAL_MODELS, MODELS
 from ..recsys.rerank import (
+    FeaturedBatches,
     RankedBatch,
     RankingConfig,
     RerankerTraining,
@@ -172,6 +174,29 @@ def load_ranker(entry: RegistryEntry) -> Reranker:
     return Reranker.load(entry.path)
 
 
+def featured_batches(
+    con: duckdb.DuckDBPyConnection,
+    settings: Any,
+    models: dict[str, Any],
+    history: InteractionMatrix,
+    as_of: datetime,
+    users: np.ndarray,
+    item_scopes: pd.DataFrame,
+    personal: tuple[str, PerUserComposite] | None = None,
+    neighbours: pd.DataFrame | None = None,
+) -> FeaturedBatches:
+    """The candidates and features of ``users``, a batch at a time, from fitted base ``models`` on
+    ``history``; with ``personal`` = (source name, per-user models), that source scores kept users
+    by their own model over it; ``neighbours``: the ALS neighbours when already computed."""
+    catalog = read_catalog(con)
+    config = ranking_config(settings)
+    sources: dict[str, Any] = build_sources(models, history, catalog, as_of, config, neighbours)
+    if personal is not None and personal[0] in sources:
+        sources[personal[0]] = personal[1].over(sources[personal[0]])
+    context = FeatureContext(history, catalog, read_user_vectors(con), as_of)
+    return FeaturedBatches(sources, CandidateCodes.build(users, item_scopes), item_scopes, history, context, config)
+
+
 def rerank(
     con: duckdb.DuckDBPyConnection,
     settings: Any,
@@ -185,16 +210,9 @@ def rerank(
     personal: tuple[str, PerUserComposite] | None = None,
     neighbours: pd.DataFrame | None = None,
 ) -> Iterator[RankedBatch]:
-    """Candidates and re-ranked lists of ``users`` from fitted base ``models`` on ``history``;
-    with ``personal`` = (source name, per-user models), that source scores kept users by their
-    own model over it; ``neighbours``: the ALS neighbours when already computed."""
-    catalog = read_catalog(con)
-    config = ranking_config(settings)
-    sources: dict[str, Any] = build_sources(models, history, catalog, as_of, config, neighbours)
-    if personal is not None and personal[0] in sources:
-        sources[personal[0]] = personal[1].over(sources[personal[0]])
-    context = FeatureContext(history, catalog, read_user_vectors(con), as_of)
-    return iter_reranked(reranker, sources, users, item_scopes, history, context, config, n)
+    """Candidates and re-ranked lists of ``users`` (see :func:`featured_batches`)."""
+    batches = featured_batches(con, settings, models, history, as_of, users, item_scopes, personal, neighbours)
+    return iter_reranked(reranker, batches, history, item_scopes, ranking_config(settings), n)
 
 
 def signals_as_of(con: duckdb.DuckDBPyConnection) -> datetime:

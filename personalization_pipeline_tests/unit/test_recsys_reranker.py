@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 
 from personalization_pipeline.recsys.als import ALS, ALSParams
+from personalization_pipeline.recsys.candidates import CandidateCodes
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
 from personalization_pipeline.recsys.rerank import (
     DIVERSITY_GRID,
+    FeaturedBatches,
     RankingConfig,
     TrainingSplit,
     build_sources,
@@ -120,8 +122,10 @@ def test_re_ranked_lists_keep_user_order_and_do_not_depend_on_the_batch_size(tmp
     users = history.users.ids
 
     def served(batch_size):
-        batches = iter_reranked(reranker, sources, users, scopes, history, context, config, 5, batch_size)
-        return pd.concat([batch.lists for batch in batches], ignore_index=True)
+        codes = CandidateCodes.build(users, scopes)
+        batches = FeaturedBatches(sources, codes, scopes, history, context, config, batch_size)
+        ranked = iter_reranked(reranker, batches, history, scopes, config, 5)
+        return pd.concat([batch.lists for batch in ranked], ignore_index=True)
 
     whole, small = served(1000), served(7)  # 18 batches of 7 users, several in flight at once
     pd.testing.assert_frame_equal(small, whole)
