@@ -81,22 +81,13 @@ def als_neighbours(als: Scorer, config: RankingConfig) -> pd.DataFrame:
 
 
 class FeaturedBatches:
-    """(candidates, features) of the users of ``codes`` a batch at a time, like
-    :class:`~.candidates.CandidateBatches` (whose batches these extend); every source of
-    :data:`SOURCES` has columns."""
+    """(candidates, features) of the users of ``candidates`` a batch at a time: its batches
+    (:class:`~.candidates.CandidateBatches`) with every source of :data:`SOURCES` given columns,
+    and their features."""
 
-    def __init__(
-        self,
-        sources: Mapping[str, Scorer],
-        codes: CandidateCodes,
-        item_scopes: pd.DataFrame,
-        history: InteractionMatrix,
-        context: FeatureContext,
-        config: RankingConfig,
-        batch_size: int = 2048,
-    ) -> None:
-        self.candidates = CandidateBatches(sources, codes, item_scopes, history, config.candidates, batch_size)
-        self.missing = [name for name in SOURCES if name not in sources]
+    def __init__(self, candidates: CandidateBatches, context: FeatureContext) -> None:
+        self.candidates = candidates
+        self.missing = [name for name in SOURCES if name not in candidates.plans]
         self.context = context
 
     @property
@@ -241,7 +232,7 @@ def training_lists(
             users = users.sample(split.max_users, random_state=seed + number).sort_values()
         context = FeatureContext(history, catalog, user_vectors, as_of)
         codes = CandidateCodes.build(users, items)
-        batches = FeaturedBatches(sources, codes, items, history, context, config)
+        batches = FeaturedBatches(CandidateBatches(sources, codes, items, history, config.candidates), context)
         parts = list(ordered_map(batches, batches.starts))
         candidates = pd.concat([c for c, _ in parts], ignore_index=True)
         features = pd.concat([f for _, f in parts], ignore_index=True)

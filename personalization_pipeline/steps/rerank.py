@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..recsys.base import Recommender
-from ..recsys.candidates import CandidateCodes
+from ..recsys.candidates import CandidateBatches, CandidateCodes
 from ..recsys.cold_start import ColdStartParams
 from ..recsys.matrices import InteractionMatrix
 from ..recsys.per_user import PerUserComposite
@@ -194,7 +194,8 @@ def featured_batches(
     if personal is not None and personal[0] in sources:
         sources[personal[0]] = personal[1].over(sources[personal[0]])
     context = FeatureContext(history, catalog, read_user_vectors(con), as_of)
-    return FeaturedBatches(sources, CandidateCodes.build(users, item_scopes), item_scopes, history, context, config)
+    codes = CandidateCodes.build(users, item_scopes)
+    return FeaturedBatches(CandidateBatches(sources, codes, item_scopes, history, config.candidates), context)
 
 
 def rerank(

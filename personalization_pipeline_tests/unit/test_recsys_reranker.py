@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from personalization_pipeline.recsys.als import ALS, ALSParams
-from personalization_pipeline.recsys.candidates import CandidateCodes
+from personalization_pipeline.recsys.candidates import CandidateBatches, CandidateCodes
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
 from personalization_pipeline.recsys.rerank import (
@@ -123,7 +123,7 @@ def test_re_ranked_lists_keep_user_order_and_do_not_depend_on_the_batch_size(tmp
 
     def served(batch_size):
         codes = CandidateCodes.build(users, scopes)
-        batches = FeaturedBatches(sources, codes, scopes, history, context, config, batch_size)
+        batches = FeaturedBatches(CandidateBatches(sources, codes, scopes, history, 30, batch_size), context)
         ranked = iter_reranked(reranker, batches, history, scopes, config, 5)
         return pd.concat([batch.lists for batch in ranked], ignore_index=True)
 
