@@ -114,7 +114,9 @@ def top_n(con: duckdb.DuckDBPyConnection, model: Recommender, n: int) -> KernelT
     )
 
 
-def rerank_features(con: duckdb.DuckDBPyConnection, settings: Any, registry: dict, reranker: Reranker) -> np.ndarray:
+def first_batch_features(
+    con: duckdb.DuckDBPyConnection, settings: Any, registry: dict, reranker: Reranker
+) -> np.ndarray:
     """The re-ranker's feature rows of the first batch of active users, built as the step builds
     them (not timed): what :func:`reranker_predict` predicts."""
     models = {name: load(registry[name]) for name in GLOBAL_MODELS if name in registry}
@@ -126,7 +128,7 @@ def rerank_features(con: duckdb.DuckDBPyConnection, settings: Any, registry: dic
 
 def reranker_predict(reranker: Reranker, features: np.ndarray, rows: int) -> KernelTime:
     """LightGBM's predict alone, on every core (its default), over ``rows`` candidate rows (as many
-    as the step re-ranks): the real ``features`` of a batch (:func:`rerank_features`), predicted
+    as the step re-ranks): the real ``features`` of a batch (:func:`first_batch_features`), predicted
     again until they add up to ``rows``; the floor of re-ranking without building candidates or
     features. Real rows, not random ones: the trees' paths through real values cost more (1.7
     times at tier S)."""

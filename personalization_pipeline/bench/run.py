@@ -31,7 +31,7 @@ from .kernels import (
     KernelTime,
     als_fit,
     copy_serving_rows,
-    rerank_features,
+    first_batch_features,
     reranker_predict,
     reranking_floor,
     similar_user_search,
@@ -142,7 +142,7 @@ def run_tier(
             if served == RANKER:
                 lists = len(read_active_users(con)) * scalar(con, f"SELECT count(DISTINCT scope) FROM {ITEMS}")
                 reranker = load_ranker(registry[RANKER])
-                features = rerank_features(con, settings, registry, reranker)
+                features = first_batch_features(con, settings, registry, reranker)
                 predict = reranker_predict(reranker, features, lists * settings.ranker_candidates)
                 sources = [
                     top_n(con, load(registry[name]), settings.ranker_candidates)

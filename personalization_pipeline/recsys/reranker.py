@@ -132,8 +132,8 @@ class Reranker:
         """Scores (higher is better) of feature rows with this model's columns, on one thread.
 
         Each calling thread predicts with its own booster: calls on one LightGBM booster from
-        several threads are serialised or race in the predictor's set-up, so threads re-ranking
-        batches side by side each load the model once."""
+        several threads race in the predictor's set-up (LightGBM issue #6142), so threads
+        re-ranking batches side by side each load the model once."""
         names = self.feature_names
         rows = features if list(features.columns) == names else features[names]
         booster = getattr(self._local, "booster", None)

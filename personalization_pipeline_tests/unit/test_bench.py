@@ -159,12 +159,12 @@ def test_a_report_written_while_the_run_goes_on_says_what_is_still_to_run(tmp_pa
     assert "still to run" not in out.read_text() and "| ALS fit | implicit |" in out.read_text()
 
 
-def test_the_floor_of_re_ranking_adds_the_base_models_top_n_to_the_predict():
+def test_the_floor_of_re_ranking_adds_the_personal_models_top_n_to_the_predict():
     predict = KernelTime("re-ranker predict", "user_rankings", 2.5, "LightGBM, 10 rows x 3 features")
     sources = [
         KernelTime("top-N scoring", "user_rankings", 4.0, "als flat index search, 5 users x 2 scopes"),
-        KernelTime("top-N scoring", "user_rankings", 1.5, "popularity dense partial sort, 5 users x 2 scopes"),
+        KernelTime("top-N scoring", "user_rankings", 1.5, "ease dense partial sort, 5 users x 2 scopes"),
     ]
     floor = reranking_floor(predict, sources)
     assert floor.step == "user_rankings" and floor.seconds == pytest.approx(8.0)
-    assert floor.what == "top-N of als + popularity, then the predict above"
+    assert floor.what == "top-N of als + ease, then the predict above"
