@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,14 @@ class Scorer(Protocol):
     def item_ids(self) -> np.ndarray: ...
 
     def score(self, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SparseScored(Protocol):
+    """A scorer proposing few items per user: :meth:`sparse_scores` holds the entries of
+    :meth:`Scorer.score` that are not NaN (users x model columns), so ranking sorts those alone."""
+
+    def sparse_scores(self, user_ids: np.ndarray, history: InteractionMatrix) -> sp.csr_matrix: ...
 
 
 @dataclass(frozen=True)
@@ -215,12 +223,42 @@ def _rank_factored(
     return Picks.concat(parts).moved(factors.positions)
 
 
+def _rank_sparse(
+    model: SparseScored, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
+) -> Picks:
+    """:func:`rank_batch` from a sparse scorer's entries: one sort of the batch's unseen entries by
+    (row, score descending, column), then each scope's first ``n`` per row."""
+    scores = model.sparse_scores(user_ids, history).tocoo()
+    n_cols = scores.shape[1]
+    rows, cols, values = scores.row.astype(np.int64), scores.col.astype(np.int64), scores.data.astype(np.float64)
+    seen_rows, seen_cols = seen_entries(user_ids, history, to_model)
+    keep = ~np.isin(rows * n_cols + cols, seen_rows * n_cols + seen_cols) & ~np.isnan(values) & (values > -np.inf)
+    rows, cols, values = rows[keep], cols[keep], values[keep]
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    in_scope = np.zeros(n_cols, dtype=bool)
+    parts = []
+    for code, scope_cols in enumerate(scopes.columns):
+        in_scope[:] = False
+        in_scope[scope_cols] = True
+        inside = in_scope[cols]
+        r, c, v = rows[inside], cols[inside], values[inside]
+        starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]]) if len(r) else np.empty(0, dtype=np.int64)
+        ranks = np.arange(len(r)) - np.repeat(starts, np.diff(np.r_[starts, len(r)])) + 1
+        top = ranks <= n
+        parts.append(_picks(r[top], c[top], v[top], ranks[top], code))
+    return Picks.concat(parts)
+
+
 def rank_batch(
     model: Scorer, user_ids: np.ndarray, history: InteractionMatrix, scopes: Scopes, to_model: np.ndarray, n: int
 ) -> Picks:
     """The top-``n`` unseen items per scope of each of ``user_ids`` (a batch) by ``model``, in its
     column numbers (``to_model``: model column of each history item, -1 when unknown), ordered by
-    scope, row and rank. Users a factor model scores from factors skip the dense scores."""
+    scope, row and rank. Users a factor model scores from factors, and a sparse scorer's users,
+    skip the dense scores."""
+    if isinstance(model, SparseScored) and scopes.columns:
+        return _rank_sparse(model, user_ids, history, scopes, to_model, n)
     groups = model.factor_rows(user_ids, history) if isinstance(model, Factored) else None
     groups = [group for group in groups or [] if len(group.positions)]
     if not groups or not scopes.columns:

@@ -36,19 +36,29 @@ class NeighbourScorer:
             (neighbours["similarity_score"].to_numpy(np.float64)[keep], (rows[keep], cols[keep])),
             shape=(len(self._users), len(history.users)),
         )
-        self._scores = (similarity @ (history.weights > 0).astype(np.float64)).tocsr()
+        scores = (similarity @ (history.weights > 0).astype(np.float64)).tocsr()
+        scores.data[scores.data <= 0] = 0.0  # not proposed
+        scores.eliminate_zeros()
+        self._scores = scores
 
     @property
     def item_ids(self) -> np.ndarray:
         return self._items
 
-    def score(self, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray:
+    def sparse_scores(self, user_ids: np.ndarray, history: InteractionMatrix) -> sp.csr_matrix:
+        """The positive scores of ``user_ids`` (rows in their order; empty for a user without
+        neighbours)."""
         rows = self._users.positions(user_ids)
-        out = np.full((len(user_ids), len(self._items)), np.nan)
         known = np.flatnonzero(rows >= 0)
-        dense = self._scores[rows[known]].toarray()
-        out[known] = np.where(dense > 0, dense, np.nan)
-        return out
+        picked = self._scores[rows[known]]
+        lengths = np.zeros(len(user_ids), dtype=np.int64)
+        lengths[known] = np.diff(picked.indptr)
+        indptr = np.r_[0, np.cumsum(lengths)]
+        return sp.csr_matrix((picked.data, picked.indices, indptr), shape=(len(user_ids), len(self._items)))
+
+    def score(self, user_ids: np.ndarray, history: InteractionMatrix) -> np.ndarray:
+        dense = self.sparse_scores(user_ids, history).toarray()
+        return np.where(dense > 0, dense, np.nan)
 
 
 class FreshScorer:

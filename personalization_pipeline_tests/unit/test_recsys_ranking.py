@@ -11,6 +11,7 @@ from personalization_pipeline.recsys.als import ALS, ALSParams
 from personalization_pipeline.recsys.matrices import InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity, PopularityParams
 from personalization_pipeline.recsys.ranking import USER_COLUMNS, global_rankings, user_rankings
+from personalization_pipeline.recsys.sources import NeighbourScorer
 
 # Items in id order ("i10" sorts before "i2") with two latent factors; uA scores by
 # the first factor, uB by the second, so every score below is exact.
@@ -116,7 +117,7 @@ def test_unknown_users_and_no_scopes_give_empty_typed_frame():
 
 def brute_force(model, users, scopes, history, n) -> list[tuple[str, str, int, str]]:
     """Reference: sort every (user, scope) candidate list by (-score, item_id)."""
-    scores = model.score(np.array(users))
+    scores = model.score(np.array(users), history)
     rows = []
     for u, user in enumerate(users):
         seen = set(history.seen_items(user))
@@ -124,7 +125,7 @@ def brute_force(model, users, scopes, history, n) -> list[tuple[str, str, int, s
             candidates = [
                 (-float(scores[u, j]), item)
                 for j, item in enumerate(model.item_ids)
-                if item in set(group["item_id"]) and item not in seen
+                if item in set(group["item_id"]) and item not in seen and not np.isnan(scores[u, j])
             ]
             for rank, (_, item) in enumerate(sorted(candidates)[:n], start=1):
                 rows.append((user, scope, rank, item))
@@ -165,9 +166,9 @@ def test_batching_matches_one_batch_and_reference():
 
 
 class DenseOnly:
-    """A model's scores without its factors: ranked from every score (the dense path)."""
+    """A model's scores without its factors or sparse entries: ranked from every score (the dense path)."""
 
-    def __init__(self, model: ALS) -> None:
+    def __init__(self, model: ALS | NeighbourScorer) -> None:
         self.item_ids = model.item_ids
         self.score = model.score
 
@@ -180,6 +181,24 @@ def test_dense_scoring_in_chunks_of_users_gives_the_same_lists(monkeypatch):
     chunked = user_rankings(DenseOnly(model), users, scopes, history, n=4, batch_size=16)
     pd.testing.assert_frame_equal(dense, whole)
     pd.testing.assert_frame_equal(chunked, whole)
+
+
+def test_a_sparse_scorer_ranks_its_entries_as_the_dense_scores_rank():
+    _, users, scopes, history = random_case()
+    rng = np.random.default_rng(5)
+    neighbours = pd.DataFrame(
+        {
+            "user_id": rng.choice(users[:30], size=90),  # the last users have no neighbours, so no list
+            "similar_user_id": rng.choice(users, size=90),
+            "similarity_score": rng.choice([-0.5, 0.5, 1.0], size=90),  # exact ties, and sums below zero
+        }
+    ).drop_duplicates(["user_id", "similar_user_id"])
+    scorer = NeighbourScorer(neighbours, history)
+    sparse = user_rankings(scorer, users, scopes, history, n=4, batch_size=8)
+    pd.testing.assert_frame_equal(sparse, user_rankings(DenseOnly(scorer), users, scopes, history, n=4))
+    assert set(sparse["user_id"]) <= set(users[:30]) and len(sparse) > 100
+    got = sparse[["user_id", "scope", "rank", "item_id"]].itertuples(index=False, name=None)
+    assert list(got) == brute_force(scorer, list(users), scopes, history, 4)
 
 
 def test_popularity_scores_and_global_rankings():
