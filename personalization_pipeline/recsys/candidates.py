@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, unique_inverse
+from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, group_positions, unique_inverse
 from personalization_pipeline.recsys.ranking import Scopes, Scorer, rank_batch
 
 KEYS = ["user_code", "scope_code", "item_code"]
@@ -55,10 +55,14 @@ class CandidateCodes:
 
 def list_spans(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Where each (user, scope) list of ``frame`` (grouped by list) starts, and its length."""
-    user, scope = frame["user_code"].to_numpy(), frame["scope_code"].to_numpy()
+    return spans(frame["user_code"].to_numpy(), frame["scope_code"].to_numpy())
+
+
+def spans(user: np.ndarray, scope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`list_spans` of rows given by their user and scope codes."""
     change = (np.diff(user) != 0) | (np.diff(scope) != 0)
-    starts = np.r_[0, np.flatnonzero(change) + 1] if len(frame) else np.empty(0, dtype=np.int64)
-    return starts, np.diff(np.r_[starts, len(frame)])
+    starts = np.r_[0, np.flatnonzero(change) + 1] if len(user) else np.empty(0, dtype=np.int64)
+    return starts, np.diff(np.r_[starts, len(user)])
 
 
 def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFrame:
@@ -91,7 +95,7 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
     order = np.argsort(key, kind="stable")  # keys are distinct: stable only picks the radix sort
     ordered_lists = list_code[order]
     first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1]
-    position = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+    position = group_positions(first, len(order))
     keep = order[position < size]
     frame = pd.DataFrame(
         {

@@ -58,6 +58,12 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[first], inverse
 
 
+def group_positions(starts: np.ndarray, total: int) -> np.ndarray:
+    """The 0-based position of each of ``total`` rows within its group, groups of consecutive rows
+    starting at ``starts`` (ascending, the first 0)."""
+    return np.arange(total) - np.repeat(starts, np.diff(np.r_[starts, total]))
+
+
 def engaged_rows(frame: pd.DataFrame, weight_col: str = "weight", dismissed_col: str = "dismissed") -> np.ndarray:
     """Rows the user chose to engage with: a positive weight, or an answer that is not a dismissal
     (a low rating still says the user watched the item). Without a dismissal column, every row."""

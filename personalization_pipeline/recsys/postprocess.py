@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from personalization_pipeline.recsys.candidates import list_spans
+from personalization_pipeline.recsys.candidates import list_spans, spans
+from personalization_pipeline.recsys.matrices import group_positions
 
 LIST = ["user_code", "scope_code"]
 ITEM = "item_code"
@@ -34,14 +35,16 @@ SOURCE_TOP = 10
 AFFINITY_SHARE = 0.2
 
 
-def sort_lists(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows ordered by list, score descending, item; ``rank`` 1-based within each list."""
+def sort_lists(frame: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+    """Rows ordered by list, score descending, item; ``rank`` 1-based within each list. With
+    ``limit``, only the rows ranked up to it (gathered alone, not the whole frame)."""
     order = np.lexsort(
         (frame[ITEM].to_numpy(), -frame["score"].to_numpy(np.float64), *(frame[c].to_numpy() for c in reversed(LIST)))
     )
-    ordered = frame.iloc[order].reset_index(drop=True)
-    starts, lengths = list_spans(ordered)
-    return ordered.assign(rank=np.arange(len(ordered)) - np.repeat(starts, lengths) + 1)
+    rank = group_positions(spans(*(frame[c].to_numpy()[order] for c in LIST))[0], len(order)) + 1
+    if limit is not None:
+        order, rank = order[rank <= limit], rank[rank <= limit]
+    return frame.iloc[order].reset_index(drop=True).assign(rank=rank)
 
 
 def drop_seen(frame: pd.DataFrame, seen: sp.csr_matrix, user_rows: np.ndarray, item_cols: np.ndarray) -> pd.DataFrame:
@@ -69,9 +72,9 @@ def diversify(frame: pd.DataFrame, categories: np.ndarray, weight: float, n: int
     """The top ``n`` of each list by maximal marginal relevance (see the module docstring), ranked;
     ``categories``: integer category codes aligned with ``frame`` (negative: none, an item
     that resembles no other)."""
-    ordered = sort_lists(frame.assign(_category=categories))
     if weight <= 0:
-        return ordered[ordered["rank"] <= n].drop(columns="_category").reset_index(drop=True)
+        return sort_lists(frame, limit=n)
+    ordered = sort_lists(frame.assign(_category=categories))
     starts, sizes = list_spans(ordered)
     lists = np.repeat(np.arange(len(starts)), sizes)
     width = int(sizes.max())

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from personalization_pipeline.recsys import factor_topk
 from personalization_pipeline.recsys.factor_topk import Factored, FactorRows
-from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix
+from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, group_positions
 from personalization_pipeline.recsys.popularity import Popularity
 from personalization_pipeline.recsys.threads import ordered_map
 
@@ -243,8 +243,7 @@ def _rank_sparse(
         in_scope[scope_cols] = True
         inside = in_scope[cols]
         r, c, v = rows[inside], cols[inside], values[inside]
-        starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]]) if len(r) else np.empty(0, dtype=np.int64)
-        ranks = np.arange(len(r)) - np.repeat(starts, np.diff(np.r_[starts, len(r)])) + 1
+        ranks = group_positions(np.flatnonzero(np.r_[True, r[1:] != r[:-1]]), len(r)) + 1
         top = ranks <= n
         parts.append(_picks(r[top], c[top], v[top], ranks[top], code))
     return Picks.concat(parts)
