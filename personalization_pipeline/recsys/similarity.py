@@ -97,21 +97,34 @@ class NeighbourIndex:
             return pd.DataFrame(
                 {c: pd.Series(dtype=t) for c, t in zip(NEIGHBOUR_COLUMNS, (str, str, float), strict=True)}
             )
+        ranks = self._id_ranks()
+        rows = rows[np.argsort(ranks[rows], kind="stable")]  # users in id order
         wanted = min(params.k + 1, len(self.ids))
         scores, found = self.index.search(np.ascontiguousarray(self.x[rows]), wanted)
-        frame = pd.DataFrame(
+        found, scores = found.astype(np.int64), scores.astype(np.float64)
+        valid = (found >= 0) & (found != rows[:, np.newaxis]) & (scores >= params.threshold)
+        # each user's answers by score descending, then neighbour id; the invalid ones last
+        neighbour_rank = np.where(valid, ranks[np.where(found >= 0, found, 0)], len(ranks))
+        order = np.lexsort((neighbour_rank, np.where(valid, -scores, np.inf)), axis=1)
+        found, scores = np.take_along_axis(found, order, axis=1), np.take_along_axis(scores, order, axis=1)
+        kept = np.take_along_axis(valid, order, axis=1) & (np.arange(wanted) < params.k)
+        user, slot = np.nonzero(kept)
+        return pd.DataFrame(
             {
-                "row": np.repeat(rows, wanted),
-                "col": found.ravel(),
-                "similarity_score": scores.ravel().astype(np.float64),
+                "user_id": self.ids[rows[user]],
+                "similar_user_id": self.ids[found[user, slot]],
+                "similarity_score": scores[user, slot],
             }
         )
-        frame = frame[
-            (frame["col"] >= 0) & (frame["col"] != frame["row"]) & (frame["similarity_score"] >= params.threshold)
-        ]
-        frame = frame.assign(user_id=self.ids[frame["row"]], similar_user_id=self.ids[frame["col"]])
-        frame = frame.sort_values(["user_id", "similarity_score", "similar_user_id"], ascending=[True, False, True])
-        return frame.groupby("user_id", sort=False).head(params.k)[NEIGHBOUR_COLUMNS].reset_index(drop=True)
+
+    def _id_ranks(self) -> np.ndarray:
+        """Each row's place in the ids' order (the rows themselves when the ids ascend, as staged)."""
+        ids = self.ids
+        if bool(np.all(ids[1:] > ids[:-1])):
+            return np.arange(len(ids))
+        ranks = np.empty(len(ids), dtype=np.int64)
+        ranks[np.argsort(ids, kind="stable")] = np.arange(len(ids))
+        return ranks
 
 
 def nearest_neighbours(ids: np.ndarray, vectors: np.ndarray, params: SearchParams = SearchParams()) -> pd.DataFrame:
