@@ -92,7 +92,7 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
         listed += ~np.isnan(rank)
     list_code = pairs // n_items  # (user, scope) as one number, in key order
     key = _sort_key(list_code - list_code.min(initial=0), best, len(lists) - listed, pairs % n_items)
-    order = np.argsort(key, kind="stable")  # keys are distinct: stable only picks the radix sort
+    order = np.argsort(key)  # keys are distinct, so any sort gives this order
     ordered_lists = list_code[order]
     first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1]
     position = group_positions(first, len(order))
