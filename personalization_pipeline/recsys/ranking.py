@@ -232,7 +232,7 @@ def _rank_sparse(
     n_cols = scores.shape[1]
     rows, cols, values = scores.row.astype(np.int64), scores.col.astype(np.int64), scores.data.astype(np.float64)
     seen_rows, seen_cols = seen_entries(user_ids, history, to_model)
-    keep = ~np.isin(rows * n_cols + cols, seen_rows * n_cols + seen_cols) & ~np.isnan(values) & (values > -np.inf)
+    keep = ~np.isin(rows * n_cols + cols, seen_rows * n_cols + seen_cols) & (values > -np.inf)  # NaN fails too
     rows, cols, values = rows[keep], cols[keep], values[keep]
     order = np.lexsort((cols, -values, rows))
     rows, cols, values = rows[order], cols[order], values[order]
