@@ -38,6 +38,15 @@ def test_neighbours_come_from_the_planted_cluster_within_k_and_threshold():
     assert everyone.groupby("user_id").size().max() == 19  # the whole cluster, nobody across (cosine ~0)
 
 
+def test_ids_out_of_order_with_tied_scores_come_out_by_user_then_neighbour_id():
+    ids = np.array(["u5", "u1", "u4", "u2", "u3", "v1"])
+    vectors = np.array([[1, 0]] * 5 + [[0, 1]], dtype=np.float32)  # u1..u5 tie exactly, v1 apart
+    found = nearest_neighbours(ids, vectors, SearchParams(k=5, threshold=0.5))
+    pairs = list(zip(found["user_id"], found["similar_user_id"], strict=True))
+    users = ["u1", "u2", "u3", "u4", "u5"]
+    assert pairs == [(user, other) for user in users for other in users if other != user]
+
+
 def test_zero_vectors_and_high_thresholds_leave_users_out():
     ids, vectors = clusters(12)
     vectors[0] = 0.0
