@@ -37,14 +37,25 @@ AFFINITY_SHARE = 0.2
 
 def sort_lists(frame: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
     """Rows ordered by list, score descending, item; ``rank`` 1-based within each list. With
-    ``limit``, only the rows ranked up to it (gathered alone, not the whole frame)."""
-    order = np.lexsort(
-        (frame[ITEM].to_numpy(), -frame["score"].to_numpy(np.float64), *(frame[c].to_numpy() for c in reversed(LIST)))
-    )
-    rank = group_positions(spans(*(frame[c].to_numpy()[order] for c in LIST))[0], len(order)) + 1
-    if limit is not None:
-        order, rank = order[rank <= limit], rank[rank <= limit]
-    return frame.iloc[order].reset_index(drop=True).assign(rank=rank)
+    ``limit``, only the rows ranked up to it (gathered alone, not the whole frame).
+
+    Each list is sorted in its own row of a (lists x longest list) array, not the frame at once:
+    lists are a few hundred candidates, so the sorts stay small (padding sorts last)."""
+    user, scope = (frame[c].to_numpy(np.int64) for c in LIST)
+    grouped = np.arange(len(frame))
+    if len(frame) and ((np.diff(user) < 0) | ((np.diff(user) == 0) & (np.diff(scope) < 0))).any():
+        grouped = np.lexsort((scope, user))
+    starts, sizes = spans(user[grouped], scope[grouped])
+    width = int(sizes.max(initial=0))
+    lists, slots = np.repeat(np.arange(len(starts)), sizes), group_positions(starts, len(grouped))
+    descending = np.full((len(starts), width), np.nan)  # NaN scores sort last, padding after them
+    descending[lists, slots] = -frame["score"].to_numpy(np.float64)[grouped]
+    items = np.full((len(starts), width), np.iinfo(np.int64).max)
+    items[lists, slots] = frame[ITEM].to_numpy(np.int64)[grouped]
+    columns = np.lexsort((items, descending), axis=1)[:, :limit]
+    lists, places = np.nonzero(columns < sizes[:, np.newaxis])  # each list's rows come first
+    order = grouped[starts[lists] + columns[lists, places]]
+    return frame.iloc[order].reset_index(drop=True).assign(rank=places + 1)
 
 
 def drop_seen(frame: pd.DataFrame, seen: sp.csr_matrix, user_rows: np.ndarray, item_cols: np.ndarray) -> pd.DataFrame:

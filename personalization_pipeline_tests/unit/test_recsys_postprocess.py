@@ -38,6 +38,32 @@ def test_lists_sort_by_score_then_item_id():
     assert keyed_items(frame) == ["c", "a", "b"] and list(frame["rank"]) == [1, 2, 3]
 
 
+@pytest.mark.parametrize("limit", [None, 1, 3])
+def test_sort_lists_equals_a_sort_of_the_whole_frame_with_ties_nan_and_lists_out_of_order(limit):
+    rng = np.random.default_rng(4)
+    rows = 500
+    frame = pd.DataFrame(
+        {
+            "user_code": rng.integers(0, 40, rows),
+            "scope_code": rng.integers(0, 3, rows),
+            "item_code": rng.permutation(rows),
+            "score": np.where(rng.random(rows) < 0.1, np.nan, rng.integers(0, 5, rows) / 2),
+            "payload": np.arange(rows),
+        }
+    )
+    expected = frame.assign(descending=-frame["score"]).sort_values(
+        ["user_code", "scope_code", "descending", "item_code"], na_position="last"
+    )
+    expected["rank"] = expected.groupby(["user_code", "scope_code"]).cumcount() + 1
+    if limit is not None:
+        expected = expected[expected["rank"] <= limit]
+    expected = expected.drop(columns="descending").reset_index(drop=True)
+    pd.testing.assert_frame_equal(sort_lists(frame, limit), expected, check_dtype=False)
+    grouped = frame.sort_values(["user_code", "scope_code"], kind="stable")  # the usual input: grouped by list
+    pd.testing.assert_frame_equal(sort_lists(grouped, limit), expected, check_dtype=False)
+    assert sort_lists(frame.iloc[:0], limit).empty
+
+
 def test_seen_items_are_removed():
     history = InteractionMatrix.from_frame(pd.DataFrame({"user_id": ["u"], "item_id": ["b"], "weight": [-3.0]}))
     user_rows, item_cols = history.users.positions(CODES.users), history.items.positions(CODES.items)
