@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, group_positions, unique_inverse
+from personalization_pipeline.recsys.matrices import IdIndex, InteractionMatrix, group_positions, marked_unique_inverse
 from personalization_pipeline.recsys.ranking import Scopes, Scorer, rank_batch
 
 KEYS = ["user_code", "scope_code", "item_code"]
@@ -42,12 +44,18 @@ class CandidateCodes:
         scopes = IdIndex.from_values(item_scopes["scope"]).ids
         return cls(IdIndex.from_values(user_ids).ids, scopes, IdIndex.from_values(item_scopes["item_id"]).ids)
 
+    @cached_property
+    def _texts(self) -> dict[str, tuple[str, pa.Array]]:
+        """Per id column, its code column and the ids as Arrow strings."""
+        columns = {"user_id": ("user_code", self.users), "scope": ("scope_code", self.scopes)}
+        columns["item_id"] = ("item_code", self.items)
+        return {name: (code, pa.array(ids, pa.string())) for name, (code, ids) in columns.items()}
+
     def keyed(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame`` with user_id, scope and item_id in place of its codes, first."""
+        """``frame`` with user_id, scope and item_id in place of its codes, first. The ids are
+        gathered by Arrow (turning NumPy strings into a pandas column builds each one)."""
         ids = {
-            "user_id": self.users[frame["user_code"].to_numpy()],
-            "scope": self.scopes[frame["scope_code"].to_numpy()],
-            "item_id": self.items[frame["item_code"].to_numpy()],
+            name: texts.take(frame[code].to_numpy()).to_pandas().array for name, (code, texts) in self._texts.items()
         }
         rest = frame.drop(columns=KEYS)
         return pd.concat([pd.DataFrame(ids, index=frame.index), rest], axis=1)
@@ -66,61 +74,52 @@ def spans(user: np.ndarray, scope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFrame:
-    """Merge per-source ranked lists (``user_code, scope_code, item_code, rank, score``) into one
-    candidate frame: ``KEYS`` + ``<source>_score`` / ``<source>_rank`` per source in ``lists``
-    order, at most ``size`` rows per (user, scope), ordered by user, scope, best rank, item."""
+    """Merge per-source ranked lists (``user_code, scope_code, item_code, rank, score``; ranks
+    1-based integers) into one candidate frame: ``KEYS`` + ``<source>_score`` / ``<source>_rank``
+    per source in ``lists`` order, at most ``size`` rows per (user, scope), ordered by user, scope,
+    best rank, more sources listing the item first, item.
+
+    No sort of the stacked lists: every (user, scope, item) gets a place in a range (users x the
+    (scope, item) pairs listed), so the distinct ones come out in that order by flagging places
+    (:func:`~.matrices.marked_unique_inverse`), grouped by list, each list in item order."""
     if size < 1:
         raise ValueError("candidate size must be at least 1")
     if not lists:
         raise ValueError("no candidate source")
-    stacked = {key: np.concatenate([frame[key].to_numpy(np.int64) for frame in lists.values()]) for key in KEYS}
-    n_scopes, n_items = (int(stacked[key].max(initial=0)) + 1 for key in KEYS[1:])
-    combined = (stacked["user_code"] * n_scopes + stacked["scope_code"]) * n_items + stacked["item_code"]
-    pairs, row_of = unique_inverse(combined)
-    merged: dict[str, np.ndarray] = {}
+    frames = list(lists.values())
+    user, scope, item = (np.concatenate([frame[key].to_numpy(np.int64) for frame in frames]) for key in KEYS)
+    n_scopes, n_items = int(scope.max(initial=0)) + 1, int(item.max(initial=0)) + 1
+    first_user = int(user.min(initial=0))
+    user = user - first_user
+    # the listed (scope, item) pairs, numbered in that order, are the columns of a user's places
+    scope_items, column = marked_unique_inverse(scope * n_items + item, n_scopes * n_items)
+    width = len(scope_items)
+    pairs, row = marked_unique_inverse(user * width + column, (int(user.max(initial=0)) + 1) * width)
+    ranks = [frame["rank"].to_numpy(np.float64) for frame in frames]
+    bounds = np.cumsum([0, *map(len, frames)])
     best = np.full(len(pairs), np.inf)
-    listed = np.zeros(len(pairs), dtype=np.int64)
-    start = 0
-    for name, frame in lists.items():
-        rows = row_of[start : start + len(frame)]
-        start += len(frame)
-        score, rank = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
-        score[rows] = frame["score"].to_numpy(np.float64)
-        rank[rows] = frame["rank"].to_numpy(np.float64)
-        merged[f"{name}_score"], merged[f"{name}_rank"] = score, rank
-        best = np.fmin(best, rank)
-        listed += ~np.isnan(rank)
-    list_code = pairs // n_items  # (user, scope) as one number, in key order
-    key = _sort_key(list_code - list_code.min(initial=0), best, len(lists) - listed, pairs % n_items)
-    order = np.argsort(key)  # keys are distinct, so any sort gives this order
+    for rank, low, high in zip(ranks, bounds[:-1], bounds[1:], strict=True):
+        best[row[low:high]] = np.fmin(best[row[low:high]], rank)
+    sources_missing = len(frames) - np.bincount(row, minlength=len(pairs))
+    pair_user = pairs // width
+    pair_scope, pair_item = np.divmod(scope_items[pairs - pair_user * width], n_items)
+    list_code = pair_user * n_scopes + pair_scope
+    within = (best.astype(np.int64) - 1) * len(frames) + sources_missing  # best rank, then more sources
+    # pairs come grouped by list in item order: a stable sort (runs of sorted lists merged) keeps it
+    order = np.argsort(list_code * (int(within.max(initial=0)) + 1) + within, kind="stable")
     ordered_lists = list_code[order]
-    first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1]
-    position = group_positions(first, len(order))
-    keep = order[position < size]
-    frame = pd.DataFrame(
-        {
-            "user_code": list_code[keep] // n_scopes,
-            "scope_code": list_code[keep] % n_scopes,
-            "item_code": pairs[keep] % n_items,
-        }
-    )
-    for column, values in merged.items():
-        frame[column] = values[keep]
-    return frame
-
-
-def _sort_key(*parts: np.ndarray) -> np.ndarray:
-    """One int64 per row ordering like the tuple of ``parts`` (non-negative integers, most
-    significant first)."""
-    key = np.zeros(len(parts[0]), dtype=np.int64)
-    span = 1
-    for part in parts:
-        width = int(part.max(initial=0)) + 1
-        span *= width
-        if span >= 2**63:
-            raise ValueError("candidate lists too large to order by one key: use smaller user batches")
-        key = key * width + part.astype(np.int64)
-    return key
+    first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1] if len(order) else np.empty(0, dtype=np.int64)
+    keep = order[group_positions(first, len(order)) < size]
+    columns = {"user_code": pair_user[keep] + first_user, "scope_code": pair_scope[keep], "item_code": pair_item[keep]}
+    slot = np.full(len(pairs), -1, dtype=np.int64)
+    slot[keep] = np.arange(len(keep))
+    for name, source, rank, low, high in zip(lists, frames, ranks, bounds[:-1], bounds[1:], strict=True):
+        at = slot[row[low:high]]
+        inside = at >= 0
+        for column_name, values in ((f"{name}_score", source["score"].to_numpy(np.float64)), (f"{name}_rank", rank)):
+            columns[column_name] = np.full(len(keep), np.nan)
+            columns[column_name][at[inside]] = values[inside]
+    return pd.DataFrame(columns, copy=False)  # fresh arrays: no copy into one block
 
 
 class CandidateBatches:

@@ -59,6 +59,35 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered[first], inverse
 
 
+MARKS_PER_STEP = 1 << 25
+"""Places of the range :func:`marked_unique_inverse` marks at a time (32 MB of flags, 128 MB of numbers)."""
+
+
+def marked_unique_inverse(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`unique_inverse` of int64 ``values`` in ``[0, bound)`` without sorting them: each value
+    flags its place in the range, :data:`MARKS_PER_STEP` places at a time, and the flagged places,
+    read in order, are the distinct values. Time grows with the values and the range; memory does
+    not grow with the range."""
+    step = MARKS_PER_STEP
+    inverse = np.empty(len(values), dtype=np.int64)
+    numbers = np.int32 if len(values) < 2**31 else np.int64
+    found: list[np.ndarray] = []
+    count = 0
+    for low in range(0, bound, step):
+        high = min(low + step, bound)
+        inside = np.flatnonzero((values >= low) & (values < high)) if bound > step else slice(None)
+        local = values[inside] - low
+        flags = np.zeros(high - low, dtype=bool)
+        flags[local] = True
+        distinct = np.flatnonzero(flags)
+        number = np.empty(high - low, dtype=numbers)
+        number[distinct] = np.arange(count, count + len(distinct))
+        inverse[inside] = number[local]
+        found.append(distinct + low)
+        count += len(distinct)
+    return (np.concatenate(found) if found else np.empty(0, dtype=np.int64)), inverse
+
+
 def group_positions(starts: np.ndarray, total: int) -> np.ndarray:
     """The 0-based position of each of ``total`` rows within its group, groups of consecutive rows
     starting at ``starts`` (ascending, the first 0)."""

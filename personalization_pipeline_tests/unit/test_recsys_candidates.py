@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from personalization_pipeline.recsys import matrices
 from personalization_pipeline.recsys.candidates import CandidateBatches, CandidateCodes, merge_candidates
-from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.recsys.matrices import MARKS_PER_STEP, InteractionMatrix
 from personalization_pipeline.recsys.popularity import Popularity
 from personalization_pipeline.recsys.sources import FreshScorer, NeighbourScorer
 from personalization_pipeline.recsys.splits import random_folds
@@ -39,6 +40,55 @@ def test_merge_keeps_every_source_score_and_rank_and_cuts_by_best_rank():
     assert np.isnan(keyed.loc["a", "ease_score"]) and np.isnan(keyed.loc["a", "ease_rank"])
     with pytest.raises(ValueError):
         merge_candidates(lists, size=0)
+
+
+def random_lists(rng: np.random.Generator, users: int, scopes: int, items: int, length: int) -> pd.DataFrame:
+    """A source's ranked lists: per (user, scope), ``length`` distinct items (an item may sit in
+    several scopes), ranks 1.. with gaps where a list was cut, scores on a coarse grid (ties)."""
+    rows = []
+    for user in range(100, 100 + users):  # codes need not start at 0
+        for scope in range(scopes):
+            picked = rng.choice(items, size=rng.integers(0, length + 1), replace=False)
+            ranks = np.sort(rng.choice(np.arange(1, 2 * length + 1), size=len(picked), replace=False))
+            rows += [
+                (user, scope, item, rank, rng.integers(0, 4) / 4) for item, rank in zip(picked, ranks, strict=True)
+            ]
+    return pd.DataFrame(rows, columns=["user_code", "scope_code", "item_code", "rank", "score"])
+
+
+def reference_merge(lists: dict[str, pd.DataFrame], size: int) -> pd.DataFrame:
+    """The merge's definition in pandas: an outer join of the sources on (user, scope, item), the
+    best rank and the number of sources per pair, then the first ``size`` per list."""
+    merged = None
+    for name, frame in lists.items():
+        renamed = frame.rename(columns={"score": f"{name}_score", "rank": f"{name}_rank"})
+        merged = (
+            renamed
+            if merged is None
+            else merged.merge(renamed, on=["user_code", "scope_code", "item_code"], how="outer")
+        )
+    assert merged is not None
+    rank_columns = [f"{name}_rank" for name in lists]
+    merged = merged.assign(best=merged[rank_columns].min(axis=1), missing=merged[rank_columns].isna().sum(axis=1))
+    merged = merged.sort_values(["user_code", "scope_code", "best", "missing", "item_code"])
+    merged = merged.groupby(["user_code", "scope_code"]).head(size).drop(columns=["best", "missing"])
+    columns = ["user_code", "scope_code", "item_code"] + [f"{n}_{c}" for n in lists for c in ("score", "rank")]
+    return merged[columns].astype(dict.fromkeys(columns[3:], np.float64)).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("step", [MARKS_PER_STEP, 7])
+def test_merge_equals_an_outer_join_cut_by_best_rank_then_sources_then_item(monkeypatch, step):
+    rng = np.random.default_rng(11)
+    lists = {
+        name: random_lists(rng, users=30, scopes=3, items=25, length=length)
+        for name, length in (("als", 8), ("ease", 8), ("popularity", 5), ("neighbours", 3))
+    }
+    lists["empty"] = lists["als"].iloc[:0]
+    monkeypatch.setattr(matrices, "MARKS_PER_STEP", step)  # 7: many small steps over the range
+    for size in (1, 4, 30):
+        merged = merge_candidates(lists, size)
+        pd.testing.assert_frame_equal(merged, reference_merge(lists, size), check_dtype=False)
+    assert merge_candidates({"als": lists["empty"]}, 5).empty
 
 
 def test_candidates_exclude_seen_items_and_do_not_depend_on_the_batch_size():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from personalization_pipeline.recsys.candidates import _sort_key, list_spans
-from personalization_pipeline.recsys.matrices import unique_inverse
+from personalization_pipeline.recsys import matrices
+from personalization_pipeline.recsys.candidates import list_spans
+from personalization_pipeline.recsys.matrices import marked_unique_inverse, unique_inverse
 from personalization_pipeline.recsys.rerank_features import _list_max_std
 
 
@@ -23,12 +25,21 @@ def test_list_max_and_std_match_pandas_groupby_with_missing_values():
     np.testing.assert_allclose(spread, groups.transform("std").to_numpy(np.float64), rtol=1e-12, equal_nan=True)
 
 
-def test_unique_inverse_and_sort_key_agree_with_numpy():
+def test_unique_inverse_agrees_with_numpy():
     rng = np.random.default_rng(5)
     values = rng.integers(0, 500, 2_000)
     unique, inverse = unique_inverse(values)
     expected, expected_inverse = np.unique(values, return_inverse=True)
     assert (unique == expected).all() and (inverse == expected_inverse).all()
-    parts = [rng.integers(0, n, 2_000) for n in (7, 200, 3, 1_000)]
-    key_order = np.argsort(_sort_key(*parts), kind="stable")
-    assert (key_order == np.lexsort(parts[::-1])).all()
+
+
+@pytest.mark.parametrize("step", [1, 7, 64, 1 << 20])
+def test_marked_unique_inverse_agrees_with_numpy_whatever_its_step(monkeypatch, step):
+    monkeypatch.setattr(matrices, "MARKS_PER_STEP", step)
+    rng = np.random.default_rng(6)
+    values = rng.integers(0, 300, 1_000) * 3 + 2  # gaps, and a range past the last value
+    unique, inverse = marked_unique_inverse(values, 1_000)
+    expected, expected_inverse = np.unique(values, return_inverse=True)
+    assert (unique == expected).all() and (inverse == expected_inverse).all()
+    empty, none = marked_unique_inverse(values[:0], 0)
+    assert len(empty) == len(none) == 0
