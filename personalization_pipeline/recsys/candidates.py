@@ -108,7 +108,7 @@ def merge_candidates(lists: Mapping[str, pd.DataFrame], size: int) -> pd.DataFra
     # pairs come grouped by list in item order: a stable sort (runs of sorted lists merged) keeps it
     order = np.argsort(list_code * (int(within.max(initial=0)) + 1) + within, kind="stable")
     ordered_lists = list_code[order]
-    first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1] if len(order) else np.empty(0, dtype=np.int64)
+    first = np.r_[0, np.flatnonzero(np.diff(ordered_lists)) + 1]
     keep = order[group_positions(first, len(order)) < size]
     columns = {"user_code": pair_user[keep] + first_user, "scope_code": pair_scope[keep], "item_code": pair_item[keep]}
     slot = np.full(len(pairs), -1, dtype=np.int64)

@@ -43,7 +43,7 @@ def sort_lists(frame: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
     lists are a few hundred candidates, so the sorts stay small (padding sorts last)."""
     user, scope = (frame[c].to_numpy(np.int64) for c in LIST)
     grouped = np.arange(len(frame))
-    if len(frame) and ((np.diff(user) < 0) | ((np.diff(user) == 0) & (np.diff(scope) < 0))).any():
+    if ((np.diff(user) < 0) | ((np.diff(user) == 0) & (np.diff(scope) < 0))).any():
         grouped = np.lexsort((scope, user))
     starts, sizes = spans(user[grouped], scope[grouped])
     width = int(sizes.max(initial=0))
