@@ -132,11 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .serving.app import APP_FACTORY
     from .serving.database import resolve_database_url
     from .serving.secrets import secret_problem
+    from .serving.server import ListenError, serve
 
     settings = Settings.from_env()
     host = args.host or settings.api_host
@@ -154,15 +152,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not (settings.api_database_url or settings.database_url):
         # Start the embedded server once, here; the worker processes read its URL from the environment.
         os.environ[f"{PREFIX}DATABASE_URL"] = resolve_database_url(settings)
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=host,
-        port=args.port or settings.api_port,
-        workers=args.workers or settings.api_workers,
-        access_log=settings.api_access_log,
-    )
-    return 0
+    try:
+        workers = args.workers or settings.api_workers
+        return serve(host, args.port or settings.api_port, workers, settings.api_access_log)
+    except ListenError as exc:
+        console.print(f"[red bold]{exc}[/]")
+        return 1
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -80,6 +80,20 @@ def clean_pg(reset_pg: Callable[[], str]) -> str:
     return reset_pg()
 
 
+@pytest.fixture
+def database(pg_url: str) -> Iterator[str]:
+    """A new, empty database on the test server (dropped afterwards)."""
+    name = f"pp_empty_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(normalize_url(pg_url), name)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @dataclass(frozen=True)
 class ServedData:
     """What :func:`served` published: each user's items are ``{user}-{scope}-{i}``, the

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import secrets
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -12,30 +10,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from psycopg import sql
 
 from personalization_pipeline.cli import main
 from personalization_pipeline.serving import migrate, tables
 from personalization_pipeline.serving.app import create_app
-from personalization_pipeline.serving.database import normalize_url, with_database
 from personalization_pipeline.serving.schema import API_ROLE, PER_USER_TABLES, POLICIES, SERVING_TABLES, ensure_schema
 from personalization_pipeline_tests.conftest import API_SETTINGS
 
 FIRST = importlib.import_module("personalization_pipeline.serving.migrations.versions.0001_serving_tables")
-
-
-@pytest.fixture
-def database(pg_url: str) -> Iterator[str]:
-    """A new, empty database on the test server (dropped afterwards)."""
-    name = f"pp_migrate_{secrets.token_hex(4)}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(normalize_url(pg_url), name)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _columns(conn: psycopg.Connection, table: str) -> set[str]:

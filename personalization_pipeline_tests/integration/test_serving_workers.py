@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,9 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 from personalization_pipeline.config import PREFIX, Settings
+from personalization_pipeline.serving.schema import ensure_schema
 from personalization_pipeline_tests.conftest import API_SETTINGS
 
 HOST = "127.0.0.1"
@@ -37,10 +41,8 @@ def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@contextmanager
-def serving(url: str, workdir: Path, log: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``personalization-pipeline serve`` on a free loopback port until ``/readyz`` answers; yields its base URL."""
-    port = _free_port()
+def _command(url: str, workdir: Path, port: int, *args: str, **env: str) -> tuple[list[str], dict[str, str]]:
+    """The ``serve`` command line on ``port`` and its environment."""
     environment = {
         **os.environ,
         f"{PREFIX}RUNTIME_DIR": str(workdir),
@@ -51,8 +53,16 @@ def serving(url: str, workdir: Path, log: Path, *args: str, **env: str) -> Itera
         **{PREFIX + name.upper(): value for name, value in env.items()},
     }
     command = [sys.executable, "-m", "personalization_pipeline.cli", "serve", "--host", HOST, "--port", str(port)]
+    return [*command, *args], environment
+
+
+@contextmanager
+def serving(url: str, workdir: Path, log: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``personalization-pipeline serve`` on a free loopback port until ``/readyz`` answers; yields its base URL."""
+    port = _free_port()
+    command, environment = _command(url, workdir, port, *args, **env)
     with log.open("w") as out:
-        server = subprocess.Popen([*command, *args], env=environment, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://{HOST}:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -64,6 +74,14 @@ def serving(url: str, workdir: Path, log: Path, *args: str, **env: str) -> Itera
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _workers(server: subprocess.Popen) -> list[psutil.Process]:
+    return [p for p in psutil.Process(server.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+
+
+def _sockets(process: psutil.Process, port: int, status: str) -> int:
+    return sum(1 for c in process.net_connections("tcp") if c.laddr.port == port and c.status == status)
 
 
 def _ready(base: str) -> bool:
@@ -88,8 +106,7 @@ def test_workers_default_to_the_cpu_count_and_are_configurable(monkeypatch) -> N
 def test_a_multi_worker_server_answers_every_request_like_the_app(served, api_client, bearer, tmp_path) -> None:
     log = tmp_path / "serve.log"
     with serving(served.url, tmp_path, log, "--workers", "2") as (base, server):
-        workers = [p for p in psutil.Process(server.pid).children() if "spawn_main" in " ".join(p.cmdline())]
-        assert len(workers) == 2
+        assert len(_workers(server)) == 2
         cases = [(f"/v1/rankings/{scope}?limit=3", bearer(user)) for user in served.users for scope in served.scopes]
         cases += [
             ("/v1/rankings/news?limit=2", bearer(served.expired_user)),  # the global fallback
@@ -113,3 +130,66 @@ def test_the_access_log_can_be_turned_on(served, bearer, tmp_path) -> None:
     with serving(served.url, tmp_path, log, "--workers", "1", api_access_log="true") as (base, _):
         assert _get(f"{base}/v1/rankings/news", bearer("alice"))[0] == 200
     assert "GET /v1/rankings/news HTTP/1.1" in log.read_text()
+
+
+def test_each_worker_listens_on_its_own_socket_and_the_kernel_spreads_connections(served, tmp_path) -> None:
+    """One shared socket let whichever worker woke first accept a burst of keep-alive connections
+    (25 of 32 on one of two workers); each worker's own SO_REUSEPORT socket takes a share."""
+    with serving(served.url, tmp_path, tmp_path / "serve.log", "--workers", "2") as (base, server):
+        port = int(base.rsplit(":", 1)[1])
+        workers = _workers(server)
+        assert [_sockets(worker, port, psutil.CONN_LISTEN) for worker in workers] == [1, 1]
+        assert _sockets(psutil.Process(server.pid), port, psutil.CONN_LISTEN) == 0
+        clients = [http.client.HTTPConnection(HOST, port, timeout=10) for _ in range(24)]
+        try:
+            for client in clients:  # each held open (keep-alive) after its answer
+                client.request("GET", "/healthz")
+                assert client.getresponse().read() == b'{"status":"ok"}'
+            held = [_sockets(worker, port, psutil.CONN_ESTABLISHED) for worker in workers]
+        finally:
+            for client in clients:
+                client.close()
+    assert sum(held) == len(clients) and min(held) > 0, held  # all 24 on one worker: odds 2 in 16 million
+
+
+def test_a_dead_worker_is_replaced_and_a_stop_ends_every_worker(served, bearer, tmp_path) -> None:
+    with serving(served.url, tmp_path, tmp_path / "serve.log", "--workers", "2") as (base, server):
+        first, second = _workers(server)
+        first.kill()
+        deadline = time.monotonic() + 60
+        while {w.pid for w in _workers(server)} in ({second.pid}, {first.pid, second.pid}):
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.2)
+        replacement = next(w for w in _workers(server) if w.pid != second.pid)
+        while _sockets(replacement, int(base.rsplit(":", 1)[1]), psutil.CONN_LISTEN) == 0:
+            assert time.monotonic() < deadline, "the replacement never listened"
+            time.sleep(0.2)
+        assert _get(f"{base}/v1/rankings/news", bearer("alice"))[0] == 200
+        workers = _workers(server)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE for worker in workers)
+    assert "starting another" in (tmp_path / "serve.log").read_text()
+
+
+def test_serve_refuses_an_address_in_use(served, tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command, environment = _command(served.url, tmp_path, port, "--workers", "2")
+        done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"cannot listen on {HOST}:{port}" in done.stdout
+
+
+def test_a_worker_that_cannot_start_stops_the_server(database, tmp_path) -> None:
+    """A database migrated by newer code: every worker refuses to start; the server exits, no restart loop."""
+    with psycopg.connect(database) as conn:
+        ensure_schema(conn)
+        conn.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    command, environment = _command(database, tmp_path, _free_port(), "--workers", "2")
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3  # uvicorn's start-up failure
+    assert "newer than this code" in done.stdout + done.stderr
+    assert "a worker failed to start" in done.stdout + done.stderr
