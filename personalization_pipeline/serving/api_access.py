@@ -159,21 +159,25 @@ async def caller_query(
     row_factory: AsyncRowFactory[Row] = tuple_row,  # type: ignore[assignment]
     timeout: float | None = None,
 ) -> list[Row]:
-    """The rows of one read ``query`` run as ``caller`` (none for tables without per-user rows).
+    """The rows of one read ``query`` run as ``caller``; ``None`` for a query of tables without
+    per-user rows, or of a function that names the caller itself (:data:`schema.SERVED_RANKING`).
 
     The caller and the query are pipelined in one round trip: statements up to the pipeline's
     Sync share one implicit transaction, so the transaction-local caller holds for the query
-    and is gone when it ends. A pooled connection the server dropped is discarded, the pool's
-    other dead idle connections replaced, and the read run once more.
+    and is gone when it ends. Without a caller the query is sent on its own (a pipeline costs
+    the endpoint more client CPU than the query). A pooled connection the server dropped is
+    discarded, the pool's other dead idle connections replaced, and the read run once more.
     """
     for attempt in (1, 2):
         conn = await pool.getconn(timeout=timeout)
         try:
-            async with conn.pipeline():
-                if caller is not None:
-                    await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))
-                cur = conn.cursor(row_factory=row_factory)
+            cur = conn.cursor(row_factory=row_factory)
+            if caller is None:
                 await cur.execute(query, params)
+            else:
+                async with conn.pipeline():
+                    await conn.execute(_SET_CALLER_SQL, (caller.user_id, caller.role))
+                    await cur.execute(query, params)
             return await cur.fetchall()
         except psycopg.OperationalError:
             if attempt == 2 or not conn.broken:

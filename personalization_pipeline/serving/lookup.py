@@ -1,5 +1,6 @@
 """Read queries behind the lookup API (async, parametrised, serving tables only), each run as the
-verified caller in one round trip (:func:`api_access.caller_query`)."""
+verified caller in one round trip (:func:`api_access.caller_query`, or a function that names the
+caller itself)."""
 
 from __future__ import annotations
 
@@ -12,35 +13,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from personalization_pipeline.serving.api_access import caller_query
 from personalization_pipeline.serving.auth import Principal
-from personalization_pipeline.serving.schema import EVAL, GLOBAL_RANKS, RANK_EXPLANATION, RANKS, SETTINGS
+from personalization_pipeline.serving.schema import EVAL, GLOBAL_RANKS, RANK_EXPLANATION, SERVED_RANKING
 
-_UTC_STAMP = """'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""
-_RANKING_SQL = f"""
-SELECT json_build_object(
-    'user_id', %(user_id)s::text, 'scope', %(scope)s::text,
-    'items', (SELECT coalesce(json_agg(json_build_object('id', item ->> 'id', 'score', item -> 'score',
-                                                         'confidence', item -> 'confidence') ORDER BY position),
-                              '[]')
-              FROM jsonb_path_query(served.items, '$[0 to $last]', jsonb_build_object('last', %(limit)s::int - 1))
-                   WITH ORDINALITY AS listed(item, position)),
-    'personalized', served.personalized, 'model_version', served.model_version,
-    'experiment', served.experiment, 'variant', served.variant,
-    'generated_at', to_char(served.generated_at AT TIME ZONE 'UTC', {_UTC_STAMP}),
-    'valid_until', to_char(served.valid_until AT TIME ZONE 'UTC', {_UTC_STAMP}))::text
-FROM (
-    SELECT true AS personalized, r.items, r.model_version, r.experiment, r.variant, r.generated_at, r.valid_until
-    FROM {RANKS} AS r
-    WHERE r.user_id = %(user_id)s AND r.scope = %(scope)s AND r.valid_until > now()
-      AND NOT EXISTS (
-          SELECT 1 FROM {SETTINGS} AS s
-          WHERE s.user_id = r.user_id AND NOT s.personalization_enabled)
-    UNION ALL
-    SELECT false, g.items, g.model_version, NULL, NULL, g.generated_at, g.valid_until
-    FROM {GLOBAL_RANKS} AS g
-    WHERE g.scope = %(scope)s
-    ORDER BY personalized DESC
-    LIMIT 1) AS served
-"""
+_RANKING_SQL = f"SELECT {SERVED_RANKING}(%(caller)s, %(role)s, %(user_id)s, %(scope)s, %(limit)s)"
 
 _LATEST_EVAL_SQL = f"""
 WITH latest AS (
@@ -87,13 +62,14 @@ async def fetch_ranking_json(
     unless expired or opted out, else of the scope's global one; ``None`` when the scope has no
     global ranking. Items are cut to ``limit`` and to id, score and confidence; times are UTC.
 
-    PostgreSQL slices the stored items and writes the whole document, so a read parses and
-    validates nothing in Python. Global rankings hold no personal data and are replaced by every
-    publish; they are served whatever their ``valid_until``, so a late or blocked nightly run
-    degrades users to the fallback instead of failing every read."""
-    params = {"user_id": user_id, "scope": scope, "limit": limit}
-    rows = await caller_query(pool, caller, _RANKING_SQL, params)
-    return str(rows[0][0]) if rows else None
+    One statement: :data:`schema.SERVED_RANKING` names the caller for row-level security, slices
+    the stored items and writes the whole document, so a read parses and validates nothing in
+    Python. Global rankings hold no personal data and are replaced by every publish; they are
+    served whatever their ``valid_until``, so a late or blocked nightly run degrades users to the
+    fallback instead of failing every read."""
+    params = {"caller": caller.user_id, "role": caller.role, "user_id": user_id, "scope": scope, "limit": limit}
+    rows = await caller_query(pool, None, _RANKING_SQL, params)
+    return None if rows[0][0] is None else str(rows[0][0])
 
 
 async def fetch_explanation(

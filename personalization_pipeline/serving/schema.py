@@ -28,12 +28,19 @@ EXPERIMENT_EXPOSURES = "personalization_experiment_exposures"
 EXPERIMENT_RESULTS = "personalization_experiment_results"
 RANK_EXPLANATION = "personalization_rank_explanation"
 """SECURITY DEFINER function (migration 0003): an admin caller's only way to rationale tags."""
+SERVED_RANKING = "personalization_served_ranking"
+"""SECURITY INVOKER function (migration 0006): the rankings read in one statement, naming its caller."""
+API_FUNCTIONS: tuple[str, ...] = (
+    f"{RANK_EXPLANATION}(text, text, integer)",
+    f"{SERVED_RANKING}(text, text, text, text, integer)",
+)
+"""The functions the API role may call (those that exist: an upgrade grants as it goes)."""
 
 API_ROLE = "personalization_api"
 """LOGIN role the lookup API runs as. It owns nothing; it may read rankings, global rankings,
-models and evaluation, read and upsert settings, call :data:`RANK_EXPLANATION`, and nothing
-else. Row-level security limits its per-user rows to the caller named in the transaction's
-settings below."""
+models and evaluation, read and upsert settings, call :data:`API_FUNCTIONS`, and nothing else.
+Row-level security limits its per-user rows to the caller named in the transaction's settings
+below."""
 
 CALLER_USER_SETTING = "personalization.user_id"
 CALLER_ROLE_SETTING = "personalization.role"
@@ -110,7 +117,7 @@ _GRANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SELECT, INSERT, UPDATE", (SETTINGS, EXPERIMENTS)),
 )
 """Exactly these privileges on the tables that exist, re-applied on every call, and ``EXECUTE`` on
-:data:`RANK_EXPLANATION`: none on rationale, features, similar users, assignments or exposures (an
+:data:`API_FUNCTIONS`: none on rationale, features, similar users, assignments or exposures (an
 admin caller reads rationale through :data:`RANK_EXPLANATION` only)."""
 
 
@@ -152,7 +159,10 @@ def _grant(conn: psycopg.Connection, present: set[str]) -> None:
     for privileges, names in _GRANTS:
         granted = [sql.Identifier(table) for table in names if table in present]
         conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privileges), sql.SQL(", ").join(granted), role))
-    conn.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {RANK_EXPLANATION}(text, text, integer) TO {{}}").format(role))
+    for (function,) in conn.execute(
+        "SELECT f FROM unnest(%s::text[]) AS f WHERE to_regprocedure(f) IS NOT NULL", (list(API_FUNCTIONS),)
+    ):
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), role))
 
 
 def _enable_row_security(conn: psycopg.Connection, present: set[str]) -> None:

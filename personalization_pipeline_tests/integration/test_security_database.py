@@ -41,6 +41,7 @@ from personalization_pipeline.serving.schema import (
     RANK_EXPLANATION,
     RANKS,
     RATIONALE,
+    SERVED_RANKING,
     SERVING_TABLES,
     SETTINGS,
     SIMILAR_USERS,
@@ -227,6 +228,7 @@ def test_internal_tables_are_unreadable(served, api_client, table, role) -> None
 
 EXPLAIN_ALICE = f"SELECT item_id, tags FROM {RANK_EXPLANATION}('alice', 'news', 100)"
 EXPLANATION_SIGNATURE = f"{RANK_EXPLANATION}(text, text, integer)"
+SERVED_RANKING_SIGNATURE = f"{SERVED_RANKING}(text, text, text, text, integer)"
 
 
 @pytest.mark.parametrize(
@@ -247,20 +249,48 @@ def test_an_admin_caller_reads_rationale_through_the_function_only(served, api_c
     assert sqlstate(api_client, [f"SELECT * FROM {RATIONALE}"], admin) == INSUFFICIENT_PRIVILEGE
 
 
-def test_only_the_owner_and_the_api_role_may_call_the_explanation_function(served) -> None:
-    [(owner, definer, config)] = as_superuser(
+@pytest.mark.parametrize(("signature", "definer"), [(EXPLANATION_SIGNATURE, True), (SERVED_RANKING_SIGNATURE, False)])
+def test_only_the_owner_and_the_api_role_may_call_the_api_functions(served, signature, definer) -> None:
+    """The explanation runs as the tables' owner; the served ranking as its caller (row-level security holds)."""
+    [(owner, security_definer, config)] = as_superuser(
         served.url,
         "SELECT pg_get_userbyid(proowner)::text, prosecdef, proconfig FROM pg_proc WHERE oid = %s::regprocedure",
-        (EXPLANATION_SIGNATURE,),
+        (signature,),
     )
-    assert definer and config == ["search_path=public, pg_temp"]
+    assert security_definer == definer and config == ["search_path=public, pg_temp"]
     grantees = as_superuser(
         served.url,
         "SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END FROM pg_proc AS p,"
         " aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) AS a WHERE p.oid = %s::regprocedure",
-        (EXPLANATION_SIGNATURE,),
+        (signature,),
     )
     assert {g for (g,) in grantees} == {owner, API_ROLE}
+
+
+@pytest.mark.parametrize(
+    ("caller", "reader", "personalized"),
+    [
+        (Principal("alice", "client"), "alice", True),
+        (Principal("bob", "client"), "alice", False),  # names bob: row-level security hides alice's row
+        (Principal("bob", "reader"), "alice", False),
+        (Principal("boss", "admin"), "alice", True),
+        (Principal("alice", "client"), "dave", False),  # expired
+    ],
+)
+def test_the_served_ranking_function_reads_as_the_caller_it_names_for_that_statement_only(
+    served, caller, reader, personalized
+) -> None:
+    """On an autocommit connection of the API role, as the endpoint calls it: the caller it names
+    decides which rows it sees, and is gone when the statement ends."""
+    read = f"SELECT {SERVED_RANKING}(%s, %s, %s, 'news', 2)::json"
+    probe = f"SELECT current_setting('{CALLER_USER_SETTING}', true), count(*) FROM {RANKS}"
+    with psycopg.connect(with_user(served.url, API_ROLE), autocommit=True) as conn:
+        [(body,)] = conn.execute(read, (caller.user_id, caller.role, reader)).fetchall()
+        after = conn.execute(probe).fetchone()
+    owner = reader if personalized else "g"
+    assert (body["user_id"], body["personalized"]) == (reader, personalized)
+    assert [item["id"] for item in body["items"]] == [f"{owner}-news-0", f"{owner}-news-1"]
+    assert after is not None and not after[0] and after[1] == 0
 
 
 @pytest.mark.parametrize(
