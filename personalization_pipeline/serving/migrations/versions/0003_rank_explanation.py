@@ -9,8 +9,7 @@ Revision ID: 0003
 Revises: 0002
 """
 
-import sqlalchemy as sa
-from alembic import op
+from personalization_pipeline.serving.migrations.functions import create_function, drop_function
 
 revision = "0003"
 down_revision = "0002"
@@ -44,15 +43,11 @@ BEGIN
     ORDER BY i.place;
 END
 $$"""
-"""Tables are looked up in the migrated schema only (``pg_temp`` last, so no session's temporary
-table can stand in for one)."""
 
 
 def upgrade() -> None:
-    schema: str = op.get_bind().execute(sa.text("SELECT quote_ident(current_schema())")).scalar_one()
-    op.execute(CREATE.format(search_path=f"{schema}, pg_temp"))
-    op.execute(f"REVOKE ALL ON FUNCTION {SIGNATURE} FROM PUBLIC")
+    create_function(CREATE, SIGNATURE)
 
 
 def downgrade() -> None:
-    op.execute(f"DROP FUNCTION {SIGNATURE}")
+    drop_function(SIGNATURE)

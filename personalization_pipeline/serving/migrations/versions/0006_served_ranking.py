@@ -13,8 +13,7 @@ Revision ID: 0006
 Revises: 0005
 """
 
-import sqlalchemy as sa
-from alembic import op
+from personalization_pipeline.serving.migrations.functions import create_function, drop_function
 
 revision = "0006"
 down_revision = "0005"
@@ -59,15 +58,11 @@ BEGIN
             LIMIT 1) AS served);
 END
 $$"""
-"""Tables are looked up in the migrated schema only (``pg_temp`` last, so no session's temporary
-table can stand in for one)."""
 
 
 def upgrade() -> None:
-    schema: str = op.get_bind().execute(sa.text("SELECT quote_ident(current_schema())")).scalar_one()
-    op.execute(CREATE.format(search_path=f"{schema}, pg_temp"))
-    op.execute(f"REVOKE ALL ON FUNCTION {SIGNATURE} FROM PUBLIC")
+    create_function(CREATE, SIGNATURE)
 
 
 def downgrade() -> None:
-    op.execute(f"DROP FUNCTION {SIGNATURE}")
+    drop_function(SIGNATURE)
