@@ -27,35 +27,39 @@ CREATE = """CREATE OR REPLACE FUNCTION personalization_served_ranking(
     RETURNS text
     LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = {search_path}
 AS $$
+DECLARE
+    served record;
+    personalized boolean := true;
 BEGIN
     PERFORM set_config('personalization.user_id', caller_user, true),
             set_config('personalization.role', caller_role, true);
-    RETURN (
-        SELECT json_build_object(
-            'user_id', for_user, 'scope', for_scope,
-            'items', (SELECT coalesce(json_agg(json_build_object('id', item ->> 'id', 'score', item -> 'score',
-                                                                 'confidence', item -> 'confidence')
-                                               ORDER BY position), '[]')
-                      FROM jsonb_path_query(served.items, '$[0 to $last]', jsonb_build_object('last', max_items - 1))
-                           WITH ORDINALITY AS listed (item, position)),
-            'personalized', served.personalized, 'model_version', served.model_version,
-            'experiment', served.experiment, 'variant', served.variant,
-            'generated_at', to_char(served.generated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-            'valid_until', to_char(served.valid_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text
-        FROM (
-            SELECT true AS personalized, r.items, r.model_version, r.experiment, r.variant, r.generated_at,
-                   r.valid_until
-            FROM personalization_ranks AS r
-            WHERE r.user_id = for_user AND r.scope = for_scope AND r.valid_until > now()
-              AND NOT EXISTS (
-                  SELECT 1 FROM personalization_settings AS s
-                  WHERE s.user_id = r.user_id AND NOT s.personalization_enabled)
-            UNION ALL
-            SELECT false, g.items, g.model_version, NULL, NULL, g.generated_at, g.valid_until
-            FROM personalization_global_ranks AS g
-            WHERE g.scope = for_scope
-            ORDER BY personalized DESC
-            LIMIT 1) AS served);
+    SELECT r.items, r.model_version, r.experiment, r.variant, r.generated_at, r.valid_until INTO served
+    FROM personalization_ranks AS r
+    WHERE r.user_id = for_user AND r.scope = for_scope AND r.valid_until > now()
+      AND NOT EXISTS (
+          SELECT 1 FROM personalization_settings AS s
+          WHERE s.user_id = r.user_id AND NOT s.personalization_enabled);
+    IF NOT FOUND THEN  -- the global ranking is read only when the user's own is not served
+        personalized := false;
+        SELECT g.items, g.model_version, NULL::text AS experiment, NULL::text AS variant, g.generated_at,
+               g.valid_until INTO served
+        FROM personalization_global_ranks AS g
+        WHERE g.scope = for_scope;
+        IF NOT FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    RETURN json_build_object(
+        'user_id', for_user, 'scope', for_scope,
+        'items', (SELECT coalesce(json_agg(json_build_object('id', item ->> 'id', 'score', item -> 'score',
+                                                             'confidence', item -> 'confidence')
+                                           ORDER BY position), '[]')
+                  FROM jsonb_path_query(served.items, '$[0 to $last]', jsonb_build_object('last', max_items - 1))
+                       WITH ORDINALITY AS listed (item, position)),
+        'personalized', personalized, 'model_version', served.model_version,
+        'experiment', served.experiment, 'variant', served.variant,
+        'generated_at', to_char(served.generated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'valid_until', to_char(served.valid_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text;
 END
 $$"""
 
