@@ -30,6 +30,7 @@ from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import Principal
 from personalization_pipeline.serving.database import with_user
 from personalization_pipeline.serving.schema import (
+    API_FUNCTIONS,
     API_ROLE,
     CALLER_USER_SETTING,
     EXPERIMENT_ASSIGNMENTS,
@@ -227,8 +228,7 @@ def test_internal_tables_are_unreadable(served, api_client, table, role) -> None
 
 
 EXPLAIN_ALICE = f"SELECT item_id, tags FROM {RANK_EXPLANATION}('alice', 'news', 100)"
-EXPLANATION_SIGNATURE = f"{RANK_EXPLANATION}(text, text, integer)"
-SERVED_RANKING_SIGNATURE = f"{SERVED_RANKING}(text, text, text, text, integer)"
+EXPLANATION_SIGNATURE, SERVED_RANKING_SIGNATURE = API_FUNCTIONS
 
 
 @pytest.mark.parametrize(
