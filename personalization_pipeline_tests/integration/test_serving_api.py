@@ -373,6 +373,21 @@ def test_openapi_docs(client: TestClient) -> None:
         "/healthz",
         "/readyz",
     } <= set(paths)
+    document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "JWT signed with HS256; `sub` = user id.",
+    }
+    assert paths["/v1/rankings/{scope}"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in paths["/healthz"]["get"]
+
+
+def test_bearer_scheme_is_case_insensitive(client: TestClient) -> None:
+    token = auth("u1")["Authorization"].removeprefix("Bearer ")
+    for scheme in ("bearer", "BEARER"):
+        response = client.get("/v1/rankings/news", headers={"Authorization": f"{scheme} {token}"})
+        assert response.status_code == 200 and response.json()["user_id"] == "u1"
 
 
 def test_readyz_says_nothing_is_published_yet(clean_pg: str) -> None:
