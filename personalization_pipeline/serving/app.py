@@ -178,7 +178,9 @@ class _BearerCaller(SecurityBase):
             raise HTTPException(HTTPStatus.UNAUTHORIZED, str(exc), headers=challenge) from exc
 
 
-async def _pool(request: Request) -> AsyncConnectionPool:  # async: a plain def would run in a thread
+async def _pool(request: Request) -> AsyncConnectionPool:  # async: as a dependency, a plain def would run in a thread
+    """The app's connection pool. The rankings reads, the endpoint's hot path, call this themselves
+    rather than taking it as a dependency: solving each dependency costs every request."""
     return request.app.state.pool
 
 
@@ -232,8 +234,8 @@ async def readyz(pool: Pool) -> dict[str, str]:
     summary="The caller's ranking for a scope.",
     responses=_ERRORS | _NOT_FOUND,
 )
-async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> Response:
-    return await _read_ranking(pool, caller, caller.user_id, scope, limit)
+async def own_ranking(scope: Scope, caller: Caller, request: Request, limit: Limit = 10) -> Response:
+    return await _read_ranking(await _pool(request), caller, caller.user_id, scope, limit)
 
 
 @router.get(
@@ -243,8 +245,8 @@ async def own_ranking(scope: Scope, caller: Caller, pool: Pool, limit: Limit = 1
     summary="A user's ranking for a scope (own, or any for admins).",
     responses=_ERRORS | _NOT_FOUND,
 )
-async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, pool: Pool, limit: Limit = 10) -> Response:
-    return await _read_ranking(pool, caller, user_id, scope, limit)
+async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, request: Request, limit: Limit = 10) -> Response:
+    return await _read_ranking(await _pool(request), caller, user_id, scope, limit)
 
 
 @router.get(
