@@ -65,7 +65,6 @@ from personalization_pipeline.serving.schema import ensure_schema
 logger = logging.getLogger(__name__)
 
 POOL_MIN_SIZE = 1
-POOL_MAX_SIZE = 10
 POOL_TIMEOUT_SECONDS = 5.0
 READY_TIMEOUT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 5
@@ -403,7 +402,7 @@ def create_app(database_url: str, settings: Settings) -> FastAPI:
         pool = AsyncConnectionPool(
             connector.conninfo,
             min_size=POOL_MIN_SIZE,
-            max_size=POOL_MAX_SIZE,
+            max_size=settings.api_pool_size,
             timeout=POOL_TIMEOUT_SECONDS,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
             configure=connector.configure,

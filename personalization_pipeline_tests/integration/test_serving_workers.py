@@ -13,14 +13,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from personalization_pipeline.config import PREFIX, Settings
+from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.schema import ensure_schema
 from personalization_pipeline_tests.conftest import API_SETTINGS
 
@@ -113,13 +116,31 @@ def _ready(base: str) -> bool:
 
 def test_workers_default_to_the_cpu_count_and_are_configurable(monkeypatch) -> None:
     monkeypatch.delenv(f"{PREFIX}API_WORKERS", raising=False)
+    monkeypatch.delenv(f"{PREFIX}API_POOL_SIZE", raising=False)
     assert Settings.from_env().api_workers == os.cpu_count()
+    assert Settings.from_env().api_pool_size == 3
     assert Settings.from_env().api_access_log is False
     monkeypatch.setenv(f"{PREFIX}API_WORKERS", "3")
     assert Settings.from_env().api_workers == 3
     monkeypatch.setenv(f"{PREFIX}API_WORKERS", "0")
     with pytest.raises(ValueError, match=f"{PREFIX}API_WORKERS"):
         Settings.from_env()
+    monkeypatch.setenv(f"{PREFIX}API_WORKERS", "2")
+    monkeypatch.setenv(f"{PREFIX}API_POOL_SIZE", "0")
+    with pytest.raises(ValueError, match=f"{PREFIX}API_POOL_SIZE"):
+        Settings.from_env()
+
+
+def test_a_worker_reads_through_at_most_its_pool_size_of_connections(served, bearer) -> None:
+    """Far more reads at once than the pool holds: every one answered, through two connections."""
+    settings = API_SETTINGS.model_copy(update={"api_pool_size": 2})
+    cases = [(f"/v1/rankings/{scope}", bearer(user)) for user in served.users for scope in served.scopes] * 4
+    with TestClient(create_app(served.url, settings)) as client, ThreadPoolExecutor(16) as threads:
+        statuses = list(threads.map(lambda case: client.get(case[0], headers=case[1]).status_code, cases))
+        stats = client.app.state.pool.get_stats()
+    assert statuses == [200] * len(cases)
+    assert stats["pool_max"] == 2 and stats["connections_num"] <= 2
+    assert stats["requests_queued"] > 0  # reads did wait for a connection instead of opening more
 
 
 def test_a_multi_worker_server_answers_every_request_like_the_app(served, api_client, bearer, tmp_path) -> None:
