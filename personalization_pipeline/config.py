@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, gt=0, lt=65536)
     api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)  # lookup API worker processes
-    api_pool_size: int = Field(3, gt=0)  # PostgreSQL connections each lookup API worker opens at most
+    api_pool_size: int = Field(2, gt=0)  # PostgreSQL connections each lookup API worker opens at most
     api_access_log: bool = False  # one log line per request (costs throughput)
 
     @model_validator(mode="before")
