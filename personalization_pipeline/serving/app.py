@@ -178,12 +178,14 @@ class _BearerCaller(SecurityBase):
 
 
 async def _pool(request: Request) -> AsyncConnectionPool:  # async: as a dependency, a plain def would run in a thread
-    """The app's connection pool. The rankings reads, the endpoint's hot path, call this themselves
-    rather than taking it as a dependency: solving each dependency costs every request."""
+    """The app's connection pool."""
     return request.app.state.pool
 
 
-Caller = Annotated[Principal, Depends(_BearerCaller())]
+_caller = _BearerCaller()
+Caller = Annotated[Principal, Depends(_caller)]
+_BEARER_SECURED: dict[str, Any] = {"security": [{_caller.scheme_name: []}]}
+"""The OpenAPI security of a route that verifies its caller itself."""
 Pool = Annotated[AsyncConnectionPool, Depends(_pool)]
 router = APIRouter()
 
@@ -198,12 +200,15 @@ def _ranking_key(user_id: str, scope: str) -> tuple[str, str]:
     return canonical_id(user_id) or user_id, scope.lower()
 
 
-async def _read_ranking(pool: AsyncConnectionPool, caller: Principal, user_id: str, scope: str, limit: int) -> Response:
+async def _read_ranking(request: Request, user_id: str | None, scope: str, limit: int) -> Response:
+    """The rankings read, the endpoint's hot path: it verifies its caller (``user_id`` None: the
+    caller's own) and takes the pool itself, since FastAPI solves each dependency on every request."""
+    caller = await _caller(request)
     _require(caller, READ_OWN_ROLES, "read rankings")
-    user_id, scope = _ranking_key(user_id, scope)
+    user_id, scope = _ranking_key(caller.user_id if user_id is None else user_id, scope)
     if not caller.can_read_user(user_id):
         raise HTTPException(HTTPStatus.FORBIDDEN, f"role {caller.role!r} may only read its own rankings")
-    body = await lookup.fetch_ranking_json(pool, caller, user_id, scope, limit)
+    body = await lookup.fetch_ranking_json(await _pool(request), caller, user_id, scope, limit)
     if body is None:
         raise HTTPException(HTTPStatus.NOT_FOUND, f"unknown scope {scope!r}")
     return Response(body, media_type="application/json")  # written by PostgreSQL as RankingBody
@@ -232,9 +237,10 @@ async def readyz(pool: Pool) -> dict[str, str]:
     tags=["rankings"],
     summary="The caller's ranking for a scope.",
     responses=_ERRORS | _NOT_FOUND,
+    openapi_extra=_BEARER_SECURED,
 )
-async def own_ranking(scope: Scope, caller: Caller, request: Request, limit: Limit = 10) -> Response:
-    return await _read_ranking(await _pool(request), caller, caller.user_id, scope, limit)
+async def own_ranking(scope: Scope, request: Request, limit: Limit = 10) -> Response:
+    return await _read_ranking(request, None, scope, limit)
 
 
 @router.get(
@@ -243,9 +249,10 @@ async def own_ranking(scope: Scope, caller: Caller, request: Request, limit: Lim
     tags=["rankings"],
     summary="A user's ranking for a scope (own, or any for admins).",
     responses=_ERRORS | _NOT_FOUND,
+    openapi_extra=_BEARER_SECURED,
 )
-async def user_ranking(user_id: UserId, scope: Scope, caller: Caller, request: Request, limit: Limit = 10) -> Response:
-    return await _read_ranking(await _pool(request), caller, user_id, scope, limit)
+async def user_ranking(user_id: UserId, scope: Scope, request: Request, limit: Limit = 10) -> Response:
+    return await _read_ranking(request, user_id, scope, limit)
 
 
 @router.get(

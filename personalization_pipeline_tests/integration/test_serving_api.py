@@ -175,6 +175,13 @@ def test_missing_or_bad_tokens_are_401(client: TestClient) -> None:
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_a_malformed_rankings_read_is_refused_before_its_token_is_read(client: TestClient) -> None:
+    """The rankings routes verify their caller themselves, after FastAPI has validated path and query."""
+    assert_error(client.get("/v1/rankings/news?limit=0"), 422, "validation_error")
+    assert_error(client.get("/v1/users/u1/rankings/news?limit=101"), 422, "validation_error")
+    assert_error(client.get("/v1/rankings/news?limit=5"), 401, "unauthorized")
+
+
 def test_expired_token_message(client: TestClient) -> None:
     expired = {"Authorization": f"Bearer {mint_token(SETTINGS.jwt_secret, 'u1', ttl_seconds=-1)}"}
     assert "expired" in client.get("/v1/rankings/news", headers=expired).json()["detail"]
@@ -379,7 +386,8 @@ def test_openapi_docs(client: TestClient) -> None:
         "scheme": "bearer",
         "description": "JWT signed with HS256; `sub` = user id.",
     }
-    assert paths["/v1/rankings/{scope}"]["get"]["security"] == [{"HTTPBearer": []}]
+    for secured in ("/v1/rankings/{scope}", "/v1/users/{user_id}/rankings/{scope}", "/v1/settings"):
+        assert paths[secured]["get"]["security"] == [{"HTTPBearer": []}]
     assert "security" not in paths["/healthz"]["get"]
 
 
