@@ -370,7 +370,8 @@ def test_ranking_reads_never_carry_tags(client: TestClient) -> None:
 
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
-    paths = client.get("/openapi.json").json()["paths"]
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
     assert {
         "/v1/rankings/{scope}",
         "/v1/users/{user_id}/rankings/{scope}",
@@ -380,7 +381,6 @@ def test_openapi_docs(client: TestClient) -> None:
         "/healthz",
         "/readyz",
     } <= set(paths)
-    document = client.get("/openapi.json").json()
     assert document["components"]["securitySchemes"]["HTTPBearer"] == {
         "type": "http",
         "scheme": "bearer",
