@@ -130,8 +130,11 @@ class Settings(BaseSettings):
     schedules_running: bool = False  # the schedules' default status: running (the compose stack sets it)
     raw_file_sensor: bool = False  # start the nightly job when new raw files have landed in data_dir
     raw_file_sensor_interval_seconds: int = Field(60, ge=10)
-    # DuckDB's buffer memory per connection (e.g. 6GB; beyond it sorts, joins and aggregates spill to disk)
-    duckdb_memory_limit: str | None = Field(None, pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    # DuckDB's buffer memory per connection, a size (6GB) or a share of RAM (25%); beyond it sorts,
+    # joins and aggregates spill to disk
+    duckdb_memory_limit: str = Field(
+        "25%", pattern=r"^(\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)|(100|[1-9]\d?)(\.\d+)?%)$"
+    )
     executor: Literal["in_process", "multiprocess", "celery"] = "in_process"
     max_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)  # multiprocess: steps at once
     user_buckets: int | None = Field(None, gt=0)  # unset: 1 in-process, else max_processes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -30,11 +31,13 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def limit_memory(con: duckdb.DuckDBPyConnection, limit: str | None) -> None:
-    """Cap DuckDB's buffer memory on ``con`` at ``limit`` (a validated size such as ``6GB``);
-    beyond it, sorts, joins and aggregates spill to disk. ``None`` keeps DuckDB's default, 80% of RAM."""
-    if limit:
-        con.execute(f"SET memory_limit = '{limit}'")
+def limit_memory(con: duckdb.DuckDBPyConnection, limit: str, spill_dir: Path | None = None) -> None:
+    """Cap DuckDB's buffer memory on ``con`` at ``limit`` (a validated size such as ``6GB``, or a
+    share of RAM such as ``25%``); beyond it, sorts, joins and aggregates spill to ``spill_dir``
+    (default: beside the database file, or ``.tmp`` in the working directory for an in-memory one)."""
+    con.execute(f"SET memory_limit = {quote_literal(limit)}")
+    if spill_dir is not None:
+        con.execute(f"SET temp_directory = {quote_literal(str(spill_dir))}")
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ class _Translator(DagsterDbtTranslator):
 
 
 def dbt_vars(settings: Settings, warehouse_path: str) -> dict[str, Any]:
-    """dbt vars: the warehouse file (read by profiles.yml), event weights, time decay and the
-    experiments' attribution window."""
+    """dbt vars: the warehouse file and DuckDB's memory limit (read by profiles.yml), event weights,
+    time decay and the experiments' attribution window."""
     return {
         "warehouse_path": warehouse_path,
+        "duckdb_memory_limit": settings.duckdb_memory_limit,
         "event_weights": settings.event_weights,
         "half_life_days": "auto" if settings.half_life_days is None else settings.half_life_days,
         "half_life_span_fraction": settings.half_life_span_fraction,

@@ -84,15 +84,13 @@ def stage_inputs(
 
 
 @contextmanager
-def staged_warehouse(
-    staging: Path, bucket: int, memory_limit: str | None = None
-) -> Iterator[duckdb.DuckDBPyConnection]:
+def staged_warehouse(staging: Path, bucket: int, memory_limit: str) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB that reads like the warehouse, restricted to ``bucket``'s users (``bucket_users``;
-    the activity view, which ranking reads, starts as all of them)."""
+    the activity view, which ranking reads, starts as all of them); it spills under ``staging``."""
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        limit_memory(con, memory_limit)
+        limit_memory(con, memory_limit, staging / f"spill-{int(bucket)}")
         for table in _STAGED:
             path = staging / f"{table}.parquet"
             if path.exists():

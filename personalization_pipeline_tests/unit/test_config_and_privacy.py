@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pandas as pd
 import pytest
 
+from personalization_pipeline.assets.dbt import dbt_resource, dbt_vars
 from personalization_pipeline.config import Settings
 from personalization_pipeline.definitions import build_definitions
 from personalization_pipeline.privacy.k_anonymity import generalised_sql, kept_values
@@ -37,6 +40,8 @@ def test_settings_read_typed_overrides_and_keep_defaults(monkeypatch, tmp_path):
         ("EVENT_WEIGHTS", "{not json"),
         ("HOLDOUT_FRACTION", "1.5"),
         ("DUCKDB_MEMORY_LIMIT", "1GB'; DROP TABLE x; --"),  # a size, nothing else reaches SET
+        ("DUCKDB_MEMORY_LIMIT", "0%"),
+        ("DUCKDB_MEMORY_LIMIT", "101%"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch, name, value):
@@ -118,19 +123,32 @@ def test_the_run_summary_says_what_ingest_and_screening_withheld():
     assert run_notes(Settings.from_env(), {}) == {}
 
 
-@pytest.mark.parametrize(("limit", "shown"), [("512MiB", "512.0 MiB"), (None, None)])
-def test_warehouse_connections_take_the_duckdb_memory_limit(monkeypatch, tmp_path, limit, shown):
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+@pytest.mark.parametrize("limit", ["512MiB", "40%", None])
+def test_every_duckdb_connection_takes_the_memory_limit(monkeypatch, tmp_path, limit):
+    """The warehouse's, a ranking bucket's and dbt's connections; unset, a quarter of RAM."""
     if limit:
         monkeypatch.setenv("PERSONALIZATION_DUCKDB_MEMORY_LIMIT", limit)
     monkeypatch.setenv("PERSONALIZATION_RUNTIME_DIR", str(tmp_path))
     settings = Settings.from_env()
-    assert settings.duckdb_memory_limit == limit
-    resources = build_definitions().resources
-    with resources["warehouse"].connect() as con:
-        value = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert settings.duckdb_memory_limit == (limit or "25%")
+    expected = duckdb.connect()
+    expected.execute(f"SET memory_limit = '{limit or '25%'}'")
+    shown = _memory_limit(expected)
+    assert shown != _memory_limit(duckdb.connect())  # differs from DuckDB's own default (80% of RAM)
+    with build_definitions().resources["warehouse"].connect() as con:
+        assert _memory_limit(con) == shown
     users = tmp_path / "bucketed_users.parquet"  # what staging writes for a ranking bucket
     duckdb.connect().execute(f"COPY (SELECT 'u1' AS user_id, 0 AS bucket) TO '{users}' (FORMAT parquet)")
     with staged_warehouse(tmp_path, 0, settings.duckdb_memory_limit) as con:
-        staged = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    assert (value, staged) == ((shown, shown) if limit else (default, default))
+        assert _memory_limit(con) == shown
+        assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == str(tmp_path / "spill-0")
+    dbt_vars_json = json.dumps(dbt_vars(settings, str(tmp_path / "warehouse.duckdb")))
+    query = "SELECT current_setting('memory_limit') AS m"
+    args = ["show", "--inline", query, "--vars", dbt_vars_json, "--output", "json", "--log-format", "json"]
+    events = dbt_resource.cli(args, target_path=tmp_path / "dbt-target").stream_raw_events()
+    previews = [e.raw_event["data"]["preview"] for e in events if "preview" in e.raw_event.get("data", {})]
+    assert json.loads(previews[0]) == [{"m": shown}]
