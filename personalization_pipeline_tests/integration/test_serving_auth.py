@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import hmac
 import json
@@ -13,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from personalization_pipeline.serving import auth
 from personalization_pipeline.serving.auth import AuthError, Principal, decode_token, mint_token
 
 SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
@@ -121,3 +123,20 @@ def test_a_verified_token_is_refused_once_it_expires() -> None:
         decode_token(token, SECRET)
     with pytest.raises(AuthError, match="Signature verification failed"):
         decode_token(token, SECRET + "-other")  # a remembered token is not accepted under another secret
+
+
+def test_remembered_tokens_are_bounded_and_give_the_collector_nothing_to_walk(monkeypatch) -> None:
+    """At most TOKEN_CACHE_SIZE tokens are remembered, the longest remembered forgotten first; what is
+    remembered holds no object the garbage collector tracks (a full collection would walk them all)."""
+    monkeypatch.setattr(auth, "TOKEN_CACHE_SIZE", 500)
+    monkeypatch.setattr(auth, "_verified", {})
+    tokens = [mint_token(SECRET, f"gc{i}") for i in range(2_000)]
+    gc.collect()
+    tracked = len(gc.get_objects())
+    for token in tokens:
+        decode_token(token, SECRET)
+    gc.collect()
+    assert len(gc.get_objects()) - tracked < 100  # a principal per token remembered would add 2,000+
+    assert [key[0] for key in auth._verified] == tokens[-500:]
+    assert decode_token(tokens[0], SECRET).user_id == "gc0"  # forgotten, verified again
+    assert next(iter(auth._verified))[0] == tokens[-499]
