@@ -30,7 +30,7 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
     serving_db: ServingDatabaseResource  # holds the run lock
     lock_timeout_seconds: float = 600.0
-    memory_limit: str = "25%"  # DuckDB's buffer memory per connection (Settings.duckdb_memory_limit)
+    memory_limit: str  # DuckDB's buffer memory per connection (Settings.duckdb_memory_limit)
     _run: WarehouseRun | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

@@ -94,7 +94,7 @@ def decode_token(
     ``iss``/``aud``) and return its principal, with the canonical user id.
 
     A token without a ``role`` claim gets the end-user role, ``client``. A verified token is
-    remembered (:data:`TOKEN_CACHE_SIZE` most recent) and only its expiry checked again: every
+    remembered (the :data:`TOKEN_CACHE_SIZE` most recently verified) and only its expiry checked again: every
     other check gives the same answer until then.
     """
     key = (token, secret, issuer, audience, max_lifetime_seconds)

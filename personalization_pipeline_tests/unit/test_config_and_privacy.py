@@ -136,7 +136,7 @@ def test_every_duckdb_connection_takes_the_memory_limit(monkeypatch, tmp_path, l
     settings = Settings.from_env()
     assert settings.duckdb_memory_limit == (limit or "25%")
     expected = duckdb.connect()
-    expected.execute(f"SET memory_limit = '{limit or '25%'}'")
+    expected.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
     shown = _memory_limit(expected)
     assert shown != _memory_limit(duckdb.connect())  # differs from DuckDB's own default (80% of RAM)
     with build_definitions().resources["warehouse"].connect() as con:
