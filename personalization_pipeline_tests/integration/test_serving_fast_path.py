@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import psycopg
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from personalization_pipeline.serving.app import create_app
 from personalization_pipeline.serving.auth import mint_token
 from personalization_pipeline.serving.publish import Snapshot, publish_snapshot
-from personalization_pipeline.serving.rankings_fast_path import ranking_request
+from personalization_pipeline.serving.rankings_fast_path import RankingsFastPath, ranking_request
 from personalization_pipeline_tests.integration.test_serving_api import NOW, SETTINGS, items, user_row
 
 Headers = list[tuple[str, str]]
@@ -103,11 +104,15 @@ def test_the_fast_path_answers_as_the_routes_do(
 ) -> None:
     fast, routes = fast_and_routes
     assert answer(fast, method, path, headers) == answer(routes, method, path, headers)
+    taken = ranking_request(scope_of(method, unquote(urlsplit(path).path), urlsplit(path).query.encode()))
+    assert (taken is not None) == ((method, path, headers) in READS)  # the list it is in says which app served it
 
 
 def test_the_reads_cover_every_answer_the_fast_path_gives(fast_and_routes: tuple[TestClient, TestClient]) -> None:
     """The side-by-side cases reach a served ranking, the global fallback and each error the read raises."""
-    fast, _ = fast_and_routes
+    fast, routes = fast_and_routes
+    assert [m.cls for m in fast.app.user_middleware] == [RankingsFastPath]
+    assert not routes.app.user_middleware
     seen = {(status, body.startswith(b'{"user_id"')) for status, body, _ in (answer(fast, *read) for read in READS)}
     assert seen == {(200, True), (401, False), (403, False), (404, False)}
     served = [fast.request(m, p, headers=h).json() for m, p, h in READS[:6]]
