@@ -51,7 +51,11 @@ class TableRules:
     duplicate_reason: str = "duplicate"
 
     def sql(self) -> str:
-        """SQL creating ``checked`` from ``src_contract``."""
+        """SQL creating ``checked`` from ``src_contract``.
+
+        Duplicates are found in two steps: rows whose key hash repeats (a cheap aggregate over
+        a number per row), then an exact ranking by key within those rows only (a hash collision
+        costs time, never a wrong verdict)."""
         typed = ",\n    ".join(f"{expr} AS {name}" for name, expr in self.columns.items())
         raw = ", ".join(f"{name}: left({name}__raw, {QUARANTINED_TEXT_CHARS})" for name in self.columns)
         cases = "\n        ".join(f"WHEN {cond} THEN '{reason}'" for cond, reason in self.rules)
@@ -63,15 +67,21 @@ WITH typed AS (
     {typed},
     {", ".join(f"{name} AS {name}__raw" for name in self.columns)}
     FROM src_contract
-), first_pass AS (
+), first_pass AS MATERIALIZED (
     SELECT *, CASE
         {cases}
-    END AS reason FROM typed
+    END AS reason, hash({key}) AS key_hash FROM typed
+), repeated AS (
+    SELECT key_hash FROM first_pass WHERE reason IS NULL GROUP BY key_hash HAVING count(*) > 1
+), superseded AS (
+    SELECT src_row FROM (
+        SELECT src_row, row_number() OVER (PARTITION BY {key} ORDER BY {self.keep_first_by}, src_row) AS n
+        FROM first_pass WHERE reason IS NULL AND key_hash IN (SELECT key_hash FROM repeated))
+    WHERE n > 1
 ), judged AS (
-    SELECT * EXCLUDE (reason),
-        CASE WHEN reason IS NULL AND row_number() OVER (
-            PARTITION BY reason IS NULL, {key} ORDER BY {self.keep_first_by}, src_row) > 1
-        THEN '{self.duplicate_reason}' ELSE reason END AS reason
+    SELECT * EXCLUDE (reason, key_hash), CASE
+        WHEN reason IS NULL AND src_row IN (SELECT src_row FROM superseded) THEN '{self.duplicate_reason}'
+        ELSE reason END AS reason
     FROM first_pass
 )
 SELECT * EXCLUDE ({", ".join(f"{n}__raw" for n in self.columns)}),

@@ -83,7 +83,7 @@ u5,i1,2024-01-02,view,,s5,unexpected,extra
 def test_repeated_keys_keep_the_first_good_row_in_source_order(tmp_path):
     """Duplicates are judged among good rows only (a bad row never shadows a good one), each key
     keeps its first row whatever the spelling of its time or event type, the later rows are
-    quarantined with their raw text, and the raw table keeps the file's order."""
+    quarantined with their raw text."""
     _write(
         tmp_path / "interactions.csv",
         """
@@ -100,7 +100,7 @@ u0,i3,2024-01-04,view,,s6
     )
     con, report = _load(tmp_path)
     assert report.quarantined["interactions"] == {"duplicate": 2, "unparseable_value": 1}
-    kept = con.execute("SELECT user_id, session_id, event_type FROM raw_interactions").fetchall()
+    kept = con.execute("SELECT user_id, session_id, event_type FROM raw_interactions ORDER BY session_id").fetchall()
     assert kept == [("u9", "s1", "view"), ("u1", "s1", "view"), ("u2", "s2", "view"),
                     ("u1", "s4", "click"), ("u0", "s6", "view")]  # fmt: skip
     repeated = con.execute(
@@ -110,6 +110,22 @@ u0,i3,2024-01-04,view,,s6
         ("s3", "1704103200"),
         ("s5", "2024-01-01 10:00:00"),
     ]
+
+
+def test_the_first_row_in_the_file_wins_in_a_file_read_in_parallel(tmp_path):
+    """A file large enough to be read in many parallel chunks still keeps each key's first row
+    by line: the later copy is quarantined whichever chunk either lands in."""
+    lines = ["user_id,item_id,occurred_at,event_type,session_id"]
+    lines += [f"u{n},i{n % 97},2024-01-01T10:00:00Z,view,s{n}" for n in range(1_500_000)]
+    copies = [(first, first + gap) for first in range(11, 1_500_000, 50_000) for gap in (1, 40_003, 190_007, 400_009)]
+    copies = [(first, later) for first, later in copies if later < 1_500_000]
+    for first, later in copies:  # the later line repeats the first's key
+        lines[1 + later] = lines[1 + first].replace(f",s{first}", f",late{later}")
+    (tmp_path / "interactions.csv").write_text("\n".join(lines) + "\n")
+    con, report = _load(tmp_path)
+    assert report.quarantined["interactions"] == {"duplicate": len(copies)}
+    quarantined = con.execute("SELECT row_json->>'session_id' FROM quarantine ORDER BY 1").fetchall()
+    assert sorted(s for (s,) in quarantined) == sorted(f"late{later}" for _, later in copies)
 
 
 def test_the_latest_setting_of_a_user_wins_and_the_rest_are_superseded(tmp_path):
