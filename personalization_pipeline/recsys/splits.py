@@ -88,13 +88,26 @@ def temporal_holdout(
         ["user", TIME, "item"], kind="stable"
     )
     order = ordered.index.to_numpy()
-    return _split_by_pairs(frame, inverse, _held(order, _last_ones(users[order], fraction, min_train)))
+    return _split_by_pairs(frame, inverse, _held(order, latest_pairs_held(users[order], fraction, min_train)))
+
+
+def latest_pairs_held(users: np.ndarray, fraction: float = 0.2, min_train: int = 1) -> np.ndarray:
+    """Which distinct pairs :func:`temporal_holdout` holds out, the pairs given as their user
+    codes in (user, time, item) order."""
+    return _last_ones(users, fraction, min_train)
 
 
 def _shuffled(users: np.ndarray, seed: int) -> np.ndarray:
     """The pairs (of these ``users``, in (user_id, item_id) order) ordered by user, then by a
     random key drawn per pair in that order: deterministic for a seed whatever the row order."""
-    return np.lexsort((np.random.default_rng(seed).random(len(users)), users))
+    keys = np.random.default_rng(seed).random(len(users))
+    by_key = np.argsort(keys)
+    if np.any(keys[by_key[1:]] == keys[by_key[:-1]]):  # rare: equal keys keep their order
+        by_key = np.argsort(keys, kind="stable")
+    rank = np.empty(len(users), dtype=np.int64)  # each key's place among all
+    rank[by_key] = np.arange(len(users))
+    # the order of np.lexsort((keys, users)) by one sort of unique numbers, a third of its time
+    return np.argsort(users.astype(np.int64) * len(users) + rank)
 
 
 def stratified_random_split(
@@ -105,9 +118,18 @@ def stratified_random_split(
     Deterministic for a seed whatever the input row order: pairs are sorted by
     (user_id, item_id) before drawing one random key each.
     """
-    users, _, inverse = _pairs(_with_str_ids(frame))
-    order = _shuffled(users, seed)
-    return _split_by_pairs(frame, inverse, _held(order, _last_ones(users[order], fraction, min_train)))
+    users, items, inverse = _pairs(_with_str_ids(frame))
+    return _split_by_pairs(frame, inverse, random_pairs_held(users, items, fraction, seed, min_train))
+
+
+def random_pairs_held(
+    users: np.ndarray, items: np.ndarray, fraction: float = 0.2, seed: int = 42, min_train: int = 1
+) -> np.ndarray:
+    """Which distinct pairs :func:`stratified_random_split` holds out, the pairs given in any order
+    as user and item codes that sort as their ids do."""
+    by_id = np.argsort(users.astype(np.int64) * (int(items.max(initial=0)) + 1) + items)  # (user_id, item_id)
+    order = by_id[_shuffled(users[by_id], seed)]
+    return _held(order, _last_ones(users[order], fraction, min_train))
 
 
 def random_folds(frame: pd.DataFrame, k: int, seed: int = 42) -> list[tuple[pd.DataFrame, pd.DataFrame]]:

@@ -11,15 +11,14 @@ import pandas as pd
 
 from ..recsys.beyond_accuracy import intra_list_diversity, novelty
 from ..recsys.cold_start import with_cold_start
-from ..recsys.matrices import InteractionMatrix, engaged_rows
 from ..recsys.metrics import evaluate, evaluate_per_user, paired_stderr
 from ..recsys.ranking import user_rankings
 from ..recsys.registry import PERSONAL_MODELS
 from .gate import GAIN_STDERR
-from .inputs import read_catalog, read_signals
+from .inputs import read_catalog
 from .registry import RegistryEntry
 from .rerank import RANKER, cold_start_params, load_ranker, refit, rerank
-from .splitting import split_for_evaluation
+from .splitting import read_evaluation_split
 from .tables import EVAL_HISTORY
 
 EVAL_SCOPE = "all"
@@ -49,9 +48,8 @@ def evaluate_registered(
     Appends one row per (model, metric) to ``eval_history``, carrying the entry's version, and
     returns this run's rows.
     """
-    train, test = split_for_evaluation(read_signals(con), settings)
-    truth = test[engaged_rows(test)][["user_id", "item_id"]]
-    history = InteractionMatrix.from_frame(train)
+    split = read_evaluation_split(con, settings)
+    truth, history = split.truth, split.train
     catalog = read_catalog(con)
     items = catalog[["item_id", "category"]].assign(scope=EVAL_SCOPE)  # one list over the whole catalog
     categories = catalog.set_index("item_id")["category"]
@@ -76,7 +74,7 @@ def evaluate_registered(
         return metrics
 
     fitted = refit(entries)(history)
-    as_of = pd.to_datetime(train["occurred_at"]).max().to_pydatetime()
+    as_of = split.as_of
     blend = cold_start_params(settings)
     for name, model in fitted.items():
         served = with_cold_start(model, catalog, history, as_of, blend) if name in PERSONAL_MODELS else model

@@ -25,7 +25,7 @@ WITH users AS (SELECT user_id, (row_number() OVER (ORDER BY user_id) - 1)::INTEG
                FROM (SELECT DISTINCT user_id FROM {SIGNALS})),
      items AS (SELECT item_id, (row_number() OVER (ORDER BY item_id) - 1)::INTEGER AS i
                FROM (SELECT DISTINCT item_id FROM {SIGNALS}))
-SELECT u, i, coalesce(weight, 0)::DOUBLE AS weight, coalesce(n_dismiss > 0, false) AS dismissed
+SELECT u, i, coalesce(weight, 0)::DOUBLE AS weight, coalesce(n_dismiss > 0, false) AS dismissed, last_at
 FROM {SIGNALS} JOIN users USING (user_id) JOIN items USING (item_id)
 ORDER BY u, last_at NULLS FIRST, i
 """
@@ -33,21 +33,34 @@ ORDER BY u, last_at NULLS FIRST, i
 pairs in the order of their latest event (ties by item): the history's sequence as it stands."""
 
 
+def read_coded_signals(con: duckdb.DuckDBPyConnection) -> tuple[IdIndex, IdIndex, dict[str, np.ndarray]]:
+    """The signals' user and item indexes, and their rows coded in them (``u``, ``i``, ``weight``,
+    ``dismissed``, ``last_at``: one per (user, item) pair, in :data:`_CODED_SIGNALS`' order)."""
+    users, items = (_distinct_ids(con, column) for column in ("user_id", "item_id"))
+    rows = con.execute(_CODED_SIGNALS).fetchnumpy()
+    coded = {name: np.asarray(values) for name, values in rows.items() if name != "last_at"}
+    return users, items, coded | {"last_at": np.ma.filled(rows["last_at"], np.datetime64("NaT"))}
+
+
 def read_history(con: duckdb.DuckDBPyConnection) -> InteractionMatrix:
     """The signals as a users x items matrix: :meth:`InteractionMatrix.from_frame` of
     :func:`read_signals`, with the ids coded and the pairs ordered by DuckDB (one row per
     (user, item) pair, as the signals mart guarantees)."""
-    users, items = (_distinct_ids(con, column) for column in ("user_id", "item_id"))
-    rows = con.execute(_CODED_SIGNALS).fetchnumpy()
-    weight, dismissed = (np.asarray(rows[c]) for c in ("weight", "dismissed"))
+    users, items, rows = read_coded_signals(con)
+    return coded_history(users, items, rows)
+
+
+def coded_history(users: IdIndex, items: IdIndex, rows: dict[str, np.ndarray]) -> InteractionMatrix:
+    """The matrix of coded signal rows (:func:`read_coded_signals`' form), their order its sequence."""
+    weight, dismissed = rows["weight"], rows["dismissed"]
     return InteractionMatrix.from_codes(
         users,
         items,
-        np.asarray(rows["u"]),
-        np.asarray(rows["i"]),
+        rows["u"],
+        rows["i"],
         weight,
         engaged_rows(pd.DataFrame({"weight": weight, "dismissed": dismissed}, copy=False)),
-        np.asarray(rows["i"]),
+        rows["i"],
     )
 
 

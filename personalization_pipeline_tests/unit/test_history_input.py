@@ -7,8 +7,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from personalization_pipeline.recsys.matrices import InteractionMatrix
+from personalization_pipeline.config import Settings
+from personalization_pipeline.recsys.matrices import InteractionMatrix, engaged_rows
 from personalization_pipeline.steps.inputs import read_history, read_signals
+from personalization_pipeline.steps.splitting import read_evaluation_split, split_for_evaluation
 
 
 def _signals(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
@@ -47,19 +49,23 @@ def test_the_coded_history_equals_the_frames_with_ties_nulls_and_non_ascii_ids()
     assert list(got.items.ids[u2]) == ["ä", "a9", "b", "é1"]  # latest event first to last, ties by item
 
 
-def test_the_coded_history_equals_the_frames_on_random_signals():
-    rng = np.random.default_rng(3)
+def _random_rows(seed: int = 3) -> list[tuple]:
+    rng = np.random.default_rng(seed)
     pairs = {(f"user{rng.integers(300)}", f"item{rng.integers(80)}") for _ in range(3000)}
-    rows = [
+    return [
         (
             u,
             i,
             float(rng.choice([-1.0, 0.0, 0.5, 2.0])),
-            f"2026-01-{rng.integers(1, 4):02d} 00:00:00",
+            None if rng.random() < 0.02 else f"2026-01-{rng.integers(1, 4):02d} 00:00:00",
             int(rng.integers(2)),
         )
         for u, i in sorted(pairs)
     ]
+
+
+def test_the_coded_history_equals_the_frames_on_random_signals():
+    rows = _random_rows()
     with duckdb.connect() as con:
         _signals(con, rows)
         _assert_same(read_history(con), InteractionMatrix.from_frame(read_signals(con)))
@@ -79,3 +85,22 @@ def test_a_null_id_is_refused_as_the_frame_refuses_it():
             read_history(con)
         with pytest.raises(ValueError, match="null ids"):
             InteractionMatrix.from_frame(read_signals(con))
+
+
+@pytest.mark.parametrize("split", ["temporal", "random"])
+def test_the_coded_evaluation_split_equals_the_frames(split):
+    """The evaluation's split on coded ids gives the train matrix, the engaged test pairs and the
+    newest train time the frame split gives: with time ties, pairs without a time (the latest,
+    for the temporal split), dismissals, and items or users left only in the test part."""
+    rows = [*_random_rows(5), ("lone", "only_in_test", 1.0, "2026-02-01", 0), ("lone", "item1", 1.0, "2026-01-01", 0)]
+    settings = Settings(eval_split=split, holdout_fraction=0.3, seed=11)
+    with duckdb.connect() as con:
+        _signals(con, rows)
+        got = read_evaluation_split(con, settings)
+        train, test = split_for_evaluation(read_signals(con), settings)
+    _assert_same(got.train, InteractionMatrix.from_frame(train))
+    truth = test[engaged_rows(test)][["user_id", "item_id"]].sort_values(["user_id", "item_id"], ignore_index=True)
+    assert got.truth.equals(truth) and len(truth) > 100
+    assert got.as_of == train["occurred_at"].max().to_pydatetime()
+    if split == "temporal":  # the lone user's latest item is tested, and no one else has it
+        assert "only_in_test" not in got.train.items.ids and "only_in_test" in set(truth["item_id"])

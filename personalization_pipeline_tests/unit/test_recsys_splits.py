@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from personalization_pipeline.recsys.splits import (
+    random_pairs_held,
     stratified_random_split,
     temporal_holdout,
 )
@@ -108,3 +109,21 @@ def test_stratified_random_split_counts_and_determinism():
     assert pairs(again_test) == pairs(test) and pairs(again_train) == pairs(train)
     _, other = stratified_random_split(history, fraction=0.3, seed=2)
     assert pairs(other) != pairs(test)
+
+
+def test_the_random_holdout_of_coded_pairs_follows_its_definition_whatever_their_order():
+    """Pairs ordered by user, then by a key drawn per pair in (user, item) order; each user's last
+    ones by the counting rule are held: the same pairs for any order the pairs come in."""
+    rng = np.random.default_rng(8)
+    codes = np.unique(rng.integers(0, 40, 2000) * 1000 + rng.integers(0, 300, 2000))
+    users, items = codes // 1000, codes % 1000  # in (user, item) order
+    keys = np.random.default_rng(4).random(len(codes))
+    order = np.lexsort((keys, users))
+    position = np.arange(len(order)) - np.searchsorted(users[order], users[order])
+    size = np.bincount(users)[users[order]]
+    wanted = np.maximum(1, np.floor(0.25 * size + 0.5))
+    expected = np.zeros(len(codes), dtype=bool)
+    expected[order] = (size >= 2) & (position >= size - np.minimum(size - 1, wanted))
+    assert np.array_equal(random_pairs_held(users, items, 0.25, seed=4), expected)
+    shuffle = rng.permutation(len(codes))
+    assert np.array_equal(random_pairs_held(users[shuffle], items[shuffle], 0.25, seed=4), expected[shuffle])
