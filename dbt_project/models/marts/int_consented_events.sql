@@ -1,3 +1,5 @@
+{{ config(materialized="view") }}
+-- A view: each mart joins as it reads, cheaper than storing every consented event (31 s at tier L).
 -- Events of opted-in users only, with item scope and category and the event's signal.
 -- Opted-out users' events never reach any feature or model.
 {% set weights = var('event_weights') %}
