@@ -52,16 +52,14 @@ def read_history(con: duckdb.DuckDBPyConnection) -> InteractionMatrix:
 
 def coded_history(users: IdIndex, items: IdIndex, rows: dict[str, np.ndarray]) -> InteractionMatrix:
     """The matrix of coded signal rows (:func:`read_coded_signals`' form), their order its sequence."""
-    weight, dismissed = rows["weight"], rows["dismissed"]
     return InteractionMatrix.from_codes(
-        users,
-        items,
-        rows["u"],
-        rows["i"],
-        weight,
-        engaged_rows(pd.DataFrame({"weight": weight, "dismissed": dismissed}, copy=False)),
-        rows["i"],
+        users, items, rows["u"], rows["i"], rows["weight"], coded_engaged(rows), rows["i"]
     )
+
+
+def coded_engaged(rows: dict[str, np.ndarray]) -> np.ndarray:
+    """:func:`engaged_rows` of coded signal rows."""
+    return engaged_rows(pd.DataFrame({"weight": rows["weight"], "dismissed": rows["dismissed"]}, copy=False))
 
 
 def _distinct_ids(con: duckdb.DuckDBPyConnection, column: str) -> IdIndex:

@@ -10,9 +10,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from ..recsys.matrices import IdIndex, InteractionMatrix, engaged_rows
+from ..recsys.matrices import IdIndex, InteractionMatrix
 from ..recsys.splits import latest_pairs_held, random_pairs_held, stratified_random_split, temporal_holdout
-from .inputs import coded_history, read_coded_signals
+from .inputs import coded_engaged, coded_history, read_coded_signals
 
 
 def split_for_evaluation(frame: pd.DataFrame, settings: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -48,7 +48,7 @@ def read_evaluation_split(con: duckdb.DuckDBPyConnection, settings: Any) -> Eval
         held[order] = latest_pairs_held(u[order], settings.holdout_fraction)
     train = {name: values[~held] for name, values in rows.items()}
     kept_users, kept_items = (_recode(train, name, index) for name, index in (("u", users), ("i", items)))
-    tested = held & engaged_rows(pd.DataFrame({"weight": rows["weight"], "dismissed": rows["dismissed"]}, copy=False))
+    tested = held & coded_engaged(rows)
     order = np.lexsort((i[tested], u[tested]))
     truth = pd.DataFrame({"user_id": users.ids[u[tested][order]], "item_id": items.ids[i[tested][order]]})
     as_of = pd.Series(train["last_at"]).max().to_pydatetime()
